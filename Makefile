@@ -1,0 +1,54 @@
+# zhichao — the two set-up commands are `make demo` and `make test`; everything else is here too.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+BENCH ?= all
+
+.PHONY: help setup native redis demo test bench lint format annotate clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "zhichao needs $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cython numpy
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,embedded]'
+	touch $(STAMP)
+
+native: $(STAMP)  ## compile the Cython kernels in place (fails if they cannot be built)
+	KERNELS_REQUIRE_NATIVE=1 $(PY) setup.py -q build_ext --inplace
+
+redis:  ## install Debian's redis-server when it is missing (the machine runs as root)
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+setup: $(STAMP) native redis  ## venv, package with extras, native kernels, redis-server
+
+demo: setup  ## run the example city: simulator now; the live stack once the pipeline lands
+	$(VENV)/bin/zhichao demo
+
+test: setup  ## the whole test suite (fails if no test ran)
+	NUMBA_CACHE_DIR=$$(mktemp -d) KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest $(PYTEST_ARGS); \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no test: failing"; fi; exit $$rc
+
+bench: setup  ## pytest-benchmark suite; BENCH=kernels for the kernel part only
+	$(PY) -m bench.run --which $(BENCH)
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+annotate: $(STAMP)  ## Cython annotation HTML for the plate kernel
+	$(VENV)/bin/cython -a kernels/_plates.pyx
+
+clean:
+	rm -rf build $(VENV) *.egg-info kernels/*.so kernels/*.c kernels/*.html

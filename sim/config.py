@@ -1,0 +1,76 @@
+"""Every knob of the simulator in one place, with the reasoning behind the defaults."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+# Share of all weighed vehicles by class (cars and light trucks included: mainline WIM weighs
+# everything, domain.md §5.2). LT = light 2-axle truck below 4.5 t.
+DEFAULT_MIX: dict[str, float] = {
+    "CAR": 0.38,
+    "LT": 0.10,
+    "T2": 0.14,
+    "T3": 0.06,
+    "C3": 0.02,
+    "T4": 0.06,
+    "C4": 0.03,
+    "C5": 0.06,
+    "C6": 0.13,
+    "C6S": 0.02,
+}
+
+# COST 323 class name -> GVW tolerance δ in % (domain.md §2.1).
+COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 25.0}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 20261122
+    vehicles: int = 2000
+    start: dt.datetime = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    city_rate_per_s: float = 2.0  # weighed vehicles per second over the whole city
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    overloaded_share: float = 0.08  # of heavy trucks (T2 and up): true GVW above the limit
+    overload_mean_excess: float = 0.18  # mean relative excess of overloaded trucks (exponential)
+    overload_max_excess: float = 1.0  # tail up to +100 %
+    cost323_class: str = "B+"  # accuracy of the raw signals
+    # Driving behaviour (fractions of weighed vehicles).
+    accelerating_share: float = 0.01
+    lane_change_share: float = 0.01
+    # OCR (plates.md §2): per read, the chance it is not the true plate, by view.
+    read_error_rate_front: float = 0.06
+    read_error_rate_rear: float = 0.12  # double-row yellow rear plates are harder (§2.4)
+    unreadable_rate: float = 0.03
+    second_frame_share: float = 0.15  # a camera sends a second read of the same vehicle
+    confident_error_share: float = 0.05  # misreads whose changed characters still look confident
+    clock_jitter_s: float = 0.05
+    # Evasion and fraud (fractions of heavy trucks).
+    coverer_share: float = 0.005  # plate covered at weigh sites, readable at checkpoints
+    bypasser_share: float = 0.01  # leaves the road before a weigh site, uses the bypass road
+    cloned_plates: int = 3  # pairs of trucks sharing one plate (套牌)
+    local_share: float = 0.62  # plates issued by the city's own authority (浙D)
+    # Device health.
+    heartbeat_interval_s: float = 60.0
+    outage_devices: int = 1
+    outage_duration_s: float = 600.0
+    abnormal_devices: int = 1
+
+    def noise_scale(self) -> float:
+        """Error scale relative to COST 323 B+ (δ = 7 %)."""
+        try:
+            return COST323_CLASSES[self.cost323_class] / 7.0
+        except KeyError:
+            raise ValueError(
+                f"unknown COST 323 class {self.cost323_class!r}; use one of {list(COST323_CLASSES)}"
+            ) from None
+
+    def validate(self) -> None:
+        if self.vehicles < 0:
+            raise ValueError("vehicles must be >= 0")
+        if abs(sum(self.mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"the class mix must sum to 1, it sums to {sum(self.mix.values())}")
+        for name in ("overloaded_share", "read_error_rate_front", "read_error_rate_rear"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within [0, 1]")
+        self.noise_scale()
