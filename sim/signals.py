@@ -69,7 +69,7 @@ def strip_force(
     contact_m: float,
     width_m: float,
 ) -> np.ndarray:
-    """Force (kg) on the strip of a wheel whose patch centre crosses the strip centre at t_centre."""
+    """Force (kg) on the strip from a wheel whose patch centre is over it at t_centre."""
     c = speed * (t - t_centre)
     share = _patch_cdf(width_m / 2.0 - c, contact_m) - _patch_cdf(-width_m / 2.0 - c, contact_m)
     return load * share
