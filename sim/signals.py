@@ -49,7 +49,7 @@ def make_calibration(
 ) -> ChannelCalibration:
     """One device's channels: sensitivity spread, calibration error, baselines and noise."""
     gain = 4.0 * rng.uniform(0.9, 1.1, size=layout.channels)
-    cal_error = rng.uniform(-0.006, 0.006, size=layout.channels) * noise_scale
+    cal_error = rng.uniform(-0.008, 0.008, size=layout.channels) * noise_scale
     calib = (1.0 / gain) * (1.0 + cal_error)
     baseline = rng.integers(200, 1500, size=layout.channels).astype(np.float64)
     return ChannelCalibration(gain, calib.astype(np.float32), baseline, 6.0 * noise_scale)
@@ -133,8 +133,8 @@ def synthesise(
     elif side_share.ndim == 2:
         side_share = np.repeat(side_share[:, :, None], n_axles, axis=2)
 
-    amp1 = rng.uniform(0.0, 0.075, size=n_axles) * noise_scale if dynamic else np.zeros(n_axles)
-    amp2 = rng.uniform(0.0, 0.03, size=n_axles) * noise_scale if dynamic else np.zeros(n_axles)
+    amp1 = rng.uniform(0.0, 0.09, size=n_axles) * noise_scale if dynamic else np.zeros(n_axles)
+    amp2 = rng.uniform(0.0, 0.035, size=n_axles) * noise_scale if dynamic else np.zeros(n_axles)
     f1, f2 = rng.uniform(1.0, 4.0, size=n_axles), rng.uniform(8.0, 15.0, size=n_axles)
     ph1, ph2 = rng.uniform(0, 2 * np.pi, size=n_axles), rng.uniform(0, 2 * np.pi, size=n_axles)
     half = int(np.ceil(1.5 * pulse_s * layout.fs_hz)) + 2

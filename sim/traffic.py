@@ -231,7 +231,7 @@ class CitySimulator:
         if layout.segments == 2 and rng.random() < cfg.lane_change_share:
             side_share = np.full((layout.rows, 2), 0.5)
             half = layout.rows // 2
-            side_share[:half] = [0.98, 0.02]
+            side_share[:half] = [0.5, 0.0]  # one wheel track off this lane's sensors
             side_share[half:] = [0.5, 0.5]
             behaviours.append("lane_change")
         passage = synthesise(
