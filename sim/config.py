@@ -30,6 +30,7 @@ class SimConfig:
     vehicles: int = 2000
     start: dt.datetime = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     city_rate_per_s: float = 2.0  # weighed vehicles per second over the whole city
+    min_headway_s: float = 1.0  # gap between a vehicle leaving the sensors and the next arriving
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     overloaded_share: float = 0.08  # of heavy trucks (T2 and up): true GVW above the limit
     overload_mean_excess: float = 0.18  # mean relative excess of overloaded trucks (exponential)

@@ -81,6 +81,9 @@ class CitySimulator:
             self.layouts[site.id] = layout
             self.calibrations[site.id] = make_calibration(self.rng, layout, self.noise_scale)
         self.start_us = _ts_us(config.start)
+        self._current_passage: str | None = None  # annotates site reads with their truth
+        self._lane_free_us: dict[tuple[str, int], int] = {}
+        self._last_capture_us: dict[str, int] = {}
 
     # -- trips -------------------------------------------------------------------------------
     def _speed_ms(self, site: Site, vehicle: Vehicle) -> float:
@@ -145,6 +148,7 @@ class CitySimulator:
                     "image_ref": f"img://{camera_id}/{t_read}.jpg",
                     "_correct": read.correct,
                     "_error": read.error_kind,
+                    "_passage_id": self._current_passage,
                 }
             )
         return out
@@ -219,6 +223,8 @@ class CitySimulator:
         layout = self.layouts[site.id]
         device = self.registry.wim_of_site(site.id)
         lane = int(rng.integers(1, site.lanes + 1))
+        # a lane holds one vehicle at a time: wait for the one ahead plus a headway
+        t_arrival_us = max(t_arrival_us, self._lane_free_us.get((site.id, lane), 0))
         speed = self._speed_ms(site, vehicle)
         accel = 0.0
         behaviours = []
@@ -247,7 +253,12 @@ class CitySimulator:
             side_share=side_share,
         )
         passage_id = f"{site.id}:{index:07d}"
+        self._current_passage = passage_id
         ts_us = t_arrival_us
+        headway_s = self.config.min_headway_s + rng.exponential(1.0)
+        self._lane_free_us[(site.id, lane)] = (
+            ts_us + int(passage.n_samples / layout.fs_hz * US) + int(headway_s * US)
+        )
         t_first = ts_us + int(passage.t_axle_us[0])
         t_last = ts_us + int(passage.t_axle_us[-1])
         speed_last = speed + accel * (t_last - t_first) / US
@@ -276,7 +287,7 @@ class CitySimulator:
             if camera.lane != lane:
                 continue
             if camera.view == "front":
-                t_cam = t_first + int(camera.d_cam_m / speed * US)
+                t_cam = self._in_lane_order(camera.id, t_first + int(camera.d_cam_m / speed * US))
                 front_reads = self._reads_of(
                     ident.front,
                     camera.id,
@@ -290,7 +301,10 @@ class CitySimulator:
                     colour=ident.colour,
                 )
             elif camera.view == "rear":
-                t_cam = t_last + int((camera.d_cam_m + REAR_EXTRA_M) / max(speed_last, 0.5) * US)
+                t_cam = self._in_lane_order(
+                    camera.id,
+                    t_last + int((camera.d_cam_m + REAR_EXTRA_M) / max(speed_last, 0.5) * US),
+                )
                 rear_reads = self._reads_of(
                     ident.rear,
                     camera.id,
@@ -304,6 +318,7 @@ class CitySimulator:
                     colour=ident.colour,
                 )
         traffic.reads.extend(front_reads + rear_reads)
+        self._current_passage = None
         if vehicle.code in HEAVY_CODES:
             self._checkpoint_sightings(ident.front, ident.colour, site, t_first, covered, traffic)
         front_candidates = front_reads + ([] if vehicle.articulated else rear_reads)
@@ -336,6 +351,13 @@ class CitySimulator:
                 "read_errors": sorted({r["_error"] for r in front_reads + rear_reads} - {""}),
             }
         )
+
+    def _in_lane_order(self, camera_id: str, t_cam_us: int) -> int:
+        """No overtaking in a lane between the scale and a camera: a faster vehicle that would
+        reach the capture line less than 1 s behind the one ahead slows down to keep that gap."""
+        t_cam_us = max(t_cam_us, self._last_capture_us.get(camera_id, 0) + US)
+        self._last_capture_us[camera_id] = t_cam_us
+        return t_cam_us
 
     def _heartbeats(self, traffic: CityTraffic) -> None:
         rng, cfg = self.rng, self.config

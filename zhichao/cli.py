@@ -127,6 +127,61 @@ def simulate(
 
 
 @main.command()
+@click.option(
+    "--registry",
+    "registry_path",
+    default="example-city",
+    show_default=True,
+    help="registry name in schemas/cities or a YAML path",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="verdicts as JSON lines",
+)
+@click.option(
+    "--truth",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="simulator ground truth: print an accuracy report",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default=None,
+    help="policy name or YAML path (default: the registry's)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON line")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def replay(
+    registry_path: str,
+    out: Path,
+    truth: Path | None,
+    policy_name: str | None,
+    as_json: bool,
+    files: tuple[Path, ...],
+) -> None:
+    """Decide archived inputs (Avro or JSON lines) exactly as the agents do; write verdicts."""
+    from schemas.policy import PolicyError, load_policy
+    from zhichao.replay import ReplayError, replay_files
+
+    try:
+        registry = load_registry(_registry_path(registry_path))
+        policy = load_policy(policy_name or registry.policy)
+        report = replay_files(registry, list(files), out, truth=truth, policy=policy)
+    except (RegistryError, PolicyError, ReplayError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
+    else:
+        click.echo(report.render())
+
+
+@main.command()
 @click.option("--vehicles", default=600, show_default=True, type=click.IntRange(1))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None)
 def demo(vehicles: int, out: Path | None) -> None:

@@ -1,0 +1,423 @@
+"""Plate matching: normalisation, confusion-weighted distance, read fusion (M2), site join (M1).
+
+The distance and the site-join assignment run in the Cython module ``_plates`` when it is
+built, else in its pure-Python twin (``NATIVE`` says which). Costs are data: a
+:class:`CostModel` is built from the table in ``schemas/policy/plate-costs.yaml`` for the
+local province of a site, or from a learned matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from kernels.plate_grammar import (
+    ALPHABET,
+    CODE,
+    MAX_PLATE_LEN,
+    N_CODES,
+    PROVINCES,
+    SUFFIXES,
+    UNKNOWN,
+    authority_of,
+    encode_plates,
+    is_trailer,
+    normalise,
+    plate_format,
+)
+
+try:
+    from kernels import _plates as _impl
+except ImportError:  # no compiler on this platform: the twin gives the same answers, slower
+    from kernels import _plates_py as _impl
+
+NATIVE = bool(_impl.CYTHON_MODULE)
+SCALE = 100  # costs are int32 hundredths in the kernels
+SYMBOLS_PER_POSITION = 34  # the serial alphabet; the prior of a character is uniform over it
+_IS_SUFFIX = np.zeros(N_CODES, dtype=bool)
+_IS_SUFFIX[[CODE[s] for s in SUFFIXES]] = True
+NO_CUTOFF = np.iinfo(np.int32).max // 4
+
+__all__ = [
+    "NATIVE",
+    "CostModel",
+    "FusedPlate",
+    "cost_model",
+    "distance",
+    "one_to_many",
+    "many_to_many",
+    "fuse_reads",
+    "is_local",
+    "normalise",
+    "plate_format",
+    "site_join",
+    "authority_of",
+]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Substitution matrix and position-dependent insertion/deletion costs (hundredths)."""
+
+    sub: np.ndarray  # int32 [N_CODES * N_CODES], flattened
+    indel_edge: int
+    indel_suffix: int
+    indel_inner: int
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], local_province: str | None = None) -> CostModel:
+        def c(value: float) -> int:
+            return round(float(value) * SCALE)
+
+        sub = np.full((N_CODES, N_CODES), c(table["other_substitution"]), dtype=np.int32)
+        for p in PROVINCES:
+            for q in PROVINCES:
+                near = local_province in (p, q)
+                key = "province_vs_local_province" if near else "province_vs_province"
+                sub[CODE[p], CODE[q]] = c(table[key])
+        for kind in ("weak", "strong"):
+            for pair in table[f"{kind}_pairs"]:
+                x, y = CODE[pair[0]], CODE[pair[1]]
+                sub[x, y] = sub[y, x] = c(table[kind])
+        unknown = CODE[UNKNOWN]
+        sub[unknown, :] = sub[:, unknown] = c(table["unknown_vs_any"])
+        np.fill_diagonal(sub, c(table["identical"]))
+        return cls(
+            sub.reshape(-1).copy(),
+            c(table["indel_edge"]),
+            c(table["indel_suffix"]),
+            c(table["indel_inner"]),
+        )
+
+    def indel(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Cost of inserting/deleting each character of each plate: int32 [n, MAX_PLATE_LEN]."""
+        n = codes.shape[0]
+        out = np.full((n, MAX_PLATE_LEN), self.indel_inner, dtype=np.int32)
+        out[_IS_SUFFIX[codes]] = self.indel_suffix
+        out[:, 0] = self.indel_edge
+        rows = np.flatnonzero(lengths > 0)
+        out[rows, lengths[rows] - 1] = self.indel_edge
+        return out
+
+
+@lru_cache(maxsize=64)
+def cost_model(local_province: str | None = None) -> CostModel:
+    """The default table (plates.md §0.2) for a site in ``local_province``."""
+    from schemas.plate_costs import load_plate_costs
+
+    return CostModel.from_table(load_plate_costs(), local_province)
+
+
+@dataclass(frozen=True)
+class EncodedPlates:
+    codes: np.ndarray
+    lengths: np.ndarray
+    indel: np.ndarray
+
+    @classmethod
+    def of(cls, plates: list[str], model: CostModel) -> EncodedPlates:
+        codes, lengths = encode_plates(plates)
+        return cls(codes, lengths, model.indel(codes, lengths))
+
+
+def _cutoff(max_cost: float | None) -> int:
+    return NO_CUTOFF if max_cost is None else int(round(max_cost * SCALE))
+
+
+def distance(a: str, b: str, model: CostModel | None = None) -> float:
+    """Distance between two canonical plates (plates.md §0.2 units)."""
+    return float(one_to_many(a, [b], model)[0])
+
+
+def one_to_many(
+    query: str, candidates: list[str], model: CostModel | None = None, max_cost: float | None = None
+) -> np.ndarray:
+    """Distances from ``query`` to each candidate; above ``max_cost`` only a lower bound."""
+    model = model or cost_model()
+    q = EncodedPlates.of([query], model)
+    c = EncodedPlates.of(list(candidates), model)
+    out = _impl.cdist(
+        q.codes,
+        q.lengths,
+        q.indel,
+        c.codes,
+        c.lengths,
+        c.indel,
+        model.sub,
+        N_CODES,
+        _cutoff(max_cost),
+    )
+    return out[0] / SCALE
+
+
+def many_to_many(
+    a: list[str] | EncodedPlates,
+    b: list[str] | EncodedPlates,
+    model: CostModel | None = None,
+    max_cost: float | None = None,
+) -> np.ndarray:
+    """Distance matrix [len(a), len(b)] in plate units (int kernel, float result)."""
+    return many_to_many_int(a, b, model, max_cost) / SCALE
+
+
+def many_to_many_int(
+    a: list[str] | EncodedPlates,
+    b: list[str] | EncodedPlates,
+    model: CostModel | None = None,
+    max_cost: float | None = None,
+) -> np.ndarray:
+    """Distance matrix in hundredths (int32), for callers that batch the encoding themselves."""
+    model = model or cost_model()
+    ea = a if isinstance(a, EncodedPlates) else EncodedPlates.of(list(a), model)
+    eb = b if isinstance(b, EncodedPlates) else EncodedPlates.of(list(b), model)
+    return _impl.cdist(
+        ea.codes,
+        ea.lengths,
+        ea.indel,
+        eb.codes,
+        eb.lengths,
+        eb.indel,
+        model.sub,
+        N_CODES,
+        _cutoff(max_cost),
+    )
+
+
+def is_local(plate: str, site_authority: str) -> bool:
+    """本地车: the plate was issued by the site's own authority (same province and letter)."""
+    return bool(plate) and authority_of(plate) == site_authority
+
+
+# -------------------------------------------------------------------------------------------
+# M2: fusion of several reads of one identity
+# -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FusedPlate:
+    plate: str  # '' when no usable read
+    confidence: float  # Π of per-position vote shares
+    n_reads: int
+    format_valid: bool
+
+    @classmethod
+    def empty(cls) -> FusedPlate:
+        return cls("", 0.0, 0, False)
+
+
+def fuse_reads(
+    reads: list[tuple[str, list[float] | None, float]],
+    model: CostModel | None = None,
+    min_read_conf: float = 0.2,
+    agree_within: float = 1.0,
+) -> FusedPlate:
+    """Fuse reads ``(plate, char_conf, confidence)`` of one identity (one view, or front+rear of a
+    rigid truck). Never mixes 挂 and non-挂 reads: the caller separates them, and a mix here
+    keeps only the group of the best read.
+
+    The medoid (least weighted distance to the others; format-valid, then more confident, on
+    ties) fixes the length. Same-length reads within ``agree_within`` of it vote per position
+    by naive Bayes: a read shows the true character with its character confidence c, any other
+    of the K symbols with (1 − c)/(K − 1). ``confidence`` is the product of the per-position
+    posteriors, discounted by the share of read confidence that lies farther than
+    ``agree_within`` from the medoid (reads of something else).
+    """
+    model = model or cost_model()
+    usable = []
+    for plate, char_conf, conf in reads:
+        plate = normalise(plate)
+        if not plate or conf < min_read_conf:
+            continue
+        cc = list(char_conf) if char_conf and len(char_conf) == len(plate) else [conf] * len(plate)
+        usable.append((plate, [min(max(float(c), 0.0), 1.0) for c in cc], float(conf)))
+    if not usable:
+        return FusedPlate.empty()
+    best = max(usable, key=lambda r: (plate_format(r[0]) is not None, r[2]))
+    usable = [r for r in usable if is_trailer(r[0]) == is_trailer(best[0])]
+    plates = [r[0] for r in usable]
+    if len(usable) == 1:
+        plate, cc, _ = usable[0]
+        return FusedPlate(plate, float(np.prod(cc)), 1, plate_format(plate) is not None)
+    d = many_to_many(plates, plates, model)
+    weights = np.array([r[2] for r in usable])
+    score = d @ weights
+    order = sorted(
+        range(len(usable)), key=lambda i: (score[i], plate_format(plates[i]) is None, -usable[i][2])
+    )
+    m = order[0]
+    medoid = plates[m]
+    near = d[m] <= agree_within
+    peers = [r for r, ok in zip(usable, near, strict=True) if ok and len(r[0]) == len(medoid)]
+    # reads that disagree with the medoid do not vote; their weight discounts the result
+    dissent = float(sum(r[2] for r, ok in zip(usable, near, strict=True) if not ok))
+    support = float(sum(r[2] for r in peers))
+    chars, conf = [], support / (support + dissent)
+    log_other = math.log(SYMBOLS_PER_POSITION - 1)
+    for i in range(len(medoid)):
+        right, wrong, chars_i = [], [], []
+        for plate, cc, _ in peers:
+            c = min(max(cc[i], 0.01), 0.999)
+            right.append(math.log(c))
+            wrong.append(math.log(1.0 - c) - log_other)
+            chars_i.append(plate[i])
+        candidates = sorted(set(chars_i), key=lambda ch: ch != medoid[i])
+        scores = [
+            sum(r if ch_k == ch else w for ch_k, r, w in zip(chars_i, right, wrong, strict=True))
+            for ch in candidates
+        ]
+        top = max(scores)
+        unseen = (SYMBOLS_PER_POSITION - len(candidates)) * math.exp(sum(wrong) - top)
+        posterior = [math.exp(x - top) for x in scores]
+        best = max(range(len(candidates)), key=posterior.__getitem__)
+        chars.append(candidates[best])
+        conf *= posterior[best] / (sum(posterior) + unseen)
+    plate = "".join(chars)
+    return FusedPlate(plate, float(conf), len(usable), plate_format(plate) is not None)
+
+
+# -------------------------------------------------------------------------------------------
+# M1: site join of WIM vehicles and camera reads
+# -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JoinParams:
+    tau_base_s: float = 0.5
+    tau_per_s: float = 0.10  # τ = 0.5 s + 0.10 · |d_cam| / v
+    gate_tau: float = 3.0  # candidates within 3τ
+    adjacent_lane_cost: float = 2.0
+    type_clash_cost: float = 3.0
+    null_cost: float = 9.0  # a vehicle without a read from a camera, or a read without a vehicle
+    rear_extra_m: float = 1.5  # rear plate behind the last axle
+    frame_gap_s: float = 0.35  # reads of one camera closer than this are frames of one vehicle
+
+
+def expected_capture_us(
+    view: str,
+    d_cam_m: float,
+    t_first_us: np.ndarray,
+    t_last_us: np.ndarray,
+    speed_ms: np.ndarray,
+    params: JoinParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected capture time and tolerance τ (µs) of each vehicle at one camera."""
+    v = np.maximum(speed_ms, 0.3)
+    if view == "rear":
+        t_exp = t_last_us + (d_cam_m + params.rear_extra_m) / v * 1e6
+    else:
+        t_exp = t_first_us + d_cam_m / v * 1e6
+    tau = (params.tau_base_s + params.tau_per_s * abs(d_cam_m) / v) * 1e6
+    return t_exp, tau
+
+
+def join_camera(
+    t_exp_us: np.ndarray,
+    tau_us: np.ndarray,
+    vehicle_lane: np.ndarray,
+    camera_lane: int,
+    read_ts_us: np.ndarray,
+    read_clash: np.ndarray,
+    params: JoinParams | None = None,
+) -> np.ndarray:
+    """Match one camera's reads to vehicles keeping order; returns the vehicle of each read or -1.
+
+    Reads closer than ``frame_gap_s`` are frames of one vehicle and are matched together (as one
+    observation at the first frame's time). Cost ``((t_obs − t_exp)/τ)² + 2·[adjacent lane] +
+    3·[type clash]``; only the same or an adjacent lane, within 3τ. The order-preserving
+    assignment runs on independent segments (separated by gaps wider than any gate), so the
+    answer does not depend on how the input is cut into batches as long as every segment is
+    whole.
+    """
+    params = params or JoinParams()
+    n_v, n_r = t_exp_us.size, read_ts_us.size
+    result = np.full(n_r, -1, dtype=np.int64)
+    lane_gap = np.abs(vehicle_lane - camera_lane)
+    eligible = np.flatnonzero(lane_gap <= 1)
+    if n_v == 0 or n_r == 0 or eligible.size == 0:
+        return result
+    v_order = eligible[np.argsort(t_exp_us[eligible], kind="stable")]
+    r_sorted = np.argsort(read_ts_us, kind="stable")
+    new_obs = np.diff(read_ts_us[r_sorted], prepend=-np.inf) > params.frame_gap_s * 1e6
+    obs_of_read = np.cumsum(new_obs) - 1  # observation number of each sorted read
+    obs_ts = read_ts_us[r_sorted][new_obs]
+    obs_clash = np.maximum.reduceat(read_clash[r_sorted], np.flatnonzero(new_obs))
+    obs_vehicle = np.full(obs_ts.size, -1, dtype=np.int64)
+
+    gate = params.gate_tau * tau_us[v_order]
+    events = np.concatenate([t_exp_us[v_order] - gate, obs_ts])
+    ends = np.concatenate([t_exp_us[v_order] + gate, obs_ts])
+    kinds = np.concatenate([np.zeros(v_order.size, np.int8), np.ones(obs_ts.size, np.int8)])
+    idx = np.concatenate([np.arange(v_order.size), np.arange(obs_ts.size)])
+    order = np.lexsort((kinds, events))
+    seg_v: list[int] = []
+    seg_o: list[int] = []
+    reach = -np.inf
+    half_null = params.null_cost / 2.0
+
+    def flush() -> None:
+        if seg_v and seg_o:
+            vs = v_order[np.sort(np.array(seg_v))]  # rows by expected time, columns by time
+            os_ = np.sort(np.array(seg_o))
+            dt = (obs_ts[os_][None, :] - t_exp_us[vs][:, None]) / tau_us[vs][:, None]
+            cost = dt**2 + params.adjacent_lane_cost * (lane_gap[vs][:, None] > 0)
+            cost = cost + params.type_clash_cost * obs_clash[os_][None, :]
+            cost[np.abs(dt) > params.gate_tau] = np.inf
+            match = _impl.align_in_order(
+                np.ascontiguousarray(cost, dtype=np.float64), half_null, half_null
+            )
+            for vi, col in enumerate(match):
+                if col >= 0:
+                    obs_vehicle[os_[col]] = vs[vi]
+        seg_v.clear()
+        seg_o.clear()
+
+    for k in order:
+        if events[k] > reach:
+            flush()
+        reach = max(reach, ends[k])
+        (seg_o if kinds[k] else seg_v).append(int(idx[k]))
+    flush()
+    result[r_sorted] = obs_vehicle[obs_of_read]
+    return result
+
+
+def site_join(
+    vehicles: dict[str, np.ndarray],
+    reads: dict[str, np.ndarray],
+    cameras: dict[str, tuple[str, int, float]],
+    params: JoinParams | None = None,
+) -> np.ndarray:
+    """Assign every read of one site and direction to a vehicle (index) or -1.
+
+    ``vehicles``: ``t_first_us``, ``t_last_us``, ``speed_ms``, ``lane`` arrays.
+    ``reads``: ``ts_us``, ``camera`` (index into ``camera_ids``), ``trailer`` (bool) arrays and
+    ``camera_ids`` (list). ``cameras``: camera id -> (view, lane, d_cam_m).
+    """
+    params = params or JoinParams()
+    out = np.full(reads["ts_us"].size, -1, dtype=np.int64)
+    for cam_index, camera_id in enumerate(reads["camera_ids"]):
+        if camera_id not in cameras:
+            continue
+        view, lane, d_cam = cameras[camera_id]
+        if view not in ("front", "rear"):
+            continue
+        mine = np.flatnonzero(reads["camera"] == cam_index)
+        if mine.size == 0:
+            continue
+        t_exp, tau = expected_capture_us(
+            view, d_cam, vehicles["t_first_us"], vehicles["t_last_us"], vehicles["speed_ms"], params
+        )
+        clash = reads["trailer"][mine] if view == "front" else np.zeros(mine.size, dtype=bool)
+        out[mine] = join_camera(
+            t_exp,
+            tau,
+            vehicles["lane"],
+            lane,
+            reads["ts_us"][mine],
+            clash.astype(np.float64),
+            params,
+        )
+    return out
+
+
+ALPHABET_SIZE = len(ALPHABET)

@@ -1,0 +1,382 @@
+"""The processing stages shared by the Faust agents and ``zhichao replay``: no Faust, no I/O.
+
+``measure_passages`` (weigh): raw passages -> measured vehicles, one axle-kernel call per batch.
+``measure_controller``: controller-computed WIM vehicles -> measured vehicles.
+``decide``: measured vehicles + camera reads -> verdicts (site join, fusion, verdict kernel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernels import flags as F
+from kernels import plates
+from kernels.axles import MAX_AXLES, AxleParams, axle_batch
+from kernels.plate_grammar import is_trailer, normalise, plate_format
+from kernels.verdicts import VERDICT_NAMES, VerdictInputs
+from kernels.verdicts import decide as decide_kernel
+from schemas.policy import Policy
+from schemas.registry import Registry
+
+US = 1_000_000
+CONFLICT_CONFIDENCE = 0.9  # front and rear both this sure and still different: a real conflict
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that cannot be processed, with a reason code and a readable message."""
+
+    record: dict[str, Any]
+    reason: str
+    message: str
+
+
+def _passage_problem(p: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
+    channels = p["rows"] * p["segments"]
+    if p["device_id"] not in registry.wim_devices:
+        return "unknown_device", f"WIM device {p['device_id']} is not in the registry"
+    if p["rows"] < 2 or p["segments"] < 1 or p["rows"] > 8 or p["segments"] > 4:
+        return "bad_layout", f"rows={p['rows']} segments={p['segments']} out of range"
+    if len(p["calib"]) != channels:
+        return "bad_calib_length", f"{len(p['calib'])} calibration values for {channels} channels"
+    if len(p["samples"]) % (2 * channels):
+        return "bad_samples_length", (
+            f"{len(p['samples'])} bytes is not a whole number of "
+            f"int16 samples on {channels} channels"
+        )
+    if len(p["samples"]) // (2 * channels) < 34:
+        return "too_few_samples", "fewer than 34 samples per channel"
+    if not (100 <= p["fs_hz"] <= 100_000):
+        return "bad_fs", f"fs_hz={p['fs_hz']} outside 100..100000"
+    for name in ("row_spacing_m", "sensor_width_m"):
+        if not (np.isfinite(p[name]) and 0 < p[name] < 100):
+            return f"bad_{name}", f"{name}={p[name]} is not a positive length"
+    return None
+
+
+def measure_passages(
+    passages: list[dict[str, Any]],
+    registry: Registry,
+    params: AxleParams | None = None,
+) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Axle loads of a batch of WIM passages (one kernel call)."""
+    good, rejected = [], []
+    for p in passages:
+        problem = _passage_problem(p, registry)
+        if problem:
+            rejected.append(Rejected(p, *problem))
+        else:
+            good.append(p)
+    if not good:
+        return [], rejected
+    lengths = np.array([len(p["samples"]) // 2 for p in good], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    samples = np.frombuffer(b"".join(p["samples"] for p in good), dtype="<i2")
+    calib = np.concatenate([np.asarray(p["calib"], dtype=np.float64) for p in good])
+    result = axle_batch(
+        samples,
+        offsets,
+        [p["rows"] for p in good],
+        [p["segments"] for p in good],
+        [p["fs_hz"] for p in good],
+        [p["row_spacing_m"] for p in good],
+        [p["sensor_width_m"] for p in good],
+        calib,
+        params=params,
+    )
+    measured = []
+    for i, p in enumerate(good):
+        k = int(result.axle_count[i])
+        measured.append(
+            {
+                "passage_id": p["passage_id"],
+                "site_id": p["site_id"],
+                "device_id": p["device_id"],
+                "lane": p["lane"],
+                "direction": p["direction"],
+                "ts_us": p["ts_us"] + round(result.t_first_axle_s[i] * US),
+                "last_axle_ts_us": p["ts_us"] + round(result.t_last_axle_s[i] * US),
+                "speed_kmh": float(result.speed_kmh[i]),
+                "axle_count": k,
+                "axle_loads_kg": [float(x) for x in result.axle_loads_kg[i, :k]],
+                "axle_spacings_m": [float(x) for x in result.axle_spacings_m[i, : max(k - 1, 0)]],
+                "gvw_kg": float(result.gvw_kg[i]),
+                "flags": F.to_names(result.flags[i]),
+                "source": "raw",
+                "samples_sha256": hashlib.sha256(p["samples"]).hexdigest(),
+                "tyres": p.get("tyres"),
+                "air_suspension": p.get("air_suspension"),
+            }
+        )
+    return measured, rejected
+
+
+def measure_controller(
+    vehicles: list[dict[str, Any]],
+    registry: Registry,
+) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """WIM vehicles whose controller computed the axle loads, as measured vehicles."""
+    measured, rejected = [], []
+    for v in vehicles:
+        loads, spacings = list(v["axle_loads_kg"]), list(v["axle_spacings_m"])
+        if v["device_id"] not in registry.wim_devices:
+            rejected.append(Rejected(v, "unknown_device", f"WIM device {v['device_id']} unknown"))
+            continue
+        if len(loads) > MAX_AXLES or (loads and len(spacings) != len(loads) - 1):
+            rejected.append(
+                Rejected(v, "bad_axles", f"{len(loads)} loads with {len(spacings)} spacings")
+            )
+            continue
+        if (
+            not all(np.isfinite(loads))
+            or not all(np.isfinite(spacings))
+            or min(loads, default=0) < 0
+        ):
+            rejected.append(Rejected(v, "bad_axles", "axle loads or spacings not finite/positive"))
+            continue
+        speed_ms = max(float(v["speed_kmh"]) / 3.6, 0.1)
+        last = v.get("last_axle_ts_us")
+        if last is None:
+            last = v["ts_us"] + round(sum(spacings) / speed_ms * US)
+        measured.append(
+            {
+                "passage_id": v["passage_id"],
+                "site_id": v["site_id"],
+                "device_id": v["device_id"],
+                "lane": v["lane"],
+                "direction": v["direction"],
+                "ts_us": v["ts_us"],
+                "last_axle_ts_us": last,
+                "speed_kmh": float(v["speed_kmh"]),
+                "axle_count": len(loads),
+                "axle_loads_kg": loads,
+                "axle_spacings_m": spacings,
+                "gvw_kg": float(sum(loads)),
+                "flags": list(v.get("flags") or []),
+                "source": "controller",
+                "samples_sha256": None,
+                "tyres": v.get("tyres"),
+                "air_suspension": v.get("air_suspension"),
+            }
+        )
+    return measured, rejected
+
+
+@dataclass(frozen=True)
+class Identity:
+    plate_front: str
+    plate_rear: str
+    confidence: float
+    flags: int
+    read_ids: tuple[str, ...]
+
+
+def _identify(
+    front: list[dict[str, Any]], rear: list[dict[str, Any]], model: plates.CostModel
+) -> Identity:
+    """Front plate (tractor / rigid truck) and rear plate (trailer 挂, or the same plate)."""
+    flags = 0
+    as_reads = lambda rs: [(r["plate"], r.get("char_conf"), r["confidence"]) for r in rs]  # noqa: E731
+    rear_trailer = [r for r in rear if is_trailer(normalise(r["plate"]))]
+    rear_own = [r for r in rear if r not in rear_trailer]
+    if not front:
+        flags |= F.NO_FRONT
+    if not rear:
+        flags |= F.NO_REAR
+    fused_front = plates.fuse_reads(as_reads(front), model)
+    if rear_trailer:
+        fused_rear = plates.fuse_reads(as_reads(rear_trailer), model)
+        identity, used = fused_front, front
+    else:
+        fused_rear = plates.fuse_reads(as_reads(rear_own), model)
+        confident = min(fused_front.confidence, fused_rear.confidence) >= CONFLICT_CONFIDENCE
+        if confident and plates.distance(fused_front.plate, fused_rear.plate, model) > 0.5:
+            flags |= F.FRONT_REAR_CONFLICT  # both ends read well, yet show different plates
+        # a rigid vehicle shows one plate front and rear: fuse all its reads
+        identity = plates.fuse_reads(as_reads(front + rear_own), model)
+        used = front + rear_own
+    plate = identity.plate or fused_rear.plate
+    confidence = identity.confidence if identity.plate else 0.0
+    if plate and plate_format(plate) is None:
+        flags |= F.PLATE_FORMAT_INVALID
+    return Identity(
+        plate_front=identity.plate,
+        plate_rear=fused_rear.plate,
+        confidence=confidence,
+        flags=flags,
+        read_ids=tuple(sorted(r["read_id"] for r in used + rear_trailer)),
+    )
+
+
+def _evidence_hash(
+    verdict: dict[str, Any], samples_sha256: str | None, read_ids: tuple[str, ...]
+) -> str:
+    body = {k: v for k, v in verdict.items() if k != "evidence_hash"}
+    body["samples_sha256"] = samples_sha256
+    body["read_ids"] = list(read_ids)
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def join_site_reads(
+    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry
+) -> list[tuple[list[dict], list[dict]]]:
+    """Front and rear reads of each measured vehicle (M1 site join per site and direction)."""
+    by_group: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, m in enumerate(measured):
+        by_group[(m["site_id"], m["direction"])].append(i)
+    reads_by_group: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in reads:
+        if r["view"] in ("front", "rear"):
+            reads_by_group[(r["site_id"], r["direction"])].append(r)
+    out: list[tuple[list[dict], list[dict]]] = [([], []) for _ in measured]
+    cameras = {c.id: (c.view, c.lane, c.d_cam_m) for c in registry.cameras.values()}
+    for key, idx in by_group.items():
+        group_reads = reads_by_group.get(key, [])
+        if not group_reads:
+            continue
+        ms = [measured[i] for i in idx]
+        camera_ids = sorted({r["camera_id"] for r in group_reads})
+        cam_index = {c: k for k, c in enumerate(camera_ids)}
+        vehicles = {
+            "t_first_us": np.array([m["ts_us"] for m in ms], dtype=np.float64),
+            "t_last_us": np.array([m["last_axle_ts_us"] for m in ms], dtype=np.float64),
+            "speed_ms": np.array([m["speed_kmh"] / 3.6 for m in ms], dtype=np.float64),
+            "lane": np.array([m["lane"] for m in ms], dtype=np.int64),
+        }
+        read_arrays = {
+            "ts_us": np.array([r["ts_us"] for r in group_reads], dtype=np.float64),
+            "camera": np.array([cam_index[r["camera_id"]] for r in group_reads], dtype=np.int64),
+            "trailer": np.array([is_trailer(normalise(r["plate"])) for r in group_reads]),
+            "camera_ids": camera_ids,
+        }
+        assignment = plates.site_join(vehicles, read_arrays, cameras)
+        for r, v in zip(group_reads, assignment, strict=True):
+            if v >= 0:
+                target = out[idx[v]]
+                (target[0] if r["view"] == "front" else target[1]).append(r)
+    return out
+
+
+def decide(
+    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry, policy: Policy
+) -> list[dict[str, Any]]:
+    """Verdicts for measured vehicles, matched to the camera reads of their sites."""
+    n = len(measured)
+    if n == 0:
+        return []
+    matched = join_site_reads(measured, reads, registry)
+    identities = []
+    for m, (front, rear) in zip(measured, matched, strict=True):
+        site = registry.sites.get(m["site_id"])
+        model = plates.cost_model(site.authority[0] if site else None)
+        identities.append(_identify(front, rear, model))
+
+    spacings = np.zeros((n, MAX_AXLES - 1))
+    flags = np.zeros(n, dtype=np.uint32)
+    cert_from = np.zeros(n, dtype=np.int64)
+    cert_to = np.zeros(n, dtype=np.int64)
+    err = np.zeros(n)
+    air = np.full(n, -1, dtype=np.int8)
+    single = np.full(n, -1, dtype=np.int64)
+    for i, (m, ident) in enumerate(zip(measured, identities, strict=True)):
+        s = m["axle_spacings_m"][: MAX_AXLES - 1]
+        spacings[i, : len(s)] = s
+        fl = F.from_names([f for f in m["flags"] if f in F.BITS]) | ident.flags
+        device = registry.wim_devices.get(m["device_id"])
+        if device is None:
+            fl |= F.UNKNOWN_DEVICE
+        else:
+            cert_from[i], cert_to[i] = device.cert_from_us, device.cert_to_us
+            err[i] = policy.device_error_pct(device.accuracy_class)
+        flags[i] = fl
+        if m.get("air_suspension") is not None:
+            air[i] = 1 if m["air_suspension"] else 0
+        if m.get("tyres") is not None:
+            single[i] = _single_tyre_axles(m["tyres"], m["axle_spacings_m"], policy)
+    result = decide_kernel(
+        VerdictInputs(
+            axle_count=np.array([m["axle_count"] for m in measured]),
+            axle_spacings_m=spacings,
+            gvw_kg=np.array([m["gvw_kg"] for m in measured], dtype=np.float64),
+            speed_kmh=np.array([m["speed_kmh"] for m in measured], dtype=np.float64),
+            flags=flags,
+            ts_us=np.array([m["ts_us"] for m in measured], dtype=np.int64),
+            cert_from_us=cert_from,
+            cert_to_us=cert_to,
+            device_error_pct=err,
+            plate_confidence=np.array([i.confidence for i in identities]),
+            air_suspension=air,
+            single_tyre_axles=single,
+        ),
+        policy,
+    )
+    verdicts = []
+    for i, (m, ident) in enumerate(zip(measured, identities, strict=True)):
+        site = registry.sites.get(m["site_id"])
+        c = int(result.class_index[i])
+        identified = bool(ident.plate_front or ident.plate_rear)
+        verdict = {
+            "passage_id": m["passage_id"],
+            "site_id": m["site_id"],
+            "lane": m["lane"],
+            "direction": m["direction"],
+            "ts_us": m["ts_us"],
+            "speed_kmh": round(m["speed_kmh"], 3),
+            "axle_count": m["axle_count"],
+            "axle_loads_kg": [round(x, 1) for x in m["axle_loads_kg"]],
+            "axle_spacings_m": [round(x, 3) for x in m["axle_spacings_m"]],
+            "gvw_kg": round(m["gvw_kg"], 1),
+            "vehicle_class": policy.class_codes[c] if c >= 0 else "unclassified",
+            "limit_kg": _finite(result.limit_kg[i]),
+            "excess_kg": _finite(result.excess_kg[i], 1),
+            "overload_pct": _finite(result.overload_pct[i], 2),
+            "verdict": VERDICT_NAMES[int(result.verdict[i])],
+            "enforceable": bool(result.enforceable[i]),
+            "plate_front": ident.plate_front,
+            "plate_rear": ident.plate_rear,
+            "plate_confidence": round(ident.confidence, 4),
+            "local": bool(
+                site
+                and identified
+                and plates.is_local(ident.plate_front or ident.plate_rear, site.authority)
+            ),
+            "flags": F.to_names(result.flags[i]),
+            "policy_version": policy.version,
+            "evidence_hash": "",
+            "device_id": m["device_id"],
+            "fine_cny": policy.fine_cny(float(result.excess_kg[i]))
+            if result.verdict[i] == 2
+            else 0,
+            "enforce_threshold_kg": _finite(result.enforce_threshold_kg[i], 1),
+        }
+        verdict["evidence_hash"] = _evidence_hash(verdict, m.get("samples_sha256"), ident.read_ids)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _finite(value: float, digits: int = 1) -> float:
+    """Verdict fields are Avro floats: NaN (unclassified) is written as 0 with the flag set."""
+    return round(float(value), digits) if np.isfinite(value) else 0.0
+
+
+def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) -> int:
+    """Single-tyre (not wide) axles that are neither steer nor drive axles: the −3000 kg rule.
+
+    Steer: the first axle (and the second when closer than the group spacing, double steer).
+    Drive: the group after the steer axles. Both are counted leniently (as exempt).
+    """
+    k = len(tyres)
+    if k < 3:
+        return 0
+    steer_end = 1 if spacings and spacings[0] >= policy.group_spacing_max_m else 2
+    drive_end = steer_end + 1
+    while drive_end < k and spacings[drive_end - 1] < policy.group_spacing_max_m:
+        drive_end += 1
+    return sum(1 for j in range(drive_end, k) if tyres[j] == 1)
