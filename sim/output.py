@@ -73,7 +73,10 @@ def write_traffic(
             write_avro(out_dir / f"{stem}.avro", FILES[stem], records)
             files[f"{stem}.avro"] = f"{len(records)} records"
         if fmt in ("jsonl", "both"):
-            write_jsonl(out_dir / f"{stem}.jsonl", records)
+            # the values a consumer sees on the wire (Avro floats are 32-bit)
+            codec = FILES[stem]
+            wire = (codec.decode(codec.encode(_wire_fields(r))) for r in records)
+            write_jsonl(out_dir / f"{stem}.jsonl", wire)
             files[f"{stem}.jsonl"] = f"{len(records)} records"
     truth_rows = [{**t, "record": "passage"} for t in traffic.truth]
     truth_rows += [{"record": "bypasser", "plate": p} for p in traffic.bypassers]

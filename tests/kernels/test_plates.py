@@ -1,0 +1,192 @@
+"""Plate kernels: distance against its definition, the native module, fusion and the site join."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import _plates_py, plates
+from kernels.plate_grammar import N_CODES, PROVINCES, normalise, plate_format
+from tests.kernels import reference_plates as ref
+
+# plates.md §0.2 test vectors (local province 浙)
+VECTORS = [
+    ("浙D12345", "浙D12345", 0.0),
+    ("浙D12345", "浙D1234S", 0.25),
+    ("浙D8B001", "浙DBB001", 0.25),
+    ("湘D12345", "浙D12345", 0.30),
+    ("湘D12345", "鄂D12345", 0.50),
+    ("浙D1234挂", "浙D1234", 0.50),
+    ("浙D12345", "浙D1234", 0.50),
+    ("浙D12345", "浙D1?345", 0.30),
+    ("浙D12345", "浙D12845", 1.0),
+    ("浙D12345", "浙D13245", 2.0),
+]
+ALPHABET = "浙湘鄂京粤?挂" + "DQ0128BZ5S6GA"
+
+
+def test_native_module_is_loaded_when_required():
+    if os.environ.get("KERNELS_REQUIRE_NATIVE") == "1":
+        assert plates.NATIVE, "the pure-Python twin was loaded: build with `make native`"
+        assert plates._impl.__file__.endswith(".so")
+    assert int(plates.NATIVE) == plates._impl.CYTHON_MODULE
+
+
+@pytest.mark.parametrize(("a", "b", "want"), VECTORS)
+def test_published_vectors(a, b, want):
+    model = plates.cost_model("浙")
+    assert plates.distance(a, b, model) == pytest.approx(want)
+    assert plates.distance(b, a, model) == pytest.approx(want)
+    assert ref.distance(a, b, "浙") == pytest.approx(want)
+
+
+plate_text = st.text(alphabet=ALPHABET, min_size=0, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(plate_text, min_size=1, max_size=6),
+    st.lists(plate_text, min_size=1, max_size=6),
+    st.sampled_from([None, "浙"]),
+)
+def test_kernel_equals_definition_and_twin(a, b, local):
+    model = plates.cost_model(local)
+    got = plates.many_to_many(a, b, model)
+    want = np.array([[ref.distance(x, y, local) for y in b] for x in a])
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    ea, eb = plates.EncodedPlates.of(a, model), plates.EncodedPlates.of(b, model)
+    twin = _plates_py.cdist(
+        ea.codes,
+        ea.lengths,
+        ea.indel,
+        eb.codes,
+        eb.lengths,
+        eb.indel,
+        model.sub,
+        N_CODES,
+        plates.NO_CUTOFF,
+    )
+    np.testing.assert_array_equal(twin, (want * 100).round().astype(np.int32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(plate_text, min_size=1, max_size=5),
+    st.lists(plate_text, min_size=1, max_size=5),
+    st.sampled_from([0.0, 0.5, 1.0, 1.5]),
+)
+def test_cutoff_is_exact_below_and_a_lower_bound_above(a, b, cut):
+    exact = plates.many_to_many(a, b)
+    capped = plates.many_to_many(a, b, max_cost=cut)
+    below = exact <= cut + 1e-9
+    np.testing.assert_allclose(capped[below], exact[below])
+    assert np.all(capped[~below] > cut)
+    assert np.all(capped[~below] <= exact[~below] + 1e-9)
+
+
+def test_pairwise_row_by_row():
+    model = plates.cost_model("浙")
+    a = plates.EncodedPlates.of([v[0] for v in VECTORS], model)
+    b = plates.EncodedPlates.of([v[1] for v in VECTORS], model)
+    got = plates._impl.pairwise(
+        a.codes,
+        a.lengths,
+        a.indel,
+        b.codes,
+        b.lengths,
+        b.indel,
+        model.sub,
+        N_CODES,
+        plates.NO_CUTOFF,
+    )
+    np.testing.assert_array_equal(got, [round(v[2] * 100) for v in VECTORS])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 4), st.data())
+def test_order_preserving_assignment_is_optimal(n, m, data):
+    values = st.one_of(st.floats(0, 12), st.just(float("inf")))
+    cost = [[data.draw(values) for _ in range(m)] for _ in range(n)]
+    arr = np.array(cost, dtype=np.float64).reshape(n, m)
+    for impl in (plates._impl, _plates_py):
+        match = impl.align_in_order(np.ascontiguousarray(arr), 4.5, 4.5)
+        cols = [c for c in match if c >= 0]
+        assert cols == sorted(cols) and len(set(cols)) == len(cols)
+        total = sum(arr[r, c] for r, c in enumerate(match) if c >= 0)
+        total += 4.5 * (n - len(cols)) + 4.5 * (m - len(cols))
+        assert total == pytest.approx(ref.best_order_preserving_cost(cost, n, m, 4.5, 4.5))
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical", "fmt"),
+    [
+        ("浙D·12345", "浙D12345", "ordinary"),
+        ("浙d 1234o", "浙D12340", "ordinary"),
+        ("京0A123", "京OA123", None),
+        ("粤Z1234港", "粤Z1234港", "hkmo"),
+        ("浙D1234挂", "浙D1234挂", "suffixed"),
+        ("浙AD12345", "浙AD12345", "nev_small"),
+        ("浙A12345F", "浙A12345F", "nev_large"),
+        ("", "", None),
+        ("@@@", "", None),
+        ("ＡＢ", "AB", None),
+    ],
+)
+def test_normalise_and_validate(raw, canonical, fmt):
+    assert normalise(raw) == canonical
+    assert plate_format(canonical) == fmt
+
+
+def test_local_means_same_province_and_authority():
+    assert plates.is_local("浙D12345", "浙D")
+    assert not plates.is_local("浙A12345", "浙D")
+    assert not plates.is_local("", "浙D")
+
+
+def test_fusion_prefers_the_confident_read():
+    fused = plates.fuse_reads(
+        [
+            ("浙D12345", [0.99] * 7, 0.93),
+            ("浙D1Z345", [0.99, 0.99, 0.99, 0.4, 0.99, 0.99, 0.99], 0.4),
+        ]
+    )
+    assert fused.plate == "浙D12345" and fused.confidence > 0.9
+
+
+def test_fusion_of_two_confident_but_different_reads_is_unsure():
+    fused = plates.fuse_reads([("浙D12345", [0.99] * 7, 0.93), ("浙D12845", [0.99] * 7, 0.93)])
+    assert fused.confidence < 0.6
+
+
+def test_fusion_never_mixes_trailer_and_tractor_plates():
+    fused = plates.fuse_reads([("浙D1234挂", [0.99] * 7, 0.95), ("浙D12345", [0.9] * 7, 0.5)])
+    assert fused.plate == "浙D1234挂" and fused.n_reads == 1
+
+
+def test_fusion_ignores_unreadable_and_low_confidence_reads():
+    assert plates.fuse_reads([("", None, 0.0), ("浙D12345", None, 0.1)]).plate == ""
+    assert plates.fuse_reads([]).confidence == 0.0
+
+
+def test_site_join_assigns_every_read_to_its_own_vehicle(city_traffic, registry):
+    from streams.stages import join_site_reads, measure_passages
+
+    measured, rejected = measure_passages(city_traffic.passages[:800], registry)
+    assert not rejected
+    ids = {m["passage_id"] for m in measured}
+    reads = [r for r in city_traffic.reads if r.get("_passage_id") in ids]
+    matched = join_site_reads(measured, reads, registry)
+    right = wrong = 0
+    for m, (front, rear) in zip(measured, matched, strict=True):
+        for r in front + rear:
+            right += r["_passage_id"] == m["passage_id"]
+            wrong += r["_passage_id"] != m["passage_id"]
+    assert right == len(reads) and wrong == 0
+
+
+def test_provinces_are_the_31_civil_ones():
+    assert len(PROVINCES) == 31 and len(set(PROVINCES)) == 31
