@@ -61,6 +61,72 @@ cdef inline int32_t _distance(const int32_t* a, int la, const int32_t* ia,
     return prev[lb]
 
 
+cdef inline void _distance2(const int32_t* a, int la, const int32_t* ia,
+                            const int32_t* b0, int lb0, const int32_t* ib0,
+                            const int32_t* b1, int lb1, const int32_t* ib1,
+                            const int32_t* sub, int n_codes, int32_t cutoff,
+                            int32_t* out0, int32_t* out1) noexcept nogil:
+    """Two candidates against one plate, interleaved: the two dependency chains overlap.
+
+    Cells past a candidate's length are computed on padding and never read back.
+    """
+    cdef int32_t p0[MAXL + 1]
+    cdef int32_t c0[MAXL + 1]
+    cdef int32_t p1[MAXL + 1]
+    cdef int32_t c1[MAXL + 1]
+    cdef int32_t v0, t0, left0, diag0, up0, v1, t1, left1, diag1, up1, d, m0, m1
+    cdef const int32_t* srow
+    cdef int i, j, lb = lb0 if lb0 > lb1 else lb1
+    p0[0] = 0
+    p1[0] = 0
+    for j in range(1, lb + 1):
+        p0[j] = p0[j - 1] + ib0[j - 1]
+        p1[j] = p1[j - 1] + ib1[j - 1]
+    for i in range(1, la + 1):
+        srow = sub + a[i - 1] * n_codes
+        d = ia[i - 1]
+        left0 = p0[0] + d
+        left1 = p1[0] + d
+        c0[0] = left0
+        c1[0] = left1
+        diag0 = p0[0]
+        diag1 = p1[0]
+        for j in range(1, lb + 1):
+            up0 = p0[j]
+            up1 = p1[j]
+            v0 = diag0 + srow[b0[j - 1]]
+            v1 = diag1 + srow[b1[j - 1]]
+            t0 = up0 + d
+            t1 = up1 + d
+            v0 = t0 if t0 < v0 else v0
+            v1 = t1 if t1 < v1 else v1
+            t0 = left0 + ib0[j - 1]
+            t1 = left1 + ib1[j - 1]
+            v0 = t0 if t0 < v0 else v0
+            v1 = t1 if t1 < v1 else v1
+            c0[j] = v0
+            c1[j] = v1
+            left0 = v0
+            left1 = v1
+            diag0 = up0
+            diag1 = up1
+        m0 = c0[0]
+        for j in range(1, lb0 + 1):
+            m0 = c0[j] if c0[j] < m0 else m0
+        m1 = c1[0]
+        for j in range(1, lb1 + 1):
+            m1 = c1[j] if c1[j] < m1 else m1
+        if m0 > cutoff and m1 > cutoff:
+            out0[0] = m0
+            out1[0] = m1
+            return
+        for j in range(lb + 1):
+            p0[j] = c0[j]
+            p1[j] = c1[j]
+    out0[0] = p0[lb0]
+    out1[0] = p1[lb1]
+
+
 def pairwise(const int32_t[:, ::1] a, const int32_t[::1] la, const int32_t[:, ::1] ia,
              const int32_t[:, ::1] b, const int32_t[::1] lb, const int32_t[:, ::1] ib,
              const int32_t[::1] sub, int n_codes, int32_t cutoff):
@@ -84,7 +150,13 @@ def cdist(const int32_t[:, ::1] a, const int32_t[::1] la, const int32_t[:, ::1] 
     cdef int32_t[:, ::1] o = out
     with nogil:
         for i in range(n):
-            for j in range(m):
+            j = 0
+            while j + 1 < m:
+                _distance2(&a[i, 0], la[i], &ia[i, 0], &b[j, 0], lb[j], &ib[j, 0],
+                           &b[j + 1, 0], lb[j + 1], &ib[j + 1, 0], &sub[0], n_codes, cutoff,
+                           &o[i, j], &o[i, j + 1])
+                j += 2
+            if j < m:
                 o[i, j] = _distance(&a[i, 0], la[i], &ia[i, 0], &b[j, 0], lb[j], &ib[j, 0],
                                     &sub[0], n_codes, cutoff)
     return out
