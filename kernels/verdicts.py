@@ -71,25 +71,52 @@ class VerdictResult:
     flags: np.ndarray  # uint32
 
 
-@njit(fastmath=config.FASTMATH, cache=config.CACHE)
-def _classify(k, spacings, comb_gap, group_max, axles_min, axles_max, combination, single_drive):
+@njit(fastmath=config.FASTMATH, cache=config.CACHE, inline="always")
+def _classify(k, spacings, i, comb_gap, group_max, tol, table):
+    """(class, lenient class) of vehicle i via ``table[k, combination, drive + 1]`` (-1 = none).
+
+    The lenient reading moves both thresholds by ``tol`` toward the higher limit: a shorter
+    tractor-trailer gap still counts as a combination, a longer drive spacing still a tandem.
+    One pass over the spacings finds both gaps.
+    """
     if k < 2:
-        return -1
+        return -1, -1
+    kk = min(k, MAX_AXLES)
     gap = -1
+    gap_lenient = -1
     for j in range(1, k - 1):
-        if spacings[j] >= comb_gap:
+        s = spacings[i, j]
+        if gap_lenient < 0 and s >= comb_gap - tol:
+            gap_lenient = j
+        if s >= comb_gap:
             gap = j
             break
-    is_comb = 1 if gap >= 0 else 0
-    drive = -1
-    if is_comb:
-        drive = 1 if (gap == 1 or spacings[gap - 1] >= group_max) else 0
-    for c in range(axles_min.size):
-        if not (axles_min[c] <= k <= axles_max[c]) or combination[c] != is_comb:
-            continue
-        if single_drive[c] == -1 or single_drive[c] == drive:
-            return c
-    return -1
+    if gap < 0:
+        strict = table[kk, 0, 0]
+    else:
+        strict = table[kk, 1, 2 if (gap == 1 or spacings[i, gap - 1] >= group_max) else 1]
+    if gap_lenient < 0:
+        lenient = table[kk, 0, 0]
+    else:
+        single = gap_lenient == 1 or spacings[i, gap_lenient - 1] >= group_max + tol
+        lenient = table[kk, 1, 2 if single else 1]
+    return strict, lenient
+
+
+def class_table(policy: Policy) -> np.ndarray:
+    """int32 [MAX_AXLES + 1, 2, 3]: the policy class of (axle count, combination, drive axle),
+    drive = -1 (rigid), 0 (tandem drive), 1 (single drive); -1 where no class matches."""
+    table = np.full((MAX_AXLES + 1, 2, 3), -1, dtype=np.int32)
+    for k in range(2, MAX_AXLES + 1):
+        for comb, drives in ((0, (-1,)), (1, (0, 1))):
+            for drive in drives:
+                for c in range(len(policy.class_codes)):
+                    fits = policy.class_axles_min[c] <= k <= policy.class_axles_max[c]
+                    wanted = policy.class_single_drive[c]
+                    if fits and policy.class_combination[c] == comb and wanted in (-1, drive):
+                        table[k, comb, drive + 1] = c
+                        break
+    return table
 
 
 @njit(fastmath=config.FASTMATH, cache=config.CACHE)
@@ -106,10 +133,7 @@ def _verdicts(
     plate_conf,
     air,
     single_tyres,
-    axles_min,
-    axles_max,
-    combination,
-    single_drive,
+    table,
     limit_kg,
     air_bonus,
     air_limit,
@@ -131,18 +155,7 @@ def _verdicts(
     for i in range(count.size):
         fl = np.int64(flags_in[i])
         k = count[i]
-        sp = spacings[i]
-        c = _classify(k, sp, comb_gap, group_max, axles_min, axles_max, combination, single_drive)
-        lenient = _classify(
-            k,
-            sp,
-            comb_gap - tol_m,
-            group_max + tol_m,
-            axles_min,
-            axles_max,
-            combination,
-            single_drive,
-        )
+        c, lenient = _classify(k, spacings, i, comb_gap, group_max, tol_m, table)
         if not (cert_from[i] <= ts[i] < cert_to[i]):
             fl |= F.CERT_EXPIRED
         if plate_conf[i] <= 0.0:
@@ -175,9 +188,9 @@ def _verdicts(
         e = c if lenient < 0 else lenient
         elimit = max(limit_kg[c], limit_kg[e])
         if air[i] != 0:
-            for cc in (c, e):
-                alt = air_limit[cc] if air_limit[cc] > 0 else limit_kg[cc] + air_bonus[cc]
-                elimit = max(elimit, alt)
+            alt_c = air_limit[c] if air_limit[c] > 0 else limit_kg[c] + air_bonus[c]
+            alt_e = air_limit[e] if air_limit[e] > 0 else limit_kg[e] + air_bonus[e]
+            elimit = max(elimit, alt_c, alt_e)
         if single_tyres[i] > 0:
             elimit -= reduction * single_tyres[i]
         excess = gvw[i] - limit
@@ -271,10 +284,7 @@ def decide(inputs: VerdictInputs, policy: Policy) -> VerdictResult:
             cols["conf"],
             cols["air"],
             cols["tyres"],
-            policy.class_axles_min.astype(np.int64),
-            policy.class_axles_max.astype(np.int64),
-            policy.class_combination.astype(np.int64),
-            policy.class_single_drive.astype(np.int64),
+            class_table(policy),
             policy.class_limit_kg,
             policy.class_air_bonus_kg,
             policy.class_air_limit_kg,

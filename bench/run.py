@@ -1,0 +1,123 @@
+"""``make bench``: run the pytest-benchmark suite, then write bench/summary.json and a table.
+
+Every figure is a ratio to a baseline measured in the same run, or a rate on this machine;
+``--which kernels`` runs only the kernel groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SUMMARY = HERE / "summary.json"
+FILES = {
+    "kernels": ["bench/bench_kernels.py", "bench/bench_replay.py"],
+    "all": ["bench/bench_kernels.py", "bench/bench_replay.py"],
+}
+
+
+def _median(benchmarks: dict, name: str) -> tuple[float, dict]:
+    b = benchmarks[name]
+    return b["stats"]["median"], b.get("extra_info", {})
+
+
+def summarise(raw: dict) -> dict:
+    by_name = {b["name"]: b for b in raw["benchmarks"]}
+    t_axles, info = _median(by_name, "test_axles_kernel")
+    t_max, _ = _median(by_name, "test_axles_numpy_max_baseline")
+    t_ref, ref_info = _median(by_name, "test_axles_python_reference_baseline")
+    t_pl, pl_info = _median(by_name, "test_plates_kernel_at_matching_threshold")
+    t_full, _ = _median(by_name, "test_plates_kernel_full_distances")
+    t_rf, _ = _median(by_name, "test_plates_rapidfuzz_generic_weights_baseline")
+    t_v, v_info = _median(by_name, "test_verdicts_kernel")
+    t_rep, rep_info = _median(by_name, "test_replay_from_avro_files")
+    t_sim, _ = _median(by_name, "test_simulate_2000_vehicles")
+    per_sample_kernel = t_axles / info["samples"]
+    per_sample_ref = t_ref / ref_info["samples"]
+    return {
+        "axles_samples_per_s": info["samples"] / t_axles,
+        "axles_vs_numpy_max": t_max / t_axles,
+        "axles_vs_python": per_sample_ref / per_sample_kernel,
+        "plates_pairs_per_s": pl_info["pairs"] / t_pl,
+        "plates_pairs_per_s_full_distance": pl_info["pairs"] / t_full,
+        "plates_vs_rapidfuzz_weighted": t_rf / t_pl,
+        "plates_vs_rapidfuzz_weighted_full_distance": t_rf / t_full,
+        "verdicts_vehicles_per_s": v_info["vehicles"] / t_v,
+        "replay_vehicles_per_s": rep_info["vehicles"] / t_rep,
+        "simulate_2000_vehicles_s": t_sim,
+    }
+
+
+TARGETS = {
+    "axles_samples_per_s": (">=", 1.5e9),
+    "axles_vs_numpy_max": (">=", 0.2),
+    "axles_vs_python": (">=", 100),
+    "plates_pairs_per_s": (">=", 20e6),
+    "plates_vs_rapidfuzz_weighted": (">=", 1.5),
+    "verdicts_vehicles_per_s": (">=", 20e6),
+    "replay_vehicles_per_s": (">=", 3000),
+    "simulate_2000_vehicles_s": ("<=", 30),
+}
+
+
+def table(summary: dict) -> str:
+    lines = [f"{'figure':<44} {'value':>14}  target", "-" * 72]
+    for key, value in summary.items():
+        if key.startswith("_"):
+            continue
+        target = TARGETS.get(key)
+        mark = ""
+        if target:
+            op, bound = target
+            ok = value >= bound if op == ">=" else value <= bound
+            mark = f"{op} {bound:g}  {'ok' if ok else 'MISSED'}"
+        lines.append(f"{key:<44} {value:>14.4g}  {mark}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--which", choices=sorted(FILES), default="all")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{args.which}.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:randomly",
+        "--benchmark-enable",
+        "--benchmark-only",
+        f"--benchmark-json={out}",
+        "--benchmark-min-rounds=3",
+        *FILES[args.which],
+    ]
+    code = subprocess.call(cmd, env={**os.environ, "NUMBA_DISABLE_JIT": "0"})
+    if code != 0:
+        return code
+    raw = json.loads(out.read_text())
+    summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    summary.update(summarise(raw))
+    summary["_machine"] = {
+        "cpu": raw["machine_info"].get("cpu", {}).get("brand_raw"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "note": "absolute rates are for this machine; ratios are the headline",
+    }
+    SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(table(summary))
+    print(f"\nwrote {SUMMARY.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
