@@ -196,7 +196,7 @@ def demo(vehicles: int, out: Path | None) -> None:
         from zhichao.replay import replay_files
     except ImportError:
         return
-    click.echo("replaying the simulated inputs through the kernels …")
+    click.echo("deciding every passage with the kernels (the first run compiles them) …")
     registry = load_registry(CITY_DIR / "example-city.yaml")
     report = replay_files(
         registry,
@@ -205,6 +205,29 @@ def demo(vehicles: int, out: Path | None) -> None:
         truth=target / "truth.jsonl",
     )
     click.echo(report.render())
+    click.echo(_case_table(target / "verdicts.jsonl", registry))
+    click.echo(f"\nverdicts: {target / 'verdicts.jsonl'}")
+
+
+def _case_table(verdicts_path: Path, registry) -> str:
+    """The over-limit verdicts as an officer would scan them (Chinese headers)."""
+    rows = [json.loads(line) for line in verdicts_path.read_text(encoding="utf-8").splitlines()]
+    over = [v for v in rows if v["verdict"] == "overlimit"]
+    over.sort(key=lambda v: (not v["enforceable"], -v["overload_pct"]))
+    lines = [
+        f"\n超限车辆 over-limit vehicles: {len(over)}, 可处罚 enforceable: "
+        f"{sum(v['enforceable'] for v in over)}",
+        f"{'车牌':<9}{'车型':<5}{'总重kg':>8}{'限值kg':>8}{'超限率':>7} {'罚款':>6} {'可处罚':<4} 站点",
+    ]
+    for v in over[:12]:
+        site = registry.sites.get(v["site_id"])
+        why = "" if v["enforceable"] else f"  ({', '.join(v['flags'][:3]) or '在计量误差范围内'})"
+        lines.append(
+            f"{(v['plate_front'] or '(未识别)'):<10}{v['vehicle_class']:<6}{v['gvw_kg']:>9.0f}"
+            f"{v['limit_kg']:>10.0f}{v['overload_pct']:>9.1f}% {v['fine_cny'] or 0:>7} "
+            f"{'是' if v['enforceable'] else '否':<5}{site.name if site else v['site_id']}{why}"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
