@@ -217,7 +217,8 @@ def _case_table(verdicts_path: Path, registry) -> str:
     lines = [
         f"\n超限车辆 over-limit vehicles: {len(over)}, 可处罚 enforceable: "
         f"{sum(v['enforceable'] for v in over)}",
-        f"{'车牌':<9}{'车型':<5}{'总重kg':>8}{'限值kg':>8}{'超限率':>7} {'罚款':>6} {'可处罚':<4} 站点",
+        f"{'车牌':<9}{'车型':<5}{'总重kg':>8}{'限值kg':>8}{'超限率':>7} "
+        f"{'罚款':>6} {'可处罚':<4} 站点",
     ]
     for v in over[:12]:
         site = registry.sites.get(v["site_id"])
