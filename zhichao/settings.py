@@ -1,0 +1,80 @@
+"""Every runtime setting in one place: defaults, then ``ZHICHAO_*`` environment variables, then
+explicit overrides (the command line). Secrets have no working default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from schemas.registry import EXAMPLE_CITY
+
+ENV_PREFIX = "ZHICHAO_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = "kafka://127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT SSL SASL_PLAINTEXT SASL_SSL
+    kafka_sasl_mechanism: str = ""  # PLAIN SCRAM-SHA-256 SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    redis_dsn: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; password in the DSN
+    store: str = "memory://"  # rocksdb:// in production
+    partitions: int = 6
+    registry_path: Path = EXAMPLE_CITY
+    policy: str = ""  # empty: the registry's policy
+    verdict_ttl_s: int = 30 * 24 * 3600
+    batch_size: int = 256
+    batch_timeout_s: float = 0.05
+
+    @classmethod
+    def load(
+        cls, overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+    ) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f.name, f.type, raw)
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name not in {f.name for f in fields(cls)}:
+                raise ValueError(f"unknown setting {name!r}")
+            values[name] = value
+        settings = dataclasses.replace(cls(), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ValueError(f"unknown kafka_security_protocol {self.kafka_security_protocol}")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("SASL needs kafka_sasl_mechanism, _username and _password")
+        if not self.broker_url.startswith("kafka://"):
+            raise ValueError("broker_url must look like kafka://host:port[;host:port]")
+        if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_dsn must start with redis://, rediss:// or unix://")
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
