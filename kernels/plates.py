@@ -137,21 +137,7 @@ def one_to_many(
     query: str, candidates: list[str], model: CostModel | None = None, max_cost: float | None = None
 ) -> np.ndarray:
     """Distances from ``query`` to each candidate; above ``max_cost`` only a lower bound."""
-    model = model or cost_model()
-    q = EncodedPlates.of([query], model)
-    c = EncodedPlates.of(list(candidates), model)
-    out = _impl.cdist(
-        q.codes,
-        q.lengths,
-        q.indel,
-        c.codes,
-        c.lengths,
-        c.indel,
-        model.sub,
-        N_CODES,
-        _cutoff(max_cost),
-    )
-    return out[0] / SCALE
+    return many_to_many([query], list(candidates), model, max_cost)[0]
 
 
 def many_to_many(

@@ -10,18 +10,7 @@ import pytest
 import yaml
 
 from schemas.policy import POLICY_DIR, PolicyError, load_policy
-
-# Written from the text of 62号令 Art. 3 (4)-(8), not from the YAML.
-LAW = {
-    "T2": 18000,
-    "T3": 25000,
-    "C3": 27000,
-    "T4": 31000,
-    "C4": 36000,
-    "C5": 43000,
-    "C6": 49000,
-    "C6S": 46000,
-}
+from tests.law import LAW_LIMIT_KG as LAW
 
 
 def test_national_table_has_the_limits_of_article_3():

@@ -16,6 +16,7 @@ from kernels.axles import MAX_AXLES
 from kernels.verdicts import VerdictInputs, decide
 from schemas.policy import load_policy
 from tests.kernels.reference_verdicts import verdict as reference
+from tests.law import LAW_LIMIT_KG
 
 NATIONAL = load_policy("cn-62-2016")
 HUNAN = load_policy("hn-2023-10pct")
@@ -32,16 +33,6 @@ LAYOUTS = {
     "C5": [3.4, 1.35, 7.0, 1.31],
     "C6": [3.4, 1.35, 7.0, 1.31, 1.31],
     "C6S": [1.85, 3.0, 7.0, 1.31, 1.31],
-}
-LAW_LIMIT_KG = {
-    "T2": 18000,
-    "T3": 25000,
-    "C3": 27000,
-    "T4": 31000,
-    "C4": 36000,
-    "C5": 43000,
-    "C6": 49000,
-    "C6S": 46000,
 }
 
 
