@@ -38,7 +38,8 @@ def _run_simulation(
     cost_class: str,
     overloaded_share: float,
     quiet: bool,
-) -> dict:
+):
+    """Simulate into ``out``; returns (summary, traffic)."""
     from tqdm import tqdm
 
     from sim.config import SimConfig
@@ -76,7 +77,7 @@ def _run_simulation(
     )
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["out"] = str(out)
-    return summary
+    return summary, traffic
 
 
 @main.command()
@@ -111,6 +112,14 @@ def _run_simulation(
     help="share of heavy trucks over their limit",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--to-kafka", "to_kafka", default=None, help="also publish to kafka://host:port")
+@click.option(
+    "--speedup",
+    default=10.0,
+    show_default=True,
+    help="with --to-kafka: event time runs this many times faster (0 = no pacing)",
+)
+@click.option("--partitions", default=6, show_default=True, help="partitions of new topics")
 def simulate(
     city: str,
     vehicles: int,
@@ -120,10 +129,65 @@ def simulate(
     cost_class: str,
     overloaded_share: float,
     quiet: bool,
+    to_kafka: str | None,
+    speedup: float,
+    partitions: int,
 ) -> None:
-    """Simulate a city's traffic into files: inputs, truth.jsonl and manifest.json."""
-    summary = _run_simulation(city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet)
+    """Simulate a city's traffic into files (inputs, truth.jsonl, manifest.json), and
+    optionally publish it to Kafka paced in event time."""
+    summary, traffic = _run_simulation(
+        city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet
+    )
+    if to_kafka:
+        import asyncio
+
+        from sim.publish import publish
+
+        summary["published"] = asyncio.run(
+            publish(traffic, bootstrap_of(to_kafka), partitions, speedup)
+        )
     click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+def bootstrap_of(broker_url: str) -> str:
+    """kafka://h1:9092;h2:9092 -> h1:9092,h2:9092 (what aiokafka takes)."""
+    return ",".join(part.removeprefix("kafka://") for part in broker_url.split(";"))
+
+
+@main.command()
+@click.option("--broker", "broker_url", default=None, help="kafka://host:port")
+@click.option("--redis", "redis_dsn", default=None, help="redis://host:port/db")
+@click.option("--partitions", type=int, default=None, help="partitions of new topics")
+@click.option("--registry", "registry_path", type=click.Path(path_type=Path), default=None)
+@click.option("--loglevel", default="info", show_default=True)
+def worker(
+    broker_url: str | None,
+    redis_dsn: str | None,
+    partitions: int | None,
+    registry_path: Path | None,
+    loglevel: str,
+) -> None:
+    """Run one stream worker (Faust) against Kafka and Redis; settings also from ZHICHAO_*."""
+    import asyncio
+
+    from streams.app import create_app
+    from streams.topics import ensure_topics
+    from zhichao.settings import Settings
+
+    overrides = {
+        "broker_url": broker_url,
+        "redis_dsn": redis_dsn,
+        "partitions": partitions,
+        "registry_path": registry_path,
+    }
+    try:
+        settings = Settings.load(overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(ensure_topics(bootstrap_of(settings.broker_url), settings.partitions))
+    app = create_app(settings)
+    sys.argv = ["zhichao-worker", "worker", "--loglevel", loglevel]
+    app.main()
 
 
 @main.command()
@@ -188,7 +252,7 @@ def demo(vehicles: int, out: Path | None) -> None:
     """Simulate the example city and decide every passage with the kernels (no broker yet)."""
     target = out or Path(tempfile.mkdtemp(prefix="zhichao-demo-"))
     click.echo(f"治超 demo: simulating {vehicles} passages of the example city into {target}")
-    summary = _run_simulation(
+    summary, _ = _run_simulation(
         "example-city", vehicles, target, 20261122, "avro", "B+", 0.08, quiet=False
     )
     click.echo(json.dumps(summary, ensure_ascii=False, indent=2))

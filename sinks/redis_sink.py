@@ -1,0 +1,48 @@
+"""Verdicts into Redis: by passage_id with a retention TTL, a live stream for dashboards and a
+per-plate history. Writes are idempotent: a passage decided twice (after a restart) overwrites
+its verdict and is not added to the stream or the history again."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sinks import constants as K
+
+log = logging.getLogger(__name__)
+
+
+class VerdictSink:
+    def __init__(self, dsn: str, verdict_ttl_s: int):
+        self.client = aioredis.Redis.from_url(dsn)
+        self.ttl_s = verdict_ttl_s
+
+    async def write(self, verdicts: list[dict[str, Any]]) -> int:
+        """Write a batch in two pipelines; returns how many passages were new."""
+        if not verdicts:
+            return 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for v in verdicts:
+                pipe.set(K.SEEN_KEY.format(passage_id=v["passage_id"]), 1, nx=True, ex=self.ttl_s)
+            first = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for v, is_new in zip(verdicts, first, strict=True):
+                body = json.dumps(v, ensure_ascii=False)
+                pipe.set(K.VERDICT_KEY.format(passage_id=v["passage_id"]), body, ex=self.ttl_s)
+                if not is_new:
+                    continue
+                pipe.xadd(K.VERDICT_STREAM, {"verdict": body}, maxlen=K.VERDICT_STREAM_MAXLEN,
+                          approximate=True)
+                plate = v["plate_front"] or v["plate_rear"]
+                if plate:
+                    key = K.PLATE_HISTORY_KEY.format(plate=plate)
+                    pipe.zadd(key, {v["passage_id"]: v["ts_us"]})
+                    pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+        return sum(bool(x) for x in first)
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,39 @@
+"""Topic names (DESIGN §2) and an explicit topic creator: Tansu 0.6.0 does not create topics on
+first use, so producers and workers create theirs before they start."""
+
+from __future__ import annotations
+
+WIM_PASSAGES = "wim.passages"
+WIM_VEHICLES = "wim.vehicles"
+ANPR_READS = "anpr.reads"
+VEHICLES_MEASURED = "vehicles.measured"
+VEHICLES_VERDICTS = "vehicles.verdicts"
+ALERTS = "alerts"
+DISPATCH_ORDERS = "dispatch.orders"
+DISPATCH_FEEDBACK = "dispatch.feedback"
+DEVICE_HEARTBEATS = "device.heartbeats"
+BLACKLIST_UPDATES = "blacklist.updates"
+KPI_SNAPSHOTS = "kpi.snapshots"
+DEAD_LETTERS = "dead.letters"
+
+# co-partitioned by site_id: one worker sees a site's weighings and reads together
+SITE_KEYED = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_MEASURED)
+ALL = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_MEASURED, VEHICLES_VERDICTS, ALERTS,
+       DISPATCH_ORDERS, DISPATCH_FEEDBACK, DEVICE_HEARTBEATS, BLACKLIST_UPDATES, KPI_SNAPSHOTS,
+       DEAD_LETTERS)
+
+
+async def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...] = ALL) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+    finally:
+        await admin.close()
