@@ -5,3 +5,6 @@ VERDICT_STREAM = "zc:verdicts"  # live feed for dashboards
 VERDICT_STREAM_MAXLEN = 10_000
 PLATE_HISTORY_KEY = "zc:plate:{plate}"  # sorted set: passage_id by ts_us
 SEEN_KEY = "zc:seen:{passage_id}"  # first-write marker: replays do not double the feed
+KPI_SITE_DAY_KEY = "zc:kpi:site:{site_id}:{day}"  # hash of counters, day in China time
+KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"
+KPI_TTL_S = 400 * 24 * 3600  # a year of dailies for the quarterly reports, and some

@@ -1,6 +1,7 @@
-"""Verdicts into Redis: by passage_id with a retention TTL, a live stream for dashboards and a
-per-plate history. Writes are idempotent: a passage decided twice (after a restart) overwrites
-its verdict and is not added to the stream or the history again."""
+"""Verdicts into Redis: by passage_id with a retention TTL, a live stream for dashboards, a
+per-plate history and KPI counters per site/day and city/day. Writes are idempotent: a passage
+decided twice (after a restart) overwrites its verdict and adds nothing to the stream, the
+history or the counters again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from sinks import constants as K
+from sinks.kpi import aggregate
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,14 @@ class VerdictSink:
                     key = K.PLATE_HISTORY_KEY.format(plate=plate)
                     pipe.zadd(key, {v["passage_id"]: v["ts_us"]})
                     pipe.expire(key, self.ttl_s)
+            new = [v for v, is_new in zip(verdicts, first, strict=True) if is_new]
+            for (scope, scope_id, day, name), n in aggregate(new).items():
+                key = (K.KPI_SITE_DAY_KEY.format(site_id=scope_id, day=day) if scope == "site"
+                       else K.KPI_CITY_DAY_KEY.format(day=day))
+                pipe.hincrby(key, name, n)
+                pipe.expire(key, K.KPI_TTL_S)
             await pipe.execute()
-        return sum(bool(x) for x in first)
+        return len(new)
 
     async def close(self) -> None:
         await self.client.aclose()

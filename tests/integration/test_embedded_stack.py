@@ -121,3 +121,27 @@ def test_a_port_that_never_opens_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(EmbeddedError, match="nothing listens"):
         proc.start(ready_timeout_s=0.5)
     assert not proc.running
+
+
+def test_verdict_sink_is_idempotent(stack):
+    from sinks import constants as K
+    from sinks.redis_sink import VerdictSink
+
+    verdict = {"passage_id": "P-1", "site_id": "S1", "ts_us": 1_795_132_800_000_000,
+               "gvw_kg": 52000.0, "verdict": "overlimit", "enforceable": True, "flags": [],
+               "plate_front": "浙D12345", "plate_rear": "", "local": True,
+               "vehicle_class": "C6"}
+
+    async def twice():
+        sink = VerdictSink(stack.redis_dsn, 3600)
+        try:
+            return await sink.write([verdict]), await sink.write([verdict])
+        finally:
+            await sink.close()
+
+    assert asyncio.run(twice()) == (1, 0)
+    client = redis.Redis.from_url(stack.redis_dsn)
+    assert client.xlen(K.VERDICT_STREAM) == 1
+    kpi = client.hgetall(K.KPI_CITY_DAY_KEY.format(day="2026-11-20"))
+    assert int(kpi[b"vehicles"]) == 1 and int(kpi[b"enforceable"]) == 1
+    assert client.zcard(K.PLATE_HISTORY_KEY.format(plate="浙D12345")) == 1

@@ -53,6 +53,8 @@ def run(tmp_path_factory, registry):
             streamed = {json.loads(client.get(k))["passage_id"]: json.loads(client.get(k))
                         for k in keys}
             feed = client.xlen(K.VERDICT_STREAM)
+            kpi = {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
+                   for k in client.keys("zc:kpi:*")}
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             try:
@@ -61,7 +63,7 @@ def run(tmp_path_factory, registry):
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
         log = log_path.read_text(errors="replace")
-    yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log,
+    yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
            "inputs": work / "inputs"}
 
 
@@ -87,3 +89,16 @@ def test_streaming_equals_replay_field_by_field(run, registry):
 def test_no_dead_letters_and_no_errors_in_the_worker_log(run):
     assert "dead letter" not in run["log"]
     assert "Traceback" not in run["log"], run["log"][-3000:]
+
+
+def test_kpi_counters_equal_those_of_replay(run, registry):
+    from sinks.kpi import aggregate
+
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
+                         load_policy())
+    expected: dict[str, dict[str, int]] = {}
+    for (scope, scope_id, day, name), n in aggregate(verdicts).items():
+        key = (K.KPI_SITE_DAY_KEY.format(site_id=scope_id, day=day) if scope == "site"
+               else K.KPI_CITY_DAY_KEY.format(day=day))
+        expected.setdefault(key, {})[name] = n
+    assert run["kpi"] == expected
