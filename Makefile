@@ -29,8 +29,8 @@ redis:  ## install Debian's redis-server when it is missing (the machine runs as
 
 setup: $(STAMP) native redis  ## venv, package with extras, native kernels, redis-server
 
-demo: setup  ## run the example city: simulator now; the live stack once the pipeline lands
-	$(VENV)/bin/zhichao demo
+demo: setup  ## the example city live: broker, Redis, a worker, the simulator (Ctrl-C stops)
+	$(VENV)/bin/zhichao up
 
 test: setup  ## the whole test suite (fails if no test ran)
 	NUMBA_CACHE_DIR=$$(mktemp -d) KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest $(PYTEST_ARGS); \

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import schemas
@@ -11,15 +13,18 @@ from sim.traffic import CityTraffic
 from streams import topics as T
 
 US = 1_000_000
+Event = tuple[int, str, bytes, bytes, str | None]  # ts, topic, key, value, passage_id
 
 
-def _events(traffic: CityTraffic) -> list[tuple[int, str, bytes, bytes]]:
-    out: list[tuple[int, str, bytes, bytes]] = []
+def events_of(traffic: CityTraffic) -> list[Event]:
+    """Every record as a wire-format event, sorted by event time."""
+    out: list[Event] = []
 
     def add(records: list[dict[str, Any]], topic: str, codec: schemas.Codec, key: str) -> None:
         for r in records:
             wire = {k: v for k, v in r.items() if not k.startswith("_")}
-            out.append((r["ts_us"], topic, r[key].encode(), codec.encode_wire(wire)))
+            out.append((r["ts_us"], topic, r[key].encode(), codec.encode_wire(wire),
+                        r.get("passage_id")))
 
     add(traffic.passages, T.WIM_PASSAGES, schemas.WIM_PASSAGE, "site_id")
     add(traffic.reads, T.ANPR_READS, schemas.CAMERA_READ, "site_id")
@@ -28,27 +33,56 @@ def _events(traffic: CityTraffic) -> list[tuple[int, str, bytes, bytes]]:
     return out
 
 
-async def publish(traffic: CityTraffic, bootstrap: str, partitions: int,
-                  speedup: float = 10.0) -> int:
-    """Send every event; ``speedup`` 0 sends as fast as the broker takes them."""
+@dataclass
+class PaceClock:
+    """Maps event time to wall time: ``origin_us`` happens now, later events ``speedup`` × faster.
+    Events before the origin (upstream sightings of the first vehicles) go out at once."""
+
+    origin_us: int
+    speedup: float
+    wall_origin: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.wall_origin = time.monotonic()
+
+    async def wait_until(self, ts_us: int) -> None:
+        if self.speedup <= 0:
+            return
+        delay = self.wall_origin + (ts_us - self.origin_us) / US / self.speedup - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def send_events(producer: Any, events: list[Event], clock: PaceClock,
+                      on_passage: Callable[[str], Any] | None = None) -> int:
+    for ts, topic, key, value, passage_id in events:
+        await clock.wait_until(ts)
+        await producer.send(topic, value, key=key)
+        if on_passage is not None and passage_id is not None and topic == T.WIM_PASSAGES:
+            on_passage(passage_id)
+    return len(events)
+
+
+def producer_for(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaProducer
 
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20,
+                            compression_type=None, linger_ms=5)
+
+
+async def publish(traffic: CityTraffic, bootstrap: str, partitions: int,
+                  speedup: float = 10.0,
+                  on_passage: Callable[[str], Any] | None = None) -> int:
+    """Send every event; ``speedup`` 0 sends as fast as the broker takes them.
+    ``on_passage(passage_id)`` is called as each WIM passage is handed to the producer."""
     await T.ensure_topics(bootstrap, partitions)
-    events = _events(traffic)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20,
-                                compression_type=None, linger_ms=5)
+    events = events_of(traffic)
+    origin = min((p["ts_us"] for p in traffic.passages), default=events[0][0] if events else 0)
+    producer = producer_for(bootstrap)
     await producer.start()
     try:
-        t0_event = events[0][0] if events else 0
-        t0_wall = time.monotonic()
-        for ts, topic, key, value in events:
-            if speedup > 0:
-                due = t0_wall + (ts - t0_event) / US / speedup
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await producer.send(topic, value, key=key)
+        sent = await send_events(producer, events, PaceClock(origin, speedup), on_passage)
         await producer.flush()
     finally:
         await producer.stop()
-    return len(events)
+    return sent

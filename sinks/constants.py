@@ -8,3 +8,4 @@ SEEN_KEY = "zc:seen:{passage_id}"  # first-write marker: replays do not double t
 KPI_SITE_DAY_KEY = "zc:kpi:site:{site_id}:{day}"  # hash of counters, day in China time
 KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"
 KPI_TTL_S = 400 * 24 * 3600  # a year of dailies for the quarterly reports, and some
+WORKER_READY_KEY = "zc:worker:ready"  # set when a worker has been given its partitions

@@ -52,5 +52,8 @@ class VerdictSink:
             await pipe.execute()
         return len(new)
 
+    async def mark_ready(self, partitions: int) -> None:
+        await self.client.set(K.WORKER_READY_KEY, partitions, ex=3600)
+
     async def close(self) -> None:
         await self.client.aclose()

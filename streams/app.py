@@ -21,7 +21,7 @@ from schemas.registry import load_registry
 from sinks.redis_sink import VerdictSink
 from streams import topics as T
 from streams.matching import MatchBuffers
-from streams.stages import decide, measure_controller, measure_passages
+from streams.stages import decide, measure_controller, measure_passages, warm_up
 from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def _dead_letter(event: Any, reason: str, message: str) -> bytes:
 def create_app(settings: Settings) -> faust.App:
     registry = load_registry(settings.registry_path)
     policy = load_policy(settings.policy or registry.policy)
+    warm_up(registry, policy)
     app = faust.App(
         "zhichao",
         broker=settings.broker_url,
@@ -124,6 +125,10 @@ def create_app(settings: Settings) -> faust.App:
                 else:
                     await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
             await decide_ready()
+
+    @app.on_partitions_assigned.connect
+    async def mark_ready(sender, assigned, **kwargs):
+        await sink.mark_ready(len(assigned))
 
     @app.timer(1.0)
     async def decide_stalled():

@@ -380,3 +380,13 @@ def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) 
     while drive_end < k and spacings[drive_end - 1] < policy.group_spacing_max_m:
         drive_end += 1
     return sum(1 for j in range(drive_end, k) if tyres[j] == 1)
+
+
+def warm_up(registry: Registry, policy: Policy) -> None:
+    """Compile the Numba kernels now (seconds), not on the first live batch."""
+    from sim.config import SimConfig
+    from sim.traffic import CitySimulator
+
+    traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
+    measured, _ = measure_passages(traffic.passages, registry)
+    decide(measured, traffic.reads, registry, policy)

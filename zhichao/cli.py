@@ -246,6 +246,40 @@ def replay(
 
 
 @main.command()
+@click.option("--for", "seconds", type=float, default=None,
+              help="stop after this many seconds and print one JSON line of what happened")
+@click.option("--speedup", default=10.0, show_default=True, help="simulated time x real time")
+@click.option("--partitions", default=4, show_default=True)
+def up(seconds: float | None, speedup: float, partitions: int) -> None:
+    """The whole stack on this machine: broker, Redis, a worker, the example city streaming live."""
+    import asyncio
+
+    from streams.embedded import EmbeddedError, embedded_stack
+    from streams.topics import ensure_topics
+    from zhichao.up import run_up, start_worker, stop_worker
+
+    def say(text: str) -> None:
+        click.echo(text, err=seconds is not None)
+
+    registry = load_registry(CITY_DIR / "example-city.yaml")
+    workdir = Path(tempfile.mkdtemp(prefix="zhichao-up-"))
+    try:
+        with embedded_stack(workdir) as stack:
+            say(f"治超 zhichao up: broker {stack.bootstrap}, redis {stack.redis_dsn}, "
+                f"logs in {workdir}; Ctrl-C stops everything")
+            asyncio.run(ensure_topics(stack.bootstrap, partitions))
+            worker = start_worker(stack, partitions, workdir / "worker.log")
+            try:
+                result = asyncio.run(run_up(registry, stack, partitions=partitions,
+                                            speedup=speedup, seconds=seconds, echo=say))
+            finally:
+                stop_worker(worker)
+    except (EmbeddedError, TimeoutError) as exc:
+        raise click.ClickException(f"{exc} (logs in {workdir})") from exc
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
+@main.command()
 @click.option("--vehicles", default=600, show_default=True, type=click.IntRange(1))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None)
 def demo(vehicles: int, out: Path | None) -> None:

@@ -1,0 +1,213 @@
+"""``zhichao up``: the whole stack on one machine — broker, Redis, one worker, the simulated city
+streaming live — with a live summary, and a bounded shutdown on Ctrl-C or after ``--for``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from schemas.registry import Registry
+from sim.config import SimConfig
+from sim.publish import PaceClock, events_of, producer_for, send_events
+from sim.traffic import CitySimulator
+from sinks import constants as K
+from sinks.kpi import day_of
+from streams.embedded import EmbeddedStack
+from streams.topics import DEAD_LETTERS
+
+US = 1_000_000
+CHUNK_VEHICLES = 400  # the simulator runs ahead of the clock in chunks of this many vehicles
+
+
+@dataclass
+class Tally:
+    published_at: dict[str, float] = field(default_factory=dict)  # passage_id -> wall clock
+    latencies_ms: list[float] = field(default_factory=list)
+    verdicts: int = 0
+    overlimit: int = 0
+    enforceable: int = 0
+    stream_id: str = "0-0"
+
+    def mark_published(self, passage_id: str) -> None:
+        self.published_at.setdefault(passage_id, time.time())
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.array(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(float(np.percentile(lat, q)), 1) if lat.size else None
+
+        return {
+            "passages_in": len(self.published_at),
+            "verdicts_out": self.verdicts,
+            "overlimit": self.overlimit,
+            "enforceable": self.enforceable,
+            "p50_weigh_to_verdict_ms": pct(50),
+            "p99_weigh_to_verdict_ms": pct(99),
+        }
+
+
+async def _feed(registry: Registry, stack: EmbeddedStack, speedup: float, tally: Tally,
+                stop: asyncio.Event) -> None:
+    """Simulate chunk after chunk and publish it paced in event time on one producer. Events of
+    a chunk later than its last weighing (downstream sightings) wait to be merged with the
+    next chunk, so weighings flow without gaps."""
+    seed = 1
+    start = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+    carried: list = []
+    clock: PaceClock | None = None
+    producer = producer_for(stack.bootstrap)
+    await producer.start()
+    try:
+        while not stop.is_set():
+            traffic = CitySimulator(SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start),
+                                    registry).run()
+            seed += 1
+            last_passage = max(p["ts_us"] for p in traffic.passages)
+            start = dt.datetime.fromtimestamp(last_passage / US + 1.0,
+                                              tz=dt.timezone(dt.timedelta(hours=8)))
+            if clock is None:
+                clock = PaceClock(min(p["ts_us"] for p in traffic.passages), speedup)
+            events = sorted(carried + events_of(traffic), key=lambda e: e[0])
+            now = [e for e in events if e[0] <= last_passage]
+            carried = [e for e in events if e[0] > last_passage]
+            sending = asyncio.create_task(send_events(producer, now, clock,
+                                                      tally.mark_published))
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({sending, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if sending not in done:
+                sending.cancel()
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending  # re-raises what went wrong while sending
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
+    """Read the verdict feed: counts and weigh -> verdict latency (publish to Redis)."""
+    client = aioredis.Redis.from_url(stack.redis_dsn)
+    try:
+        entries = await client.xread({K.VERDICT_STREAM: tally.stream_id}, count=5000)
+        for _, items in entries or []:
+            for entry_id, fields in items:
+                tally.stream_id = entry_id.decode()
+                v = json.loads(fields[b"verdict"])
+                tally.verdicts += 1
+                tally.overlimit += v["verdict"] == "overlimit"
+                tally.enforceable += bool(v["enforceable"])
+                written_s = int(entry_id.decode().split("-")[0]) / 1000.0  # Redis' ms clock
+                sent_s = tally.published_at.get(v["passage_id"])
+                if sent_s is not None:
+                    tally.latencies_ms.append((written_s - sent_s) * 1000.0)
+    finally:
+        await client.aclose()
+
+
+async def _dead_letters(bootstrap: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(DEAD_LETTERS, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        total = 0
+        for batch in (await consumer.getmany(timeout_ms=1500)).values():
+            total += len(batch)
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def wait_ready(stack: EmbeddedStack, echo, timeout_s: float = 180.0) -> None:
+    """Until the worker has its partitions (it marks that in Redis)."""
+    client = aioredis.Redis.from_url(stack.redis_dsn)
+    started = time.monotonic()
+    try:
+        while not await client.exists(K.WORKER_READY_KEY):
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"no worker got its partitions within {timeout_s:.0f} s")
+            await asyncio.sleep(0.5)
+    finally:
+        await client.aclose()
+    echo(f"worker ready after {time.monotonic() - started:.1f} s (consumer group joined)")
+
+
+def start_worker(stack: EmbeddedStack, partitions: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
+           "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(partitions)}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"], env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_worker(worker: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL: a Faust worker against Tansu may hang on shutdown (DESIGN §6)."""
+    if worker.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(grace_s)
+
+
+def _line(tally: Tally, elapsed: float) -> str:
+    s = tally.summary()
+    rate = tally.verdicts / elapsed if elapsed else 0.0
+    over = 100.0 * tally.overlimit / tally.verdicts if tally.verdicts else 0.0
+    p50, p99 = s["p50_weigh_to_verdict_ms"], s["p99_weigh_to_verdict_ms"]
+    latency = f"p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None else "—"
+    return (f"[{elapsed:6.0f}s] 过车 passages {s['passages_in']:6d} | 判定 verdicts "
+            f"{s['verdicts_out']:6d} ({rate:5.1f}/s) | 超限率 {over:4.1f}% | 可处罚 "
+            f"{s['enforceable']:4d} | weigh→verdict {latency}")
+
+
+async def run_up(registry: Registry, stack: EmbeddedStack, *, partitions: int, speedup: float,
+                 seconds: float | None, echo) -> dict[str, Any]:
+    tally = Tally()
+    stop = asyncio.Event()
+    await wait_ready(stack, echo)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    feeder = asyncio.create_task(_feed(registry, stack, speedup, tally, stop))
+    started = time.monotonic()
+    last_print = 0.0
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        await _watch(stack, tally)
+        elapsed = time.monotonic() - started
+        if elapsed - last_print >= 2.0:
+            echo(_line(tally, elapsed))
+            last_print = elapsed
+        if seconds is not None and elapsed >= seconds:
+            stop.set()
+    await feeder
+    drain_until = time.monotonic() + 20.0  # the last weighings wait for their reads
+    while tally.verdicts < len(tally.published_at) and time.monotonic() < drain_until:
+        await asyncio.sleep(0.5)
+        await _watch(stack, tally)
+    result = tally.summary()
+    result["dead_letters"] = await _dead_letters(stack.bootstrap)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result["day"] = day_of(int(time.time() * US))
+    return result
