@@ -98,32 +98,42 @@ def create_app(settings: Settings) -> faust.App:
                                                within=settings.batch_timeout_s):
             await measure_batch(events, schemas.WIM_VEHICLE, measure_controller)
 
+    def ack(tokens: list[Any]) -> None:
+        for event in tokens:
+            if event is not None:
+                event.ack()
+
     async def decide_ready(flush_all: bool = False) -> None:
-        for vehicles, reads in buffers.ready(flush_all):
-            vehicles.sort(key=lambda r: (r["ts_us"], r["passage_id"]))
-            reads.sort(key=lambda r: (r["ts_us"], r["read_id"]))
+        for group in buffers.ready(flush_all):
+            vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
+            reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
             verdicts = decide(vehicles, reads, registry, policy)
             await sink.write(verdicts)
             for v in verdicts:
                 key = (v["plate_front"] or v["plate_rear"] or v["passage_id"]).encode()
                 await verdicts_out.send(key=key, value=schemas.VERDICT.encode_wire(v))
+            ack(group.tokens)  # only now: a crash before this redelivers the inputs
+        ack(buffers.take_released())
 
     @app.agent(match_in)
     async def match(stream):
-        async for events in stream.take_events(settings.batch_size,
-                                               within=settings.batch_timeout_s):
+        # noack_take: an input is acknowledged when its verdict is written, not when buffered
+        async for events in stream.noack_take(settings.batch_size,
+                                              within=settings.batch_timeout_s):
             for event in events:
                 try:
                     name, record = schemas.decode_any_wire(event.value)
                 except schemas.DecodeError as exc:
                     await send_dead(event, "undecodable", str(exc))
+                    event.ack()
                     continue
                 if name == "zhichao.MeasuredVehicle":
-                    buffers.add_vehicle(record)
+                    buffers.add_vehicle(record, event)
                 elif name == "zhichao.CameraRead":
-                    buffers.add_read(record)
+                    buffers.add_read(record, event)
                 else:
                     await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
+                    event.ack()
             await decide_ready()
 
     @app.on_partitions_assigned.connect

@@ -186,7 +186,8 @@ def worker(
         raise click.ClickException(str(exc)) from exc
     asyncio.run(ensure_topics(bootstrap_of(settings.broker_url), settings.partitions))
     app = create_app(settings)
-    sys.argv = ["zhichao-worker", "worker", "--loglevel", loglevel]
+    # no Faust web server: it would bind 0.0.0.0:6066 and collide with a second worker
+    sys.argv = ["zhichao-worker", "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
 
 
@@ -270,8 +271,9 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
             asyncio.run(ensure_topics(stack.bootstrap, partitions))
             worker = start_worker(stack, partitions, workdir / "worker.log")
             try:
-                result = asyncio.run(run_up(registry, stack, partitions=partitions,
-                                            speedup=speedup, seconds=seconds, echo=say))
+                result = asyncio.run(run_up(registry, stack, speedup=speedup, seconds=seconds,
+                                            echo=say,
+                                            worker=worker))
             finally:
                 stop_worker(worker)
     except (EmbeddedError, TimeoutError) as exc:

@@ -25,7 +25,7 @@ from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.kpi import day_of
-from streams.embedded import EmbeddedStack
+from streams.embedded import EmbeddedError, EmbeddedStack
 from streams.topics import DEAD_LETTERS
 
 US = 1_000_000
@@ -133,12 +133,16 @@ async def _dead_letters(bootstrap: str) -> int:
         await consumer.stop()
 
 
-async def wait_ready(stack: EmbeddedStack, echo, timeout_s: float = 180.0) -> None:
-    """Until the worker has its partitions (it marks that in Redis)."""
+async def wait_ready(stack: EmbeddedStack, echo, worker: subprocess.Popen | None = None,
+                     timeout_s: float = 180.0) -> None:
+    """Until the worker has its partitions (it marks that in Redis), or it exits."""
     client = aioredis.Redis.from_url(stack.redis_dsn)
     started = time.monotonic()
     try:
         while not await client.exists(K.WORKER_READY_KEY):
+            if worker is not None and worker.poll() is not None:
+                raise EmbeddedError(f"the worker exited with code {worker.returncode} "
+                                    "before it got its partitions")
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"no worker got its partitions within {timeout_s:.0f} s")
             await asyncio.sleep(0.5)
@@ -181,11 +185,12 @@ def _line(tally: Tally, elapsed: float) -> str:
             f"{s['enforceable']:4d} | weigh→verdict {latency}")
 
 
-async def run_up(registry: Registry, stack: EmbeddedStack, *, partitions: int, speedup: float,
-                 seconds: float | None, echo) -> dict[str, Any]:
+async def run_up(registry: Registry, stack: EmbeddedStack, *, speedup: float,
+                 seconds: float | None, echo,
+                 worker: subprocess.Popen | None = None) -> dict[str, Any]:
     tally = Tally()
     stop = asyncio.Event()
-    await wait_ready(stack, echo)
+    await wait_ready(stack, echo, worker)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

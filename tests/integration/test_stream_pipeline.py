@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
 from zhichao.replay import load_inputs, replay
+from zhichao.up import stop_worker
 
 VEHICLES = 240
 PARTITIONS = 4
@@ -56,12 +56,7 @@ def run(tmp_path_factory, registry):
             kpi = {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
                    for k in client.keys("zc:kpi:*")}
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+            stop_worker(worker)
         log = log_path.read_text(errors="replace")
     yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
            "inputs": work / "inputs"}
