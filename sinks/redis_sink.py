@@ -1,7 +1,7 @@
 """Verdicts into Redis: by passage_id with a retention TTL, a live stream for dashboards, a
 per-plate history and KPI counters per site/day and city/day. Writes are idempotent: a passage
-decided twice (after a restart) overwrites its verdict and adds nothing to the stream, the
-history or the counters again."""
+decided twice (inputs redelivered after a restart) keeps its first verdict and adds nothing to
+the stream, the history or the counters again."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ class VerdictSink:
             first = await pipe.execute()
         async with self.client.pipeline(transaction=False) as pipe:
             for v, is_new in zip(verdicts, first, strict=True):
+                if not is_new:
+                    continue  # decided again after a restart: the first verdict stands
                 body = json.dumps(v, ensure_ascii=False)
                 pipe.set(K.VERDICT_KEY.format(passage_id=v["passage_id"]), body, ex=self.ttl_s)
-                if not is_new:
-                    continue
                 pipe.xadd(K.VERDICT_STREAM, {"verdict": body}, maxlen=K.VERDICT_STREAM_MAXLEN,
                           approximate=True)
                 plate = v["plate_front"] or v["plate_rear"]

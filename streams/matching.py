@@ -35,6 +35,8 @@ class Entry:
 class SiteBuffer:
     vehicles: list[Entry] = field(default_factory=list)
     reads: list[Entry] = field(default_factory=list)
+    vehicle_ids: set[str] = field(default_factory=set)  # what is buffered, against redelivery
+    read_ids: set[str] = field(default_factory=set)
     seen_vehicle_us: int = 0  # input watermarks: latest event time per stream
     seen_read_us: int = 0
     oldest_arrival_s: float = 0.0  # wall clock when the oldest undecided vehicle arrived
@@ -60,6 +62,10 @@ class MatchBuffers:
 
     def add_vehicle(self, vehicle: dict[str, Any], token: Any = None) -> None:
         buf = self.sites[vehicle["site_id"]]
+        if vehicle["passage_id"] in buf.vehicle_ids:  # redelivered after a restart
+            self.released.append(token)
+            return
+        buf.vehicle_ids.add(vehicle["passage_id"])
         if not buf.vehicles:
             buf.oldest_arrival_s = time.monotonic()
         buf.vehicles.append(Entry(vehicle, token))
@@ -70,6 +76,10 @@ class MatchBuffers:
             self.released.append(token)  # checkpoint sightings feed trajectories, not the join
             return
         buf = self.sites[read["site_id"]]
+        if read["read_id"] in buf.read_ids:
+            self.released.append(token)
+            return
+        buf.read_ids.add(read["read_id"])
         buf.reads.append(Entry(read, token))
         buf.seen_read_us = max(buf.seen_read_us, read["ts_us"])
 
@@ -107,8 +117,10 @@ class MatchBuffers:
         for buf in self.sites.values():
             if not buf.vehicles:
                 horizon = buf.seen_read_us - READ_RETENTION_S * US
-                self.released += [e.token for e in buf.reads if e.record["ts_us"] < horizon]
+                old = [e for e in buf.reads if e.record["ts_us"] < horizon]
+                self.released += [e.token for e in old]
                 buf.reads = [e for e in buf.reads if e.record["ts_us"] >= horizon]
+                buf.read_ids.difference_update(e.record["read_id"] for e in old)
                 continue
             if flush_all or time.monotonic() - buf.oldest_arrival_s > self.max_wait_s:
                 cut = float("inf")
@@ -124,6 +136,8 @@ class MatchBuffers:
             buf.reads = [e for e in buf.reads if e.record["ts_us"] > cut]
             if buf.vehicles:
                 buf.oldest_arrival_s = time.monotonic()
+            buf.vehicle_ids.difference_update(e.record["passage_id"] for e in take)
+            buf.read_ids.difference_update(e.record["read_id"] for e in reads)
             out.append(Ready([e.record for e in take], [e.record for e in reads],
                              [e.token for e in take + reads]))
         return out
