@@ -9,3 +9,5 @@ KPI_SITE_DAY_KEY = "zc:kpi:site:{site_id}:{day}"  # hash of counters, day in Chi
 KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"
 KPI_TTL_S = 400 * 24 * 3600  # a year of dailies for the quarterly reports, and some
 WORKER_READY_KEY = "zc:worker:ready"  # set when a worker has been given its partitions
+DEVICE_KEY = "zc:device:{device_id}"  # hash: site_id, last_seen_us, status, detail
+DEVICES_KEY = "zc:devices"  # set of device ids that ever reported

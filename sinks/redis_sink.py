@@ -52,6 +52,11 @@ class VerdictSink:
             await pipe.execute()
         return len(new)
 
+    async def write_heartbeats(self, heartbeats: list[dict[str, Any]]) -> None:
+        from sinks.devices import write_heartbeats
+
+        await write_heartbeats(self.client, heartbeats, self.ttl_s)
+
     async def mark_ready(self, partitions: int) -> None:
         await self.client.set(K.WORKER_READY_KEY, partitions, ex=3600)
 

@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> faust.App:
     measured_out = app.topic(T.VEHICLES_MEASURED)
     match_in = app.topic(T.VEHICLES_MEASURED, T.ANPR_READS)
     verdicts_out = app.topic(T.VEHICLES_VERDICTS)
+    heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     dead = app.topic(T.DEAD_LETTERS)
     buffers = MatchBuffers(registry)
     sink = VerdictSink(settings.redis_dsn, settings.verdict_ttl_s)
@@ -135,6 +136,18 @@ def create_app(settings: Settings) -> faust.App:
                     await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
                     event.ack()
             await decide_ready()
+
+    @app.agent(heartbeats_in)
+    async def heartbeats(stream):
+        async for events in stream.take_events(settings.batch_size,
+                                               within=settings.batch_timeout_s):
+            batch = []
+            for event in events:
+                try:
+                    batch.append(schemas.DEVICE_HEARTBEAT.decode_wire(event.value))
+                except schemas.DecodeError as exc:
+                    await send_dead(event, "undecodable", str(exc))
+            await sink.write_heartbeats(batch)
 
     @app.on_partitions_assigned.connect
     async def mark_ready(sender, assigned, **kwargs):

@@ -24,6 +24,7 @@ from sim.config import SimConfig
 from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator
 from sinks import constants as K
+from sinks.devices import health
 from sinks.kpi import day_of
 from streams.embedded import EmbeddedError, EmbeddedStack
 from streams.topics import DEAD_LETTERS
@@ -40,6 +41,8 @@ class Tally:
     overlimit: int = 0
     enforceable: int = 0
     stream_id: str = "0-0"
+    devices_online: int = 0
+    devices_total: int = 0
 
     def mark_published(self, passage_id: str) -> None:
         self.published_at.setdefault(passage_id, time.time())
@@ -57,6 +60,8 @@ class Tally:
             "enforceable": self.enforceable,
             "p50_weigh_to_verdict_ms": pct(50),
             "p99_weigh_to_verdict_ms": pct(99),
+            "devices_online": self.devices_online,
+            "devices_total": self.devices_total,
         }
 
 
@@ -116,6 +121,23 @@ async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
                     tally.latencies_ms.append((written_s - sent_s) * 1000.0)
     finally:
         await client.aclose()
+
+
+async def _devices(stack: EmbeddedStack, registry: Registry, tally: Tally) -> None:
+    """Device online count, judged at the newest heartbeat time (the simulated clock)."""
+    client = aioredis.Redis.from_url(stack.redis_dsn)
+    try:
+        ids = [i.decode() for i in await client.smembers(K.DEVICES_KEY)]
+        states = {}
+        for device_id in ids:
+            raw = await client.hgetall(K.DEVICE_KEY.format(device_id=device_id))
+            states[device_id] = {k.decode(): v.decode() for k, v in raw.items()}
+    finally:
+        await client.aclose()
+    known = sorted(registry.wim_devices) + sorted(registry.cameras)
+    now_us = max((int(s["last_seen_us"]) for s in states.values()), default=0)
+    h = health(known, states, now_us, SimConfig().heartbeat_interval_s)
+    tally.devices_online, tally.devices_total = h.online, h.total
 
 
 async def _dead_letters(bootstrap: str) -> int:
@@ -182,7 +204,8 @@ def _line(tally: Tally, elapsed: float) -> str:
     latency = f"p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None else "—"
     return (f"[{elapsed:6.0f}s] 过车 passages {s['passages_in']:6d} | 判定 verdicts "
             f"{s['verdicts_out']:6d} ({rate:5.1f}/s) | 超限率 {over:4.1f}% | 可处罚 "
-            f"{s['enforceable']:4d} | weigh→verdict {latency}")
+            f"{s['enforceable']:4d} | 设备在线 devices {s['devices_online']}/{s['devices_total']}"
+            f" | weigh→verdict {latency}")
 
 
 async def run_up(registry: Registry, stack: EmbeddedStack, *, speedup: float,
@@ -202,6 +225,7 @@ async def run_up(registry: Registry, stack: EmbeddedStack, *, speedup: float,
         await _watch(stack, tally)
         elapsed = time.monotonic() - started
         if elapsed - last_print >= 2.0:
+            await _devices(stack, registry, tally)
             echo(_line(tally, elapsed))
             last_print = elapsed
         if seconds is not None and elapsed >= seconds:

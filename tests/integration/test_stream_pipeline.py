@@ -55,10 +55,15 @@ def run(tmp_path_factory, registry):
             feed = client.xlen(K.VERDICT_STREAM)
             kpi = {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
                    for k in client.keys("zc:kpi:*")}
+            devices = {m.decode(): {f.decode(): v.decode() for f, v in
+                                    client.hgetall(K.DEVICE_KEY.format(device_id=m.decode()))
+                                    .items()}
+                       for m in client.smembers(K.DEVICES_KEY)}
         finally:
             stop_worker(worker)
         log = log_path.read_text(errors="replace")
     yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
+           "devices": devices,
            "inputs": work / "inputs"}
 
 
@@ -97,3 +102,14 @@ def test_kpi_counters_equal_those_of_replay(run, registry):
                else K.KPI_CITY_DAY_KEY.format(day=day))
         expected.setdefault(key, {})[name] = n
     assert run["kpi"] == expected
+
+
+def test_device_heartbeats_give_each_device_its_latest_state(run):
+    latest: dict[str, dict] = {}
+    for hb in run["traffic"].heartbeats:
+        if hb["device_id"] not in latest or hb["ts_us"] > latest[hb["device_id"]]["ts_us"]:
+            latest[hb["device_id"]] = hb
+    assert set(run["devices"]) == set(latest)
+    for device_id, hb in latest.items():
+        assert int(run["devices"][device_id]["last_seen_us"]) == hb["ts_us"]
+        assert run["devices"][device_id]["status"] == hb["status"]

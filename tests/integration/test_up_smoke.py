@@ -20,4 +20,5 @@ def test_up_for_runs_the_whole_stack_and_reports_one_json_line():
     assert report["verdicts_out"] == report["passages_in"], result.stderr[-2000:]
     assert report["dead_letters"] == 0
     assert report["p99_weigh_to_verdict_ms"] is not None
+    assert report["devices_total"] == 45 and report["devices_online"] >= 40
     assert "worker ready" in result.stderr
