@@ -4,10 +4,6 @@ Redis gives, for every passage, the verdict ``zhichao replay`` gives on the same
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,8 +16,9 @@ from sim.publish import publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
+from tests.integration.helpers import expected_kpi, kpi_in_redis, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
-from zhichao.up import stop_worker
+from zhichao.up import start_worker, stop_worker
 
 VEHICLES = 240
 PARTITIONS = 4
@@ -33,38 +30,28 @@ def run(tmp_path_factory, registry):
     traffic = CitySimulator(SimConfig(vehicles=VEHICLES, seed=77), registry).run()
     write_traffic(traffic, work / "inputs", "avro")
     with embedded_stack(work) as stack:
-        env = {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
-               "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(PARTITIONS)}
-        log_path = work / "worker.log"
-        with open(log_path, "wb") as log_file:
-            worker = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"], env=env,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = start_worker(stack, PARTITIONS, work / "worker.log")
         try:
             asyncio.run(publish(traffic, stack.bootstrap, PARTITIONS, speedup=0))
             client = redis.Redis.from_url(stack.redis_dsn)
             deadline = time.monotonic() + 240
-            keys: list[bytes] = []
             while time.monotonic() < deadline and worker.poll() is None:
-                keys = client.keys(K.VERDICT_KEY.format(passage_id="*"))
-                if len(keys) >= VEHICLES:
+                if client.xlen(K.VERDICT_STREAM) >= VEHICLES:
                     break
                 time.sleep(1)
-            streamed = {json.loads(client.get(k))["passage_id"]: json.loads(client.get(k))
-                        for k in keys}
+            time.sleep(2)
+            streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
-            kpi = {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
-                   for k in client.keys("zc:kpi:*")}
+            kpi = kpi_in_redis(client)
             devices = {m.decode(): {f.decode(): v.decode() for f, v in
                                     client.hgetall(K.DEVICE_KEY.format(device_id=m.decode()))
                                     .items()}
                        for m in client.smembers(K.DEVICES_KEY)}
         finally:
             stop_worker(worker)
-        log = log_path.read_text(errors="replace")
+        log = (work / "worker.log").read_text(errors="replace")
     yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
-           "devices": devices,
-           "inputs": work / "inputs"}
+           "devices": devices, "inputs": work / "inputs"}
 
 
 def test_every_passage_gets_exactly_one_verdict(run):
@@ -92,16 +79,9 @@ def test_no_dead_letters_and_no_errors_in_the_worker_log(run):
 
 
 def test_kpi_counters_equal_those_of_replay(run, registry):
-    from sinks.kpi import aggregate
-
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
                          load_policy())
-    expected: dict[str, dict[str, int]] = {}
-    for (scope, scope_id, day, name), n in aggregate(verdicts).items():
-        key = (K.KPI_SITE_DAY_KEY.format(site_id=scope_id, day=day) if scope == "site"
-               else K.KPI_CITY_DAY_KEY.format(day=day))
-        expected.setdefault(key, {})[name] = n
-    assert run["kpi"] == expected
+    assert run["kpi"] == expected_kpi(verdicts)
 
 
 def test_device_heartbeats_give_each_device_its_latest_state(run):

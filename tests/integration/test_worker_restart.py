@@ -4,11 +4,8 @@ exactly one verdict in Redis, the same as replay, and the KPI counters are not d
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,20 +17,13 @@ from sim.output import write_traffic
 from sim.publish import publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
-from sinks.kpi import aggregate
 from streams.embedded import embedded_stack
+from tests.integration.helpers import expected_kpi, kpi_in_redis, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
-from zhichao.up import stop_worker
+from zhichao.up import start_worker, stop_worker
 
 VEHICLES = 400
 PARTITIONS = 4
-
-
-def _worker(env: dict[str, str], log_path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"], env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait(predicate, timeout_s: float) -> bool:
@@ -51,10 +41,8 @@ def run(tmp_path_factory, registry):
     traffic = CitySimulator(SimConfig(vehicles=VEHICLES, seed=31), registry).run()
     write_traffic(traffic, work / "inputs", "avro")
     with embedded_stack(work) as stack:
-        env = {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
-               "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(PARTITIONS)}
         client = redis.Redis.from_url(stack.redis_dsn)
-        first = _worker(env, work / "worker.log")
+        first = start_worker(stack, PARTITIONS, work / "worker-1.log")
         assert _wait(lambda: client.exists(K.WORKER_READY_KEY), 180), "first worker not ready"
         asyncio.run(publish(traffic, stack.bootstrap, PARTITIONS, speedup=0))
         # kill it in the middle of deciding, with no chance to clean up
@@ -63,23 +51,19 @@ def run(tmp_path_factory, registry):
         first.wait()
         decided_before = client.xlen(K.VERDICT_STREAM)
         client.delete(K.WORKER_READY_KEY)
-        second = _worker(env, work / "worker.log")
+        second = start_worker(stack, PARTITIONS, work / "worker-2.log")
         try:
             _wait(lambda: client.xlen(K.VERDICT_STREAM) >= VEHICLES
                   and len(client.keys(K.VERDICT_KEY.format(passage_id="*"))) >= VEHICLES, 300)
             time.sleep(3)  # anything decided twice would show up now
-            keys = client.keys(K.VERDICT_KEY.format(passage_id="*"))
-            streamed = {}
-            for k in keys:
-                v = json.loads(client.get(k))
-                streamed[v["passage_id"]] = v
+            streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
-            kpi = {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
-                   for k in client.keys("zc:kpi:*")}
+            kpi = kpi_in_redis(client)
         finally:
             stop_worker(second)
     yield {"streamed": streamed, "feed": feed, "kpi": kpi, "before": decided_before,
-           "inputs": work / "inputs", "log": (work / "worker.log").read_text(errors="replace")}
+           "inputs": work / "inputs",
+           "log": (work / "worker-2.log").read_text(errors="replace")}
 
 
 def test_the_kill_happened_mid_stream(run):
@@ -95,9 +79,4 @@ def test_verdicts_and_kpis_equal_replay(run, registry):
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
                          load_policy())
     assert {v["passage_id"]: v for v in verdicts} == run["streamed"]
-    expected: dict[str, dict[str, int]] = {}
-    for (scope, scope_id, day, name), n in aggregate(verdicts).items():
-        key = (K.KPI_SITE_DAY_KEY.format(site_id=scope_id, day=day) if scope == "site"
-               else K.KPI_CITY_DAY_KEY.format(day=day))
-        expected.setdefault(key, {})[name] = n
-    assert run["kpi"] == expected
+    assert run["kpi"] == expected_kpi(verdicts)
