@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from kernels.plate_grammar import (
-    ALPHABET,
     CODE,
     MAX_PLATE_LEN,
     N_CODES,
@@ -405,5 +404,3 @@ def site_join(
         )
     return out
 
-
-ALPHABET_SIZE = len(ALPHABET)

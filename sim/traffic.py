@@ -159,11 +159,11 @@ class CitySimulator:
         colour: str,
         site: Site,
         t_site_us: int,
-        covered_at_site: bool,
         traffic: CityTraffic,
         bypass: bool = False,
     ) -> None:
-        del covered_at_site  # coverers hide their plate at weigh sites only
+        """Checkpoint (卡口) sightings up and down the road; a covered plate is readable there,
+        since coverers hide it at weigh sites only."""
         speed = self._road_speed_ms(site.road)
         for upstream in (True, False):
             for checkpoint in self._checkpoints_along(site, upstream)[:1]:
@@ -320,7 +320,7 @@ class CitySimulator:
         traffic.reads.extend(front_reads + rear_reads)
         self._current_passage = None
         if vehicle.code in HEAVY_CODES:
-            self._checkpoint_sightings(ident.front, ident.colour, site, t_first, covered, traffic)
+            self._checkpoint_sightings(ident.front, ident.colour, site, t_first, traffic)
         front_candidates = front_reads + ([] if vehicle.articulated else rear_reads)
         traffic.truth.append(
             {
@@ -411,7 +411,7 @@ class CitySimulator:
                 evader = make_vehicle(rng, vehicle.code, cfg, force_overloaded=True)
                 plates = _Identity(rng, evader, cfg.local_share)
                 self._checkpoint_sightings(
-                    plates.front, plates.colour, site, int(t), False, traffic, bypass=True
+                    plates.front, plates.colour, site, int(t), traffic, bypass=True
                 )
                 traffic.bypassers.append(plates.front)
             covered = heavy and bool(rng.random() < cfg.coverer_share)
