@@ -1,34 +1,45 @@
 """The Faust app: thin agents that decode a batch, call the stages (kernels), and send.
 
-``weigh``: ``wim.passages`` / ``wim.vehicles`` -> ``vehicles.measured``.
-``match``: ``vehicles.measured`` + ``anpr.reads`` (co-partitioned by site) -> per-site buffers
--> verdicts on ``vehicles.verdicts`` and in Redis, decided as soon as a cut allows
-(``streams.matching``), or after ``max_wait_s`` of wall time.
+``match``: ``wim.passages`` + ``wim.vehicles`` + ``anpr.reads`` (co-partitioned by site) ->
+axle kernel for the passages of the batch -> per-site buffers -> verdicts, decided as soon as a
+cut allows (``streams.matching``) or after ``max_wait_s`` of wall time -> Redis (one atomic
+script per batch) and ``vehicles.verdicts``. Every camera read is also a sighting of its plate
+(trajectories, ``sinks.sightings``). Inputs are acknowledged only once their verdicts are written.
+``heartbeats``: ``device.heartbeats`` -> device state in Redis.
 Anything that cannot be decoded or measured goes to ``dead.letters`` with a reason.
+
+Weighing and matching run in one agent: a hop through an intermediate topic would double
+Faust's per-event cost, which dominates the worker's time (DESIGN §6).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
+import redis.asyncio as aioredis
 
 import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
 from sinks.redis_sink import VerdictSink
+from sinks.sightings import SightingSink
 from streams import topics as T
+from streams.intake import Intake, sort_events
 from streams.matching import MatchBuffers
+from streams.metrics import Metrics
 from streams.stages import decide, measure_controller, measure_passages, warm_up
+from streams.transport import App
 from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
 US = 1_000_000
 
 
-def _dead_letter(event: Any, reason: str, message: str) -> bytes:
+def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
     m = event.message
     return schemas.DEAD_LETTER.encode_wire({
         "topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": reason,
@@ -37,11 +48,15 @@ def _dead_letter(event: Any, reason: str, message: str) -> bytes:
     })
 
 
+def verdict_key(verdict: dict[str, Any]) -> bytes:
+    return (verdict["plate_front"] or verdict["plate_rear"] or verdict["passage_id"]).encode()
+
+
 def create_app(settings: Settings) -> faust.App:
     registry = load_registry(settings.registry_path)
     policy = load_policy(settings.policy or registry.policy)
     warm_up(registry, policy)
-    app = faust.App(
+    app = App(
         "zhichao",
         broker=settings.broker_url,
         store=settings.store,
@@ -55,92 +70,99 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     app.conf.zhichao = settings  # what the agents were built with, for the operator
-    passages = app.topic(T.WIM_PASSAGES)
-    controller = app.topic(T.WIM_VEHICLES)
-    measured_out = app.topic(T.VEHICLES_MEASURED)
-    match_in = app.topic(T.VEHICLES_MEASURED, T.ANPR_READS)
-    verdicts_out = app.topic(T.VEHICLES_VERDICTS)
+    inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
-    dead = app.topic(T.DEAD_LETTERS)
-    buffers = MatchBuffers(registry)
-    sink = VerdictSink(settings.redis_dsn, settings.verdict_ttl_s)
+    buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s)
+    redis = aioredis.Redis.from_url(settings.redis_dsn)
+    sink = VerdictSink(redis, settings.verdict_ttl_s)
+    sightings = SightingSink(redis, settings.sighting_retention_s)
+    metrics = Metrics()
+    app.zhichao_metrics = metrics
+    produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
+    last_offsets: dict[tuple[str, int], int] = {}  # for the consumer-lag gauge
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+        """Hand a message to the producer; returns the delivery future."""
+        metrics.events_out.labels(topic).inc()
+        return await app.producer.send(topic, key, value, None, None, None)
 
     async def send_dead(event: Any, reason: str, message: str) -> None:
-        log.warning("dead letter %s from %s[%d]@%d: %s", reason, event.message.topic,
-                    event.message.partition, event.message.offset, message)
-        await dead.send(value=_dead_letter(event, reason, message))
+        m = event.message
+        log.warning("dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset,
+                    message)
+        metrics.dead_letters.labels(reason).inc()
+        await send(T.DEAD_LETTERS, None, dead_letter_record(event, reason, message))
+        event.ack()
 
-    async def measure_batch(events: list[Any], codec: schemas.Codec, measure) -> None:
-        records, by_id = [], {}
-        for event in events:
-            try:
-                record = codec.decode_wire(event.value)
-            except schemas.DecodeError as exc:
-                await send_dead(event, "undecodable", str(exc))
+    async def admit(intake: Intake) -> None:
+        """Measure the batch's passages (one kernel call) and buffer vehicles and reads."""
+        for event, reason, message in intake.bad:
+            await send_dead(event, reason, message)
+        for items, measure, stage in (
+            (intake.passages, measure_passages, "measure_passages"),
+            (intake.vehicles, measure_controller, "measure_controller"),
+        ):
+            if not items:
                 continue
-            records.append(record)
-            by_id[record["passage_id"]] = event
-        measured, rejected = measure(records, registry)
-        for bad in rejected:
-            await send_dead(by_id[bad.record["passage_id"]], bad.reason, bad.message)
-        for m in measured:
-            await measured_out.send(key=m["site_id"].encode(),
-                                    value=schemas.MEASURED_VEHICLE.encode_wire(m))
+            event_of = {r["passage_id"]: e for r, e in items}
+            with metrics.stage_seconds.labels(stage).time():
+                measured, rejected = measure([r for r, _ in items], registry)
+            for bad in rejected:
+                await send_dead(event_of[bad.record["passage_id"]], bad.reason, bad.message)
+            for m in measured:
+                event = event_of[m["passage_id"]]
+                produced_s.setdefault(m["passage_id"], event.message.timestamp)
+                buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
+        if intake.reads:
+            for read, event in intake.reads:
+                buffers.add_read(read, event, (event.message.topic, event.message.partition))
+            with metrics.stage_seconds.labels("sightings").time():
+                await sightings.write([r for r, _ in intake.reads])
 
-    @app.agent(passages)
-    async def weigh(stream):
-        async for events in stream.take_events(settings.batch_size,
-                                               within=settings.batch_timeout_s):
-            await measure_batch(events, schemas.WIM_PASSAGE, measure_passages)
-
-    @app.agent(controller)
-    async def weigh_controller(stream):
-        async for events in stream.take_events(settings.batch_size,
-                                               within=settings.batch_timeout_s):
-            await measure_batch(events, schemas.WIM_VEHICLE, measure_controller)
-
-    def ack(tokens: list[Any]) -> None:
-        for event in tokens:
+    async def decide_ready(flush_all: bool = False) -> None:
+        groups = buffers.ready(flush_all)
+        metrics.pending.set(buffers.pending())
+        verdicts, tokens = [], []
+        with metrics.stage_seconds.labels("decide").time():
+            for group in groups:
+                vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
+                reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
+                verdicts += decide(vehicles, reads, registry, policy)
+                tokens += group.tokens
+        if verdicts:
+            await sink.write(verdicts)
+            now = time.time()
+            for v in verdicts:
+                sent = produced_s.pop(v["passage_id"], None)
+                if sent is not None:
+                    metrics.weigh_to_verdict.observe(max(now - sent, 0.0))
+            metrics.count_verdicts(verdicts)
+            deliveries = [
+                await send(T.VEHICLES_VERDICTS, verdict_key(v), schemas.VERDICT.encode_wire(v))
+                for v in verdicts
+            ]
+            await asyncio.gather(*deliveries)
+        # only now: a crash before this point redelivers the inputs, decided again the same way
+        for event in tokens + buffers.take_released():
             if event is not None:
                 event.ack()
 
-    async def decide_ready(flush_all: bool = False) -> None:
-        for group in buffers.ready(flush_all):
-            vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
-            reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
-            verdicts = decide(vehicles, reads, registry, policy)
-            await sink.write(verdicts)
-            for v in verdicts:
-                key = (v["plate_front"] or v["plate_rear"] or v["passage_id"]).encode()
-                await verdicts_out.send(key=key, value=schemas.VERDICT.encode_wire(v))
-            ack(group.tokens)  # only now: a crash before this redelivers the inputs
-        ack(buffers.take_released())
-
-    @app.agent(match_in)
+    @app.agent(inputs)
     async def match(stream):
         # noack_take: an input is acknowledged when its verdict is written, not when buffered
         async for events in stream.noack_take(settings.batch_size,
                                               within=settings.batch_timeout_s):
+            metrics.count_in(events)
             for event in events:
-                try:
-                    name, record = schemas.decode_any_wire(event.value)
-                except schemas.DecodeError as exc:
-                    await send_dead(event, "undecodable", str(exc))
-                    event.ack()
-                    continue
-                if name == "zhichao.MeasuredVehicle":
-                    buffers.add_vehicle(record, event)
-                elif name == "zhichao.CameraRead":
-                    buffers.add_read(record, event)
-                else:
-                    await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
-                    event.ack()
+                last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
+            await admit(sort_events(events))
             await decide_ready()
 
     @app.agent(heartbeats_in)
     async def heartbeats(stream):
         async for events in stream.take_events(settings.batch_size,
                                                within=settings.batch_timeout_s):
+            metrics.count_in(events)
             batch = []
             for event in events:
                 try:
@@ -157,5 +179,21 @@ def create_app(settings: Settings) -> faust.App:
     async def decide_stalled():
         """The wall-clock bound: a weighing does not wait forever for its reads."""
         await decide_ready()
+
+    @app.timer(5.0)
+    async def measure_lag():
+        lag: dict[str, int] = {}
+        for tp in app.consumer.assignment():
+            seen = last_offsets.get((tp.topic, tp.partition), -1)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(app.consumer.highwater(tp) - seen - 1, 0)
+        for topic, n in lag.items():
+            metrics.consumer_lag.labels(topic).set(n)
+
+    @app.task
+    async def serve_metrics():
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_port, settings.metrics_addr)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_addr,
+                     settings.metrics_port)
 
     return app

@@ -6,7 +6,6 @@ from __future__ import annotations
 WIM_PASSAGES = "wim.passages"
 WIM_VEHICLES = "wim.vehicles"
 ANPR_READS = "anpr.reads"
-VEHICLES_MEASURED = "vehicles.measured"
 VEHICLES_VERDICTS = "vehicles.verdicts"
 ALERTS = "alerts"
 DISPATCH_ORDERS = "dispatch.orders"
@@ -17,8 +16,8 @@ KPI_SNAPSHOTS = "kpi.snapshots"
 DEAD_LETTERS = "dead.letters"
 
 # co-partitioned by site_id: one worker sees a site's weighings and reads together
-SITE_KEYED = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_MEASURED)
-ALL = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_MEASURED, VEHICLES_VERDICTS, ALERTS,
+SITE_KEYED = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS)
+ALL = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_VERDICTS, ALERTS,
        DISPATCH_ORDERS, DISPATCH_FEEDBACK, DEVICE_HEARTBEATS, BLACKLIST_UPDATES, KPI_SNAPSHOTS,
        DEAD_LETTERS)
 

@@ -255,7 +255,7 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
     """The whole stack on this machine: broker, Redis, a worker, the example city streaming live."""
     import asyncio
 
-    from streams.embedded import EmbeddedError, embedded_stack
+    from streams.embedded import EmbeddedError, embedded_stack, free_port
     from streams.topics import ensure_topics
     from zhichao.up import run_up, start_worker, stop_worker
 
@@ -269,7 +269,9 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
             say(f"治超 zhichao up: broker {stack.bootstrap}, redis {stack.redis_dsn}, "
                 f"logs in {workdir}; Ctrl-C stops everything")
             asyncio.run(ensure_topics(stack.bootstrap, partitions))
-            worker = start_worker(stack, partitions, workdir / "worker.log")
+            metrics_port = free_port()
+            worker = start_worker(stack, partitions, workdir / "worker.log", metrics_port)
+            say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
             try:
                 result = asyncio.run(run_up(registry, stack, speedup=speedup, seconds=seconds,
                                             echo=say,

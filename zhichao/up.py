@@ -173,9 +173,11 @@ async def wait_ready(stack: EmbeddedStack, echo, worker: subprocess.Popen | None
     echo(f"worker ready after {time.monotonic() - started:.1f} s (consumer group joined)")
 
 
-def start_worker(stack: EmbeddedStack, partitions: int, log_path: Path) -> subprocess.Popen:
+def start_worker(stack: EmbeddedStack, partitions: int, log_path: Path,
+                 metrics_port: int = 0) -> subprocess.Popen:
     env = {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
-           "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(partitions)}
+           "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(partitions),
+           "ZHICHAO_METRICS_PORT": str(metrics_port)}
     with open(log_path, "wb") as log:
         return subprocess.Popen(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"], env=env,

@@ -25,8 +25,6 @@ def kpi_in_redis(client: Any) -> dict[str, dict[str, int]]:
 def expected_kpi(verdicts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """The Redis KPI hashes the sink should hold after writing ``verdicts`` once."""
     expected: dict[str, dict[str, int]] = {}
-    for (scope, scope_id, day, name), n in aggregate(verdicts).items():
-        key = (K.KPI_SITE_DAY_KEY.format(site_id=scope_id, day=day) if scope == "site"
-               else K.KPI_CITY_DAY_KEY.format(day=day))
+    for (key, name), n in aggregate(verdicts).items():
         expected.setdefault(key, {})[name] = n
     return expected

@@ -1,0 +1,60 @@
+"""The baseline of the pipeline benchmark: a bare Faust agent that only counts the messages of
+the input topics (same broker, same topic contents, same consumer settings as the worker).
+It records, in Redis, the wall time of its first and latest message and the count."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import redis
+
+from streams import topics as T
+from streams.transport import App
+
+KEY = "zc:bench:bare"
+
+
+def create_app(broker_url: str, redis_dsn: str, app_id: str) -> App:
+    app = App(
+        app_id,
+        broker=broker_url,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_max_fetch_size=32 << 20,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+    )
+    source = app.topic(T.WIM_PASSAGES, T.ANPR_READS)
+    client = redis.Redis.from_url(redis_dsn)
+
+    seen = {"n": 0, "first": 0.0, "last": 0.0}
+
+    @app.agent(source)
+    async def count(stream):
+        async for _ in stream:
+            now = time.time()
+            if not seen["n"]:
+                seen["first"] = now
+            seen["n"] += 1
+            seen["last"] = now
+
+    @app.timer(0.2)
+    async def report():
+        if seen["n"]:
+            client.hset(KEY, mapping=seen)
+
+    return app
+
+
+def main() -> None:
+    app = create_app(os.environ["ZHICHAO_BROKER_URL"], os.environ["ZHICHAO_REDIS_DSN"],
+                     os.environ.get("BENCH_APP_ID", "bench-bare"))
+    sys.argv = ["bare-faust", "worker", "--loglevel", "warn", "--without-web"]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Prometheus metrics of a worker, in a registry of its own (no process-global state), served
+on ``metrics_port`` by prometheus_client's HTTP server. Updated once per batch, never per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+KERNEL_BUCKETS_S = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_in = Counter("zhichao_events_in", "Input events consumed", ["topic"],
+                                 registry=r)
+        self.events_out = Counter("zhichao_events_out", "Events produced", ["topic"], registry=r)
+        self.verdicts = Counter("zhichao_verdicts", "Verdicts written, by verdict and whether "
+                                "enforceable", ["verdict", "enforceable"], registry=r)
+        self.dead_letters = Counter("zhichao_dead_letters", "Inputs sent to dead.letters",
+                                    ["reason"], registry=r)
+        self.stage_seconds = Histogram("zhichao_stage_seconds", "Time of one batch call of a "
+                                       "stage (kernel wrappers included)", ["stage"],
+                                       buckets=KERNEL_BUCKETS_S, registry=r)
+        self.weigh_to_verdict = Histogram(
+            "zhichao_weigh_to_verdict_seconds",
+            "From the WIM passage's Kafka timestamp to its verdict written in Redis",
+            buckets=LATENCY_BUCKETS_S, registry=r)
+        self.consumer_lag = Gauge("zhichao_consumer_lag", "Messages not yet read, by topic "
+                                  "(sum over this worker's partitions)", ["topic"], registry=r)
+        self.pending = Gauge("zhichao_pending_vehicles", "Weighed vehicles waiting for their "
+                             "camera reads", registry=r)
+        self.sink_errors = Counter("zhichao_sink_errors", "Failed writes to Redis (retried)",
+                                   ["sink"], registry=r)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
+
+    def count_in(self, events: Iterable[Any]) -> None:
+        per_topic: dict[str, int] = {}
+        for event in events:
+            topic = event.message.topic
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.events_in.labels(topic).inc(n)
+
+    def count_verdicts(self, verdicts: list[dict[str, Any]]) -> None:
+        per_kind: dict[tuple[str, str], int] = {}
+        for v in verdicts:
+            key = (v["verdict"], "yes" if v["enforceable"] else "no")
+            per_kind[key] = per_kind.get(key, 0) + 1
+        for (verdict, enforceable), n in per_kind.items():
+            self.verdicts.labels(verdict, enforceable).inc(n)
