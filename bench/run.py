@@ -19,7 +19,8 @@ RESULTS = HERE / "results"
 SUMMARY = HERE / "summary.json"
 FILES = {
     "kernels": ["bench/bench_kernels.py", "bench/bench_replay.py"],
-    "all": ["bench/bench_kernels.py", "bench/bench_replay.py"],
+    "pipeline": ["bench/bench_pipeline.py"],
+    "all": ["bench/bench_kernels.py", "bench/bench_replay.py", "bench/bench_pipeline.py"],
 }
 
 
@@ -30,6 +31,18 @@ def _median(benchmarks: dict, name: str) -> tuple[float, dict]:
 
 def summarise(raw: dict) -> dict:
     by_name = {b["name"]: b for b in raw["benchmarks"]}
+    out = {}
+    if "test_pipeline_vs_bare_faust" in by_name:
+        info = by_name["test_pipeline_vs_bare_faust"]["extra_info"]
+        out.update({
+            "pipeline_vs_bare_faust": info["pipeline_vs_bare_faust"],
+            "pipeline_vehicles_per_s": info["pipeline_vehicles_per_s"],
+            "bare_faust_messages_per_s": info["bare_faust_messages_per_s"],
+            "p50_weigh_to_verdict_ms": info["p50_weigh_to_verdict_ms"],
+            "p99_weigh_to_verdict_ms": info["p99_weigh_to_verdict_ms"],
+        })
+    if "test_axles_kernel" not in by_name:
+        return out
     t_axles, info = _median(by_name, "test_axles_kernel")
     t_max, _ = _median(by_name, "test_axles_numpy_max_baseline")
     t_ref, ref_info = _median(by_name, "test_axles_python_reference_baseline")
@@ -41,7 +54,7 @@ def summarise(raw: dict) -> dict:
     t_sim, _ = _median(by_name, "test_simulate_2000_vehicles")
     per_sample_kernel = t_axles / info["samples"]
     per_sample_ref = t_ref / ref_info["samples"]
-    return {
+    return out | {
         "axles_samples_per_s": info["samples"] / t_axles,
         "axles_vs_numpy_max": t_max / t_axles,
         "axles_vs_python": per_sample_ref / per_sample_kernel,
@@ -64,6 +77,8 @@ TARGETS = {
     "verdicts_vehicles_per_s": (">=", 20e6),
     "replay_vehicles_per_s": (">=", 3000),
     "simulate_2000_vehicles_s": ("<=", 30),
+    "pipeline_vs_bare_faust": (">=", 0.7),
+    "p99_weigh_to_verdict_ms": ("<=", 250),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,6 +45,7 @@ _SEPARATORS = str.maketrans("", "", "·•-. \t\u3000")
 _SERIAL_FIX = str.maketrans({"O": "0", "I": "1"})
 
 
+@lru_cache(maxsize=1 << 16)
 def normalise(raw: str) -> str:
     """Canonical form of a camera string: NFKC, upper case, no separators, O/I fixed by position.
 
@@ -61,6 +63,7 @@ def normalise(raw: str) -> str:
     return "" if set(plate) <= {UNKNOWN} else plate
 
 
+@lru_cache(maxsize=1 << 16)
 def plate_format(plate: str) -> str | None:
     """The GA 36 format name of a canonical plate, or None when it is not a valid plate."""
     match = PLATE_RE.match(plate)

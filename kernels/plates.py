@@ -129,6 +129,8 @@ def _cutoff(max_cost: float | None) -> int:
 
 def distance(a: str, b: str, model: CostModel | None = None) -> float:
     """Distance between two canonical plates (plates.md §0.2 units)."""
+    if a == b:
+        return 0.0
     return float(one_to_many(a, [b], model)[0])
 
 
@@ -192,6 +194,16 @@ class FusedPlate:
         return cls("", 0.0, 0, False)
 
 
+def _distances_of_distinct(plates: list[str], model: CostModel) -> np.ndarray:
+    """All pairwise distances, computed once per distinct plate (reads mostly agree)."""
+    distinct = sorted(set(plates))
+    if len(distinct) == 1:
+        return np.zeros((len(plates), len(plates)))
+    index = np.array([distinct.index(p) for p in plates])
+    d = many_to_many(distinct, distinct, model)
+    return d[np.ix_(index, index)]
+
+
 def fuse_reads(
     reads: list[tuple[str, list[float] | None, float]],
     model: CostModel | None = None,
@@ -215,8 +227,8 @@ def fuse_reads(
         plate = normalise(plate)
         if not plate or conf < min_read_conf:
             continue
-        cc = list(char_conf) if char_conf and len(char_conf) == len(plate) else [conf] * len(plate)
-        usable.append((plate, [min(max(float(c), 0.0), 1.0) for c in cc], float(conf)))
+        cc = char_conf if char_conf and len(char_conf) == len(plate) else [conf] * len(plate)
+        usable.append((plate, cc, float(conf)))
     if not usable:
         return FusedPlate.empty()
     best = max(usable, key=lambda r: (plate_format(r[0]) is not None, r[2]))
@@ -224,8 +236,9 @@ def fuse_reads(
     plates = [r[0] for r in usable]
     if len(usable) == 1:
         plate, cc, _ = usable[0]
-        return FusedPlate(plate, float(np.prod(cc)), 1, plate_format(plate) is not None)
-    d = many_to_many(plates, plates, model)
+        conf = math.prod(min(max(float(c), 0.0), 1.0) for c in cc)
+        return FusedPlate(plate, conf, 1, plate_format(plate) is not None)
+    d = _distances_of_distinct(plates, model)
     weights = np.array([r[2] for r in usable])
     score = d @ weights
     order = sorted(
@@ -240,20 +253,20 @@ def fuse_reads(
     support = float(sum(r[2] for r in peers))
     chars, conf = [], support / (support + dissent)
     log_other = math.log(SYMBOLS_PER_POSITION - 1)
+    # per read and position: a read showing ch adds log c − (log(1 − c) − log(K − 1)) to ch's
+    # score over the all-wrong baseline; posteriors are relative to the best candidate
     for i in range(len(medoid)):
-        right, wrong, chars_i = [], [], []
+        gain: dict[str, float] = {medoid[i]: 0.0}  # candidates: the medoid's first, then seen
+        seen: dict[str, int] = {}
         for plate, cc, _ in peers:
             c = min(max(cc[i], 0.01), 0.999)
-            right.append(math.log(c))
-            wrong.append(math.log(1.0 - c) - log_other)
-            chars_i.append(plate[i])
-        candidates = sorted(set(chars_i), key=lambda ch: ch != medoid[i])
-        scores = [
-            sum(r if ch_k == ch else w for ch_k, r, w in zip(chars_i, right, wrong, strict=True))
-            for ch in candidates
-        ]
+            ch = plate[i]
+            gain[ch] = gain.get(ch, 0.0) + math.log(c) - math.log(1.0 - c) + log_other
+            seen[ch] = 1
+        candidates = [ch for ch in gain if ch in seen]
+        scores = [gain[ch] for ch in candidates]
         top = max(scores)
-        unseen = (SYMBOLS_PER_POSITION - len(candidates)) * math.exp(sum(wrong) - top)
+        unseen = (SYMBOLS_PER_POSITION - len(candidates)) * math.exp(-top)
         posterior = [math.exp(x - top) for x in scores]
         best = max(range(len(candidates)), key=posterior.__getitem__)
         chars.append(candidates[best])

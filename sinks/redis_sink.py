@@ -1,5 +1,6 @@
 """Verdicts into Redis, one atomic script call per batch: the verdict by passage_id with a
-retention TTL, the live stream for dashboards, the per-plate history and the KPI counters.
+retention TTL, the live stream for dashboards, the per-plate history, the KPI counters, and the
+batch's camera reads as plate sightings (``sinks.sightings``).
 
 Idempotent: the verdict key is written with NX, and only a passage seen for the first time adds
 to the stream, the history and the counters, all inside the same script. A passage decided again
@@ -19,18 +20,22 @@ import redis.asyncio as aioredis
 
 from sinks import constants as K
 from sinks.kpi import increments_of
+from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
 
-# ARGV: ttl, kpi_ttl, stream, maxlen, n, then n counters "key<TAB>field", then per verdict:
-# verdict key, body, plate history key ('' if no plate), passage_id, ts_us, counter indices "1,5"
-WRITE_VERDICTS = """
+# ARGV: ttl, kpi_ttl, stream, maxlen, sighting retention (µs), sighting ttl, n counters,
+# n verdicts, then n counters "key<TAB>field", then per verdict: verdict key, body, plate history
+# key ('' if no plate), passage_id, ts_us, counter indices "1,5"; then per sighting: key, ts, member
+WRITE_BATCH = """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n = tonumber(ARGV[5])
+local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
+local n, nv = tonumber(ARGV[7]), tonumber(ARGV[8])
 local totals = {}
 local new = 0
-local i = 6 + n
-while i <= #ARGV do
+local first = 9 + n
+local i = first
+while i < first + 6 * nv do
   if redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
     new = new + 1
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'verdict', ARGV[i + 1])
@@ -46,9 +51,16 @@ while i <= #ARGV do
   i = i + 6
 end
 for k, count in pairs(totals) do
-  local key, field = string.match(ARGV[5 + k], '^(.-)\\t(.*)$')
+  local key, field = string.match(ARGV[8 + k], '^(.-)\t(.*)$')
   redis.call('HINCRBY', key, field, count)
   redis.call('EXPIRE', key, kpi_ttl)
+end
+while i <= #ARGV do
+  local ts = tonumber(ARGV[i + 1])
+  redis.call('ZADD', ARGV[i], ts, ARGV[i + 2])
+  redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', '(' .. (ts - retention))
+  redis.call('EXPIRE', ARGV[i], sight_ttl)
+  i = i + 3
 end
 return new
 """
@@ -59,7 +71,8 @@ def verdict_body(verdict: dict[str, Any]) -> bytes:
     return orjson.dumps(verdict)
 
 
-def write_args(verdicts: list[dict[str, Any]], ttl_s: int) -> list[Any]:
+def write_args(verdicts: list[dict[str, Any]], reads: list[dict[str, Any]], ttl_s: int,
+               sighting_retention_s: float) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
     per_verdict: list[Any] = []
@@ -75,21 +88,28 @@ def write_args(verdicts: list[dict[str, Any]], ttl_s: int) -> list[Any]:
             ",".join(map(str, indices)),
         ]
     counters = [f"{key}\t{field}" for key, field in numbers]
-    head = [ttl_s, K.KPI_TTL_S, K.VERDICT_STREAM, K.VERDICT_STREAM_MAXLEN, len(counters)]
-    return head + counters + per_verdict
+    head = [ttl_s, K.KPI_TTL_S, K.VERDICT_STREAM, K.VERDICT_STREAM_MAXLEN,
+            int(sighting_retention_s * 1e6), int(sighting_retention_s) + 3600,
+            len(counters), len(verdicts)]
+    return head + counters + per_verdict + sighting_args(reads)
 
 
 class VerdictSink:
-    def __init__(self, client: aioredis.Redis | str, verdict_ttl_s: int):
+    def __init__(self, client: aioredis.Redis | str, verdict_ttl_s: int,
+                 sighting_retention_s: float = 3 * 24 * 3600):
         self.client = aioredis.Redis.from_url(client) if isinstance(client, str) else client
         self.ttl_s = verdict_ttl_s
-        self._write = self.client.register_script(WRITE_VERDICTS)
+        self.sighting_retention_s = sighting_retention_s
+        self._write = self.client.register_script(WRITE_BATCH)
 
-    async def write(self, verdicts: list[dict[str, Any]]) -> int:
-        """Write a batch atomically; returns how many passages were new."""
-        if not verdicts:
+    async def write(self, verdicts: list[dict[str, Any]],
+                    reads: list[dict[str, Any]] = ()) -> int:
+        """Write a batch of verdicts and the sightings of camera reads atomically; returns how
+        many passages were new."""
+        if not verdicts and not reads:
             return 0
-        return int(await self._write(args=write_args(verdicts, self.ttl_s)))
+        args = write_args(verdicts, list(reads), self.ttl_s, self.sighting_retention_s)
+        return int(await self._write(args=args))
 
     async def write_heartbeats(self, heartbeats: list[dict[str, Any]]) -> None:
         from sinks.devices import write_heartbeats

@@ -3,8 +3,8 @@ cameras and checkpoint cameras — kept for a retention window, for the trajecto
 the alert stage (likely plate of an unidentified weighing, clone plates, bypass routes).
 
 One sorted set per normalised plate, scored by capture time; members carry the camera, site and
-read id. Writes are idempotent (a redelivered read is the same member) and trimmed to the
-retention window as they happen.
+read id. Written with the verdicts, in the sink's batch script: idempotent (a redelivered read
+is the same member) and trimmed to the retention window as they happen.
 """
 
 from __future__ import annotations
@@ -16,19 +16,6 @@ from kernels.plate_grammar import normalise
 
 SIGHTINGS_KEY = "zc:sightings:{plate}"
 MIN_CONFIDENCE = 0.5  # reads less sure than this say too little about where a plate was
-
-# ARGV: retention_us, ttl_s, then per read: key, ts_us, member
-WRITE_SIGHTINGS = """
-local retention, ttl = tonumber(ARGV[1]), ARGV[2]
-for i = 3, #ARGV, 3 do
-  local key, ts = ARGV[i], tonumber(ARGV[i + 1])
-  redis.call('ZADD', key, ts, ARGV[i + 2])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (ts - retention))
-  redis.call('EXPIRE', key, ttl)
-end
-return (#ARGV - 2) / 3
-"""
-
 
 @dataclass(frozen=True)
 class Sighting:
@@ -53,8 +40,9 @@ def parse_member(plate: str, member: bytes | str) -> Sighting:
     return Sighting(plate, int(ts), camera, site, read_id, float(conf))
 
 
-def sighting_args(reads: list[dict[str, Any]], retention_s: float) -> list[Any]:
-    args: list[Any] = [int(retention_s * 1e6), int(retention_s) + 3600]
+def sighting_args(reads: list[dict[str, Any]]) -> list[Any]:
+    """(key, ts, member) triples for the reads that say where a plate was."""
+    args: list[Any] = []
     for read in reads:
         plate = normalise(read["plate"])
         if plate and read["confidence"] >= MIN_CONFIDENCE:
@@ -62,17 +50,11 @@ def sighting_args(reads: list[dict[str, Any]], retention_s: float) -> list[Any]:
     return args
 
 
-class SightingSink:
-    def __init__(self, client: Any, retention_s: float):
-        self.retention_s = retention_s
-        self._write = client.register_script(WRITE_SIGHTINGS)
-        self.client = client
+class Sightings:
+    """Reads the trajectories the sink writes (``sinks.redis_sink``)."""
 
-    async def write(self, reads: list[dict[str, Any]]) -> int:
-        args = sighting_args(reads, self.retention_s)
-        if len(args) == 2:
-            return 0
-        return int(await self._write(args=args))
+    def __init__(self, client: Any):
+        self.client = client
 
     async def of(self, plate: str, since_us: int = 0) -> list[Sighting]:
         """Sightings of a plate since ``since_us``, oldest first."""

@@ -26,7 +26,6 @@ import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
 from sinks.redis_sink import VerdictSink
-from sinks.sightings import SightingSink
 from streams import topics as T
 from streams.intake import Intake, sort_events
 from streams.matching import MatchBuffers
@@ -74,8 +73,8 @@ def create_app(settings: Settings) -> faust.App:
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
-    sink = VerdictSink(redis, settings.verdict_ttl_s)
-    sightings = SightingSink(redis, settings.sighting_retention_s)
+    sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
+    unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     app.zhichao_metrics = metrics
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
@@ -113,13 +112,17 @@ def create_app(settings: Settings) -> faust.App:
                 event = event_of[m["passage_id"]]
                 produced_s.setdefault(m["passage_id"], event.message.timestamp)
                 buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
-        if intake.reads:
-            for read, event in intake.reads:
-                buffers.add_read(read, event, (event.message.topic, event.message.partition))
-            with metrics.stage_seconds.labels("sightings").time():
-                await sightings.write([r for r, _ in intake.reads])
+        for read, event in intake.reads:
+            buffers.add_read(read, event, (event.message.topic, event.message.partition))
+            unwritten_reads.append(read)
+
+    deciding = asyncio.Lock()  # the agent and the timer take turns
 
     async def decide_ready(flush_all: bool = False) -> None:
+        async with deciding:
+            await _decide_ready(flush_all)
+
+    async def _decide_ready(flush_all: bool) -> None:
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
         verdicts, tokens = [], []
@@ -129,8 +132,12 @@ def create_app(settings: Settings) -> faust.App:
                 reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
                 verdicts += decide(vehicles, reads, registry, policy)
                 tokens += group.tokens
+        if verdicts or unwritten_reads:
+            reads = unwritten_reads.copy()
+            unwritten_reads.clear()
+            with metrics.stage_seconds.labels("sink").time():
+                await sink.write(verdicts, reads)
         if verdicts:
-            await sink.write(verdicts)
             now = time.time()
             for v in verdicts:
                 sent = produced_s.pop(v["passage_id"], None)

@@ -1,11 +1,18 @@
 """Per-site buffers of the match stage and the rule that says when part of them can be decided.
 
 The site join (``kernels.plates.join_camera``) splits every camera's events into independent
-segments. A *cut* at time T that no vehicle's capture window crosses, with every input of the
-site known up to T, therefore splits the buffer into a part that can be decided now and a part
-that cannot change it: deciding the part before T gives exactly the verdicts ``zhichao replay``
-gives over the whole archive. A vehicle that has waited longer than ``max_wait_s`` of wall time
-(a camera stream stalled) is decided with the reads it has.
+segments, separated by gaps that no vehicle's capture window crosses. So if, for every camera of
+a site, the windows of the earliest k buffered vehicles end before those of the others begin,
+and every input is known up to that point, those k vehicles can be decided now with the reads
+before each camera's cut, and nothing that arrives later can change their verdicts: they are
+exactly the verdicts ``zhichao replay`` gives over the whole archive. A cut never falls inside
+a run of frames (the join treats a run as one observation). A vehicle that has waited
+``max_wait_s`` of wall time (a camera stream stalled, or no traffic behind it) is decided with
+the reads it has.
+
+"Known up to": an input stream is one Kafka partition, read in publication order, and devices
+publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
+the partition's older records have arrived.
 
 Every buffered record keeps an opaque *token* (the Kafka event): the agent acknowledges a token
 only when the record's verdict is written, so a crash redelivers what was not yet decided.
@@ -14,35 +21,71 @@ only when the record's verdict is written, so a crash redelivers what was not ye
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from kernels.plates import JoinParams
 from schemas.registry import Registry
 
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
+INF = float("inf")
 
 
 @dataclass
 class Entry:
     record: dict[str, Any]
     token: Any = None
-    windows: dict[str, tuple[float, float]] = field(default_factory=dict)  # camera -> lo, hi
+    lo: tuple[float, ...] = ()  # per camera of the site: earliest and latest capture time
+    hi: tuple[float, ...] = ()
+
+
+@dataclass
+class CameraReads:
+    """One camera's buffered reads, in capture-time order."""
+
+    entries: list[Entry] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+
+    def add(self, entry: Entry) -> None:
+        ts = entry.record["ts_us"]
+        if not self.times or ts >= self.times[-1]:  # the usual case: in order
+            self.entries.append(entry)
+            self.times.append(ts)
+            return
+        i = bisect_right(self.times, ts)
+        self.entries.insert(i, entry)
+        self.times.insert(i, ts)
+
+    def take_before(self, cut: float) -> list[Entry]:
+        i = bisect_left(self.times, cut)
+        taken = self.entries[:i]
+        del self.entries[:i], self.times[:i]
+        return taken
+
+    def splits_run(self, cut: float, gap: float) -> bool:
+        """Whether ``cut`` falls between two frames closer than ``gap``."""
+        i = bisect_left(self.times, cut)
+        return 0 < i < len(self.times) and self.times[i] - self.times[i - 1] <= gap
 
 
 @dataclass
 class SiteBuffer:
-    vehicles: list[Entry] = field(default_factory=list)
-    reads: list[Entry] = field(default_factory=list)
+    cameras: tuple[str, ...] = ()  # front and rear cameras of the site, registry order
+    vehicles: list[Entry] = field(default_factory=list)  # in (time, passage id) order
+    vehicle_keys: list[tuple[int, str]] = field(default_factory=list)
+    reads: dict[str, CameraReads] = field(default_factory=lambda: defaultdict(CameraReads))
     vehicle_ids: set[str] = field(default_factory=set)  # what is buffered, against redelivery
     read_ids: set[str] = field(default_factory=set)
     vehicle_stream: Hashable = None  # the input streams this site's records come on
     read_stream: Hashable = None
-    oldest_arrival_s: float = 0.0  # wall clock when the oldest undecided vehicle arrived
+    oldest_arrival_s: float = 0.0  # wall clock of the last progress with vehicles waiting
+    tried: tuple = ()  # state of the last attempt that found no cut
 
 
 @dataclass
@@ -58,11 +101,19 @@ class Ready:
 class MatchBuffers:
     registry: Registry
     max_wait_s: float = 10.0
-    slack_s: float = 2.0  # reads may arrive this much behind in event time
+    slack_s: float = 2.0  # devices publish within this much of capture
     params: JoinParams = field(default_factory=JoinParams)
-    sites: dict[str, SiteBuffer] = field(default_factory=lambda: defaultdict(SiteBuffer))
+    sites: dict[str, SiteBuffer] = field(default_factory=dict)
     released: list[Any] = field(default_factory=list)  # tokens of records that need no verdict
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
+
+    def _site(self, site_id: str) -> SiteBuffer:
+        buf = self.sites.get(site_id)
+        if buf is None:
+            cams = tuple(c.id for c in self.registry.cameras_of_site(site_id)
+                         if c.view in ("front", "rear"))
+            buf = self.sites[site_id] = SiteBuffer(cameras=cams)
+        return buf
 
     def _advance(self, stream: Hashable, ts_us: int) -> None:
         if ts_us > self.marks.get(stream, 0):
@@ -71,7 +122,7 @@ class MatchBuffers:
     def add_vehicle(self, vehicle: dict[str, Any], token: Any = None,
                     stream: Hashable = None) -> None:
         """Buffer a measured vehicle; ``stream`` is the input it came on (topic, partition)."""
-        buf = self.sites[vehicle["site_id"]]
+        buf = self._site(vehicle["site_id"])
         buf.vehicle_stream = stream if stream is not None else ("vehicles", vehicle["site_id"])
         self._advance(buf.vehicle_stream, vehicle["ts_us"])
         if vehicle["passage_id"] in buf.vehicle_ids:  # redelivered after a restart
@@ -80,7 +131,10 @@ class MatchBuffers:
         buf.vehicle_ids.add(vehicle["passage_id"])
         if not buf.vehicles:
             buf.oldest_arrival_s = time.monotonic()
-        buf.vehicles.append(Entry(vehicle, token, self._windows(vehicle)))
+        key = (vehicle["ts_us"], vehicle["passage_id"])
+        i = bisect_right(buf.vehicle_keys, key)
+        buf.vehicle_keys.insert(i, key)
+        buf.vehicles.insert(i, Entry(vehicle, token, *self._windows(vehicle)))
 
     def add_read(self, read: dict[str, Any], token: Any = None, stream: Hashable = None) -> None:
         """Buffer a weigh-site camera read; any read advances its input stream's clock."""
@@ -89,19 +143,19 @@ class MatchBuffers:
         if read["view"] not in ("front", "rear"):
             self.released.append(token)  # checkpoint sightings feed trajectories, not the join
             return
-        buf = self.sites[read["site_id"]]
+        buf = self._site(read["site_id"])
         buf.read_stream = stream
         if read["read_id"] in buf.read_ids:
             self.released.append(token)
             return
         buf.read_ids.add(read["read_id"])
-        buf.reads.append(Entry(read, token))
+        buf.reads[read["camera_id"]].add(Entry(read, token))
 
-    def _windows(self, vehicle: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    def _windows(self, vehicle: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per camera of the site: earliest and latest time it could capture this vehicle."""
         v = max(vehicle["speed_kmh"] / 3.6, 0.3)
         p = self.params
-        out = {}
+        lo, hi = [], []
         for cam in self.registry.cameras_of_site(vehicle["site_id"]):
             if cam.view not in ("front", "rear"):
                 continue
@@ -109,86 +163,85 @@ class MatchBuffers:
             extra = p.rear_extra_m if cam.view == "rear" else 0.0
             t_exp = base + (cam.d_cam_m + extra) / v * US
             gate = p.gate_tau * (p.tau_base_s + p.tau_per_s * abs(cam.d_cam_m) / v) * US
-            out[cam.id] = (t_exp - gate, t_exp + gate + p.frame_gap_s * US)
-        return out
+            lo.append(t_exp - gate)
+            hi.append(t_exp + gate + p.frame_gap_s * US)
+        return tuple(lo), tuple(hi)
 
     def _known_until(self, buf: SiteBuffer) -> float:
-        """Event time up to which every input of the site has arrived. An input stream is one
-        Kafka partition, ordered by publication; devices publish within ``slack_s`` of capture,
-        so any record of *any* site on the partition also vouches for this one."""
+        """Event time up to which every input of the site has arrived."""
         if buf.vehicle_stream is None or buf.read_stream is None:
-            return -float("inf")
-        marks = self.marks
-        return min(marks[buf.vehicle_stream], marks[buf.read_stream]) - self.slack_s * US
+            return -INF
+        return min(self.marks[buf.vehicle_stream], self.marks[buf.read_stream]) - (
+            self.slack_s * US
+        )
 
-    def _split(self, order: list[Entry], reads: list[Entry],
-               known_until: float) -> tuple[int, dict[str, float]]:
-        """The longest prefix of ``order`` (by time) that can be decided now, and per camera the
-        time before which its reads belong to that prefix: for every camera, the prefix's
-        windows end before the others' begin and before what is known, and the cut does not
-        fall inside a run of frames (the join treats a run as one observation)."""
-        n = len(order)
-        cams = sorted({c for e in order for c in e.windows})
+    def _split(self, buf: SiteBuffer, known_until: float) -> tuple[int, dict[str, float]]:
+        """The longest prefix of the site's vehicles that can be decided now, and per camera
+        the time before which its reads belong to that prefix."""
+        n, cams = len(buf.vehicles), buf.cameras
         if not cams:
             return n, {}
-        inf = float("inf")
-        suffix_lo = [{c: inf for c in cams}]
-        for e in reversed(order):
-            last = suffix_lo[-1]
-            suffix_lo.append({c: min(last[c], e.windows.get(c, (inf, inf))[0]) for c in cams})
-        suffix_lo.reverse()  # suffix_lo[k]: earliest window start among order[k:]
-        valid, reach = [], {c: -inf for c in cams}
-        for k in range(1, n + 1):
-            for c, (_, hi) in order[k - 1].windows.items():
-                reach[c] = max(reach[c], hi)
-            if all(reach[c] < known_until and reach[c] < suffix_lo[k][c] for c in cams):
-                valid.append(k)
-        read_ts: dict[str, list[int]] = defaultdict(list)
-        for e in reads:
-            read_ts[e.record["camera_id"]].append(e.record["ts_us"])
-        for times in read_ts.values():
-            times.sort()
+        lo = np.array([e.lo for e in buf.vehicles])
+        hi = np.array([e.hi for e in buf.vehicles])
+        reach = np.maximum.accumulate(hi, axis=0)  # reach[k-1]: latest end among the first k
+        later = np.minimum.accumulate(lo[::-1], axis=0)[::-1]  # later[k]: earliest start of k..
+        later = np.vstack([later[1:], np.full((1, len(cams)), INF)])
+        ok = np.all((reach < known_until) & (reach < later), axis=1)
         gap = self.params.frame_gap_s * US
-        for k in reversed(valid):
-            cuts = {c: min(suffix_lo[k][c], known_until) for c in cams}
-            if not any(_splits_run(read_ts[c], cuts[c], gap) for c in cams):
-                return k, cuts
+        for k in np.flatnonzero(ok)[::-1] + 1:
+            cuts = dict(zip(cams, np.minimum(later[k - 1], known_until).tolist(), strict=True))
+            if not any(buf.reads[c].splits_run(t, gap) for c, t in cuts.items() if c in buf.reads):
+                return int(k), cuts
         return 0, {}
 
     def ready(self, flush_all: bool = False) -> list[Ready]:
         """Take out every group that can be decided now."""
         out = []
+        now = time.monotonic()
         for buf in self.sites.values():
             if not buf.vehicles:
-                horizon = self.marks.get(buf.read_stream, 0) - READ_RETENTION_S * US
-                old = [e for e in buf.reads if e.record["ts_us"] < horizon]
-                self.released += [e.token for e in old]
-                buf.reads = [e for e in buf.reads if e.record["ts_us"] >= horizon]
-                buf.read_ids.difference_update(e.record["read_id"] for e in old)
+                self._expire_reads(buf)
                 continue
-            order = sorted(buf.vehicles, key=lambda e: (e.record["ts_us"], e.record["passage_id"]))
-            if flush_all or time.monotonic() - buf.oldest_arrival_s > self.max_wait_s:
-                k, cuts = len(order), None  # waited long enough: decide with what is here
+            if flush_all or now - buf.oldest_arrival_s > self.max_wait_s:
+                k, cuts = len(buf.vehicles), None  # waited long enough: decide with what is here
             else:
-                k, cuts = self._split(order, buf.reads, self._known_until(buf))
+                known = self._known_until(buf)
+                state = (known, len(buf.vehicles), len(buf.read_ids))
+                if state == buf.tried:
+                    continue  # nothing new since the last attempt
+                k, cuts = self._split(buf, known)
                 if k == 0:
+                    buf.tried = state
                     continue
-            take, buf.vehicles = order[:k], order[k:]
-            if cuts is None:
-                reads, buf.reads = buf.reads, []
-            else:
-                floor = min(cuts.values(), default=float("inf"))  # reads of unknown cameras
-                mine = [e.record["ts_us"] < cuts.get(e.record["camera_id"], floor)
-                        for e in buf.reads]
-                reads = [e for e, m in zip(buf.reads, mine, strict=True) if m]
-                buf.reads = [e for e, m in zip(buf.reads, mine, strict=True) if not m]
+            take, buf.vehicles = buf.vehicles[:k], buf.vehicles[k:]
+            del buf.vehicle_keys[:k]
+            reads = self._take_reads(buf, cuts)
             if buf.vehicles:
-                buf.oldest_arrival_s = time.monotonic()
+                buf.oldest_arrival_s = now
+            buf.tried = ()
             buf.vehicle_ids.difference_update(e.record["passage_id"] for e in take)
             buf.read_ids.difference_update(e.record["read_id"] for e in reads)
             out.append(Ready([e.record for e in take], [e.record for e in reads],
                              [e.token for e in take + reads]))
         return out
+
+    @staticmethod
+    def _take_reads(buf: SiteBuffer, cuts: dict[str, float] | None) -> list[Entry]:
+        floor = min(cuts.values(), default=INF) if cuts is not None else INF
+        taken = []
+        for camera_id, reads in buf.reads.items():
+            cut = INF if cuts is None else cuts.get(camera_id, floor)  # unknown cameras: floor
+            taken += reads.take_before(cut)
+        return taken
+
+    def _expire_reads(self, buf: SiteBuffer) -> None:
+        """Reads with no vehicle to wait for are released after ``READ_RETENTION_S``."""
+        horizon = self.marks.get(buf.read_stream, 0) - READ_RETENTION_S * US
+        for reads in buf.reads.values():
+            if reads.times and reads.times[0] < horizon:
+                old = reads.take_before(horizon)
+                self.released += [e.token for e in old]
+                buf.read_ids.difference_update(e.record["read_id"] for e in old)
 
     def take_released(self) -> list[Any]:
         tokens, self.released = self.released, []
@@ -196,9 +249,3 @@ class MatchBuffers:
 
     def pending(self) -> int:
         return sum(len(b.vehicles) for b in self.sites.values())
-
-
-def _splits_run(times: list[int], cut: float, gap: float) -> bool:
-    """Whether ``cut`` falls between two frames closer than ``gap`` (sorted ``times``)."""
-    i = bisect_left(times, cut)
-    return 0 < i < len(times) and times[i] - times[i - 1] <= gap

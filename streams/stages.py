@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from kernels import flags as F
 from kernels import plates
@@ -220,8 +220,7 @@ def _evidence_hash(
     body = {k: v for k, v in verdict.items() if k != "evidence_hash"}
     body["samples_sha256"] = samples_sha256
     body["read_ids"] = list(read_ids)
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def join_site_reads(

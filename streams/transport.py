@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as driver
 
-FETCH_MAX_WAIT_MS = 50
+FETCH_MAX_WAIT_MS = 20
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):

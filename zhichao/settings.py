@@ -29,7 +29,7 @@ class Settings:
     policy: str = ""  # empty: the registry's policy
     verdict_ttl_s: int = 30 * 24 * 3600
     batch_size: int = 256
-    batch_timeout_s: float = 0.05
+    batch_timeout_s: float = 0.02
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off
