@@ -180,7 +180,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def mark_ready(sender, assigned, **kwargs):
+        metrics.assigned.set(len(assigned))
         await sink.mark_ready(len(assigned))
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender, revoked, **kwargs):
+        """What another worker now owns is re-read there from the committed offsets: drop it
+        here, undecided, so that it is not decided twice on partial data."""
+        dropped = buffers.forget({(tp.topic, tp.partition) for tp in revoked})
+        if dropped:
+            log.info("rebalance: %d buffered vehicles left to their new owner", dropped)
 
     @app.timer(1.0)
     async def decide_stalled():
@@ -203,4 +212,9 @@ def create_app(settings: Settings) -> faust.App:
             log.info("metrics on http://%s:%d/metrics", settings.metrics_addr,
                      settings.metrics_port)
 
+    async def close() -> None:
+        """Release the Redis connections (the worker does this when it stops)."""
+        await redis.aclose()
+
+    app._zhichao_close = close
     return app

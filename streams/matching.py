@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from kernels.plates import JoinParams
-from schemas.registry import Registry
+from schemas.registry import Camera, Registry
 
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
@@ -106,12 +106,20 @@ class MatchBuffers:
     sites: dict[str, SiteBuffer] = field(default_factory=dict)
     released: list[Any] = field(default_factory=list)  # tokens of records that need no verdict
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
+    site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
+
+    def _cameras(self, site_id: str) -> list[Camera]:
+        """The site's front and rear cameras, in registry order."""
+        cams = self.site_cameras.get(site_id)
+        if cams is None:
+            cams = self.site_cameras[site_id] = [
+                c for c in self.registry.cameras_of_site(site_id) if c.view in ("front", "rear")]
+        return cams
 
     def _site(self, site_id: str) -> SiteBuffer:
         buf = self.sites.get(site_id)
         if buf is None:
-            cams = tuple(c.id for c in self.registry.cameras_of_site(site_id)
-                         if c.view in ("front", "rear"))
+            cams = tuple(c.id for c in self._cameras(site_id))
             buf = self.sites[site_id] = SiteBuffer(cameras=cams)
         return buf
 
@@ -156,9 +164,7 @@ class MatchBuffers:
         v = max(vehicle["speed_kmh"] / 3.6, 0.3)
         p = self.params
         lo, hi = [], []
-        for cam in self.registry.cameras_of_site(vehicle["site_id"]):
-            if cam.view not in ("front", "rear"):
-                continue
+        for cam in self._cameras(vehicle["site_id"]):
             base = vehicle["last_axle_ts_us"] if cam.view == "rear" else vehicle["ts_us"]
             extra = p.rear_extra_m if cam.view == "rear" else 0.0
             t_exp = base + (cam.d_cam_m + extra) / v * US
@@ -242,6 +248,18 @@ class MatchBuffers:
                 old = reads.take_before(horizon)
                 self.released += [e.token for e in old]
                 buf.read_ids.difference_update(e.record["read_id"] for e in old)
+
+    def forget(self, streams: set[Hashable]) -> int:
+        """Drop the sites whose inputs come on ``streams`` (partitions revoked in a rebalance),
+        unacknowledged; returns how many vehicles were dropped."""
+        gone = [site for site, buf in self.sites.items()
+                if buf.vehicle_stream in streams or buf.read_stream in streams]
+        dropped = sum(len(self.sites[site].vehicles) for site in gone)
+        for site in gone:
+            del self.sites[site]
+        for stream in streams:
+            self.marks.pop(stream, None)
+        return dropped
 
     def take_released(self) -> list[Any]:
         tokens, self.released = self.released, []

@@ -38,6 +38,8 @@ class Metrics:
                                   "(sum over this worker's partitions)", ["topic"], registry=r)
         self.pending = Gauge("zhichao_pending_vehicles", "Weighed vehicles waiting for their "
                              "camera reads", registry=r)
+        self.assigned = Gauge("zhichao_assigned_partitions", "Topic partitions this worker "
+                              "holds", registry=r)
         self.sink_errors = Counter("zhichao_sink_errors", "Failed writes to Redis (retried)",
                                    ["sink"], registry=r)
 

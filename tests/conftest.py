@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
+import hypothesis  # noqa: F401 - imported up front: its plugin imports it late otherwise, and
+import pytest  # that late import has crashed CPython 3.11's compiler after a Faust test
 
 from schemas.registry import load_registry
 from sim.config import SimConfig

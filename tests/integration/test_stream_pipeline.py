@@ -4,18 +4,28 @@ Redis gives, for every passage, the verdict ``zhichao replay`` gives on the same
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+import urllib.request
 
+import fastavro
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
+import schemas
+from kernels.plate_grammar import normalise
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.output import write_traffic
-from sim.publish import publish
+from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator
 from sinks import constants as K
-from streams.embedded import embedded_stack
+from sinks.sightings import MIN_CONFIDENCE
+from streams import topics as T
+from streams.embedded import embedded_stack, free_port
+from streams.stages import measure_passages
+from streams.topics import ensure_topics
 from tests.integration.helpers import expected_kpi, kpi_in_redis, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
@@ -24,15 +34,57 @@ VEHICLES = 240
 PARTITIONS = 4
 
 
+def controller_records(passages, registry) -> list[dict]:
+    """What a WIM controller that computes axle loads itself would publish for these passages."""
+    measured, _ = measure_passages(passages, registry)
+    names = schemas.WIM_VEHICLE.field_names
+    out = []
+    for m in measured:
+        record = {k: m.get(k) for k in names}
+        record["flags"] = list(m["flags"])
+        record["temperature_c"] = None
+        out.append(record)
+    return out
+
+
+async def publish_mixed(traffic, vehicles, bootstrap: str) -> None:
+    """The simulated traffic, with one site's weighings as controller records on wim.vehicles."""
+    await ensure_topics(bootstrap, PARTITIONS)
+    events = events_of(traffic)
+    events += [(v["ts_us"], T.WIM_VEHICLES, v["site_id"].encode(),
+                schemas.WIM_VEHICLE.encode_wire(v), v["passage_id"]) for v in vehicles]
+    events.sort(key=lambda e: e[0])
+    producer = producer_for(bootstrap)
+    await producer.start()
+    try:
+        await send_events(producer, events, PaceClock(events[0][0], 0))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def write_controller_file(vehicles, path) -> None:
+    with open(path, "wb") as fh:
+        fastavro.writer(fh, schemas.WIM_VEHICLE.parsed, vehicles)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, registry):
     work = tmp_path_factory.mktemp("pipeline")
     traffic = CitySimulator(SimConfig(vehicles=VEHICLES, seed=77), registry).run()
+    site = traffic.passages[0]["site_id"]  # this site's controller computes the axle loads
+    raw = [p for p in traffic.passages if p["site_id"] != site]
+    controller = controller_records([p for p in traffic.passages if p["site_id"] == site],
+                                    registry)
+    assert 0 < len(controller) < VEHICLES
+    traffic = dataclasses.replace(traffic, passages=raw)
     write_traffic(traffic, work / "inputs", "avro")
+    write_controller_file(controller, work / "inputs" / "controller-vehicles.avro")
+    metrics_port = free_port()
     with embedded_stack(work) as stack:
-        worker = start_worker(stack, PARTITIONS, work / "worker.log")
+        worker = start_worker(stack, PARTITIONS, work / "worker.log", metrics_port)
         try:
-            asyncio.run(publish(traffic, stack.bootstrap, PARTITIONS, speedup=0))
+            asyncio.run(publish_mixed(traffic, controller, stack.bootstrap))
             client = redis.Redis.from_url(stack.redis_dsn)
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and worker.poll() is None:
@@ -40,6 +92,8 @@ def run(tmp_path_factory, registry):
                     break
                 time.sleep(1)
             time.sleep(2)
+            metrics = urllib.request.urlopen(  # noqa: S310 - our own loopback endpoint
+                f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
             streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
             kpi = kpi_in_redis(client)
@@ -47,17 +101,22 @@ def run(tmp_path_factory, registry):
                                     client.hgetall(K.DEVICE_KEY.format(device_id=m.decode()))
                                     .items()}
                        for m in client.smembers(K.DEVICES_KEY)}
+            sightings = {k.decode().split(":", 2)[2]: client.zcard(k)
+                         for k in client.keys("zc:sightings:*")}
         finally:
             stop_worker(worker)
         log = (work / "worker.log").read_text(errors="replace")
     yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
-           "devices": devices, "inputs": work / "inputs"}
+           "devices": devices, "inputs": work / "inputs", "metrics": metrics,
+           "sightings": sightings, "controller": controller}
 
 
 def test_every_passage_gets_exactly_one_verdict(run):
     assert len(run["streamed"]) == VEHICLES, run["log"][-3000:]
     assert run["feed"] == VEHICLES
-    assert set(run["streamed"]) == {p["passage_id"] for p in run["traffic"].passages}
+    ids = {p["passage_id"] for p in run["traffic"].passages}
+    ids |= {v["passage_id"] for v in run["controller"]}
+    assert set(run["streamed"]) == ids
 
 
 def test_streaming_equals_replay_field_by_field(run, registry):
@@ -93,3 +152,48 @@ def test_device_heartbeats_give_each_device_its_latest_state(run):
     for device_id, hb in latest.items():
         assert int(run["devices"][device_id]["last_seen_us"]) == hb["ts_us"]
         assert run["devices"][device_id]["status"] == hb["status"]
+
+
+def test_controller_weighings_are_decided_like_raw_ones(run):
+    for v in run["controller"]:
+        verdict = run["streamed"][v["passage_id"]]
+        assert verdict["axle_count"] == len(v["axle_loads_kg"])
+        assert verdict["gvw_kg"] == pytest.approx(sum(v["axle_loads_kg"]), abs=0.1)
+
+
+def test_every_confident_read_is_a_sighting_of_its_plate(run):
+    expected: dict[str, set[str]] = {}
+    for r in run["traffic"].reads:
+        plate = normalise(r["plate"])
+        if plate and r["confidence"] >= MIN_CONFIDENCE:
+            expected.setdefault(plate, set()).add(r["read_id"])
+    assert run["sightings"] == {p: len(ids) for p, ids in expected.items()}
+    checkpoints = [r for r in run["traffic"].reads if r["view"] not in ("front", "rear")]
+    assert checkpoints  # trajectories include checkpoint cameras, not only weigh sites
+
+
+def test_prometheus_metrics_count_what_happened(run):
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(run["metrics"])
+        for sample in family.samples
+    }
+    assert ("zhichao_pending_vehicles", ()) in samples
+
+    def value(name: str, **labels: str) -> float:
+        """A sample's value; a labelled series never incremented is absent, i.e. 0."""
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    t = run["traffic"]
+    assert value("zhichao_events_in_total", topic="wim.passages") == len(t.passages)
+    assert value("zhichao_events_in_total", topic="wim.vehicles") == len(run["controller"])
+    assert value("zhichao_events_in_total", topic="anpr.reads") == len(t.reads)
+    assert value("zhichao_events_out_total", topic="vehicles.verdicts") == len(run["streamed"])
+    assert value("zhichao_weigh_to_verdict_seconds_count") == len(run["streamed"])
+    for verdict in ("ok", "warning", "overlimit"):
+        for enforceable in (True, False):
+            n = sum(v["verdict"] == verdict and v["enforceable"] == enforceable
+                    for v in run["streamed"].values())
+            label = "yes" if enforceable else "no"
+            assert value("zhichao_verdicts_total", verdict=verdict, enforceable=label) == n
+    assert value("zhichao_pending_vehicles") == 0

@@ -1,0 +1,157 @@
+"""The match buffers decide a vehicle as soon as nothing that arrives later can change its
+verdict, and then give exactly the verdicts of deciding everything at once (replay)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from schemas.policy import load_policy
+from sim.config import SimConfig
+from sim.traffic import CitySimulator
+from streams.matching import CameraReads, Entry, MatchBuffers
+from streams.stages import decide, measure_passages
+
+US = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def city(registry):
+    traffic = CitySimulator(SimConfig(vehicles=400, seed=31), registry).run()
+    measured, rejected = measure_passages(traffic.passages, registry)
+    assert not rejected
+    return traffic, measured
+
+
+def _partition_of(site_id: str, partitions: int) -> int:
+    return sum(site_id.encode()) % partitions
+
+
+def _events(traffic, measured):
+    """Every input in publication order: a reading when its first axle crosses, reads at
+    capture (as the simulator publishes them)."""
+    events = [(m["ts_us"], "vehicle", m) for m in measured]
+    events += [(r["ts_us"], "read", r) for r in traffic.reads]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def _stream(kind: str, record: dict, partitions: int) -> tuple[str, int]:
+    return (kind, _partition_of(record["site_id"], partitions))
+
+
+def _decide_streaming(buffers, events, registry, policy, batch_sizes, partitions):
+    verdicts, decided_early = {}, 0
+    i = 0
+    while i < len(events):
+        n = next(batch_sizes)
+        for _, kind, record in events[i : i + n]:
+            if kind == "vehicle":
+                buffers.add_vehicle(record, record["passage_id"], _stream(kind, record, partitions))
+            else:
+                buffers.add_read(record, record["read_id"], _stream(kind, record, partitions))
+        i += n
+        for group in buffers.ready():
+            decided_early += len(group.vehicles)
+            for v in decide(sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"])),
+                            sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"])),
+                            registry, policy):
+                assert v["passage_id"] not in verdicts
+                verdicts[v["passage_id"]] = v
+    for group in buffers.ready(flush_all=True):
+        for v in decide(group.vehicles, group.reads, registry, policy):
+            verdicts[v["passage_id"]] = v
+    return verdicts, decided_early
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_deciding_as_cuts_allow_equals_deciding_everything_at_once(city, registry, seed):
+    traffic, measured = city
+    policy = load_policy(registry.policy)
+    rng = random.Random(seed)
+    sizes = iter(lambda: rng.choice([1, 7, 50, 300]), None)
+    buffers = MatchBuffers(registry, max_wait_s=3600.0)
+    streamed, early = _decide_streaming(buffers, _events(traffic, measured), registry, policy,
+                                        sizes, partitions=2)
+    replayed = {v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)}
+    assert streamed == replayed
+    assert early > 0.9 * len(measured)  # cuts, not the final flush, decided most of them
+
+
+def test_a_record_of_another_site_on_the_same_partition_vouches_for_progress(city, registry):
+    traffic, measured = city
+    site = measured[0]["site_id"]
+    mine = [r for r in traffic.reads if r["site_id"] == site and r["view"] in ("front", "rear")]
+    other = next(r for r in traffic.reads if r["site_id"] != site)
+    vehicle = measured[0]
+    buffers = MatchBuffers(registry, max_wait_s=3600.0)
+    buffers.add_vehicle(vehicle, "v", ("wim", 0))
+    for r in mine:
+        if r["ts_us"] <= vehicle["last_axle_ts_us"] + 3 * US:
+            buffers.add_read(r, r["read_id"], ("reads", 0))
+    late = vehicle["last_axle_ts_us"] + 60 * US
+    buffers.add_vehicle({**measured[1], "site_id": other["site_id"], "ts_us": late,
+                         "last_axle_ts_us": late + US, "passage_id": "elsewhere"},
+                        "w", ("wim", 0))
+    ready = buffers.ready()  # no read on this partition has moved past the window yet
+    assert not [g for g in ready if g.vehicles[0]["site_id"] == site]
+    buffers.add_read({**other, "ts_us": late, "read_id": "elsewhere-read"}, "r", ("reads", 0))
+    groups = [g for g in buffers.ready() if g.vehicles[0]["site_id"] == site]
+    assert [v["passage_id"] for g in groups for v in g.vehicles] == [vehicle["passage_id"]]
+    assert "v" in groups[0].tokens
+
+
+def test_a_weighing_waits_at_most_max_wait_for_its_reads(city, registry):
+    _, measured = city
+    buffers = MatchBuffers(registry, max_wait_s=0.0)
+    buffers.add_vehicle(measured[0], "v", ("wim", 0))
+    [group] = buffers.ready()
+    assert group.vehicles == [measured[0]] and group.reads == [] and group.tokens == ["v"]
+
+
+def test_redelivered_records_are_released_not_buffered_twice(city, registry):
+    traffic, measured = city
+    buffers = MatchBuffers(registry, max_wait_s=3600.0)
+    buffers.add_vehicle(measured[0], "first", ("wim", 0))
+    buffers.add_vehicle(measured[0], "again", ("wim", 0))
+    read = next(r for r in traffic.reads if r["view"] in ("front", "rear"))
+    buffers.add_read(read, "r1", ("reads", 0))
+    buffers.add_read(read, "r2", ("reads", 0))
+    assert buffers.pending() == 1
+    assert buffers.take_released() == ["again", "r2"]
+
+
+def test_checkpoint_reads_are_released_but_advance_the_partition_clock(city, registry):
+    traffic, _ = city
+    checkpoint = next(r for r in traffic.reads if r["view"] not in ("front", "rear"))
+    buffers = MatchBuffers(registry)
+    buffers.add_read(checkpoint, "c", ("reads", 1))
+    assert buffers.take_released() == ["c"]
+    assert buffers.marks[("reads", 1)] == checkpoint["ts_us"]
+
+
+def test_revoked_partitions_are_forgotten_undecided(city, registry):
+    _, measured = city
+    buffers = MatchBuffers(registry, max_wait_s=0.0)
+    buffers.add_vehicle(measured[0], "v", ("wim", 3))
+    assert buffers.forget({("wim", 3)}) == 1
+    assert buffers.ready() == [] and buffers.pending() == 0
+
+
+def test_a_cut_never_falls_inside_a_run_of_frames():
+    reads = CameraReads()
+    for ts in (0, 100_000, 200_000, 2_000_000):
+        reads.add(Entry({"ts_us": ts}))
+    gap = 350_000
+    assert reads.splits_run(150_000, gap)  # between frames 100 ms apart
+    assert not reads.splits_run(1_000_000, gap)  # 1.8 s between them
+    assert not reads.splits_run(-5, gap) and not reads.splits_run(3_000_000, gap)
+    assert [e.record["ts_us"] for e in reads.take_before(1_000_000)] == [0, 100_000, 200_000]
+
+
+def test_reads_out_of_order_are_kept_in_time_order():
+    reads = CameraReads()
+    for ts in (5, 1, 3, 9, 2):
+        reads.add(Entry({"ts_us": ts}))
+    assert reads.times == [1, 2, 3, 5, 9]
