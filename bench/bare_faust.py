@@ -50,8 +50,11 @@ def create_app(broker_url: str, redis_dsn: str, app_id: str) -> App:
 
 
 def main() -> None:
-    app = create_app(os.environ["ZHICHAO_BROKER_URL"], os.environ["ZHICHAO_REDIS_DSN"],
-                     os.environ.get("BENCH_APP_ID", "bench-bare"))
+    app = create_app(
+        os.environ["ZHICHAO_BROKER_URL"],
+        os.environ["ZHICHAO_REDIS_DSN"],
+        os.environ.get("BENCH_APP_ID", "bench-bare"),
+    )
     sys.argv = ["bare-faust", "worker", "--loglevel", "warn", "--without-web"]
     app.main()
 

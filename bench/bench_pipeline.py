@@ -26,9 +26,15 @@ def test_pipeline_vs_bare_faust(benchmark, registry, smoke, tmp_path):
         with embedded_stack(tmp_path / "stack") as stack:
             asyncio.run(fill(stack, work.traffic, PARTITIONS))
             bare = bare_faust_rate(stack, work, PARTITIONS, tmp_path / "bare.log")
-            pipe = pipeline_run(stack, registry, work, PARTITIONS, tmp_path,
-                                latency_fraction=0.5,
-                                latency_vehicles=300 if smoke else 3000)
+            pipe = pipeline_run(
+                stack,
+                registry,
+                work,
+                PARTITIONS,
+                tmp_path,
+                latency_fraction=0.5,
+                latency_vehicles=300 if smoke else 3000,
+            )
         return bare, pipe
 
     (tmp_path / "stack").mkdir()
@@ -41,8 +47,10 @@ def test_pipeline_vs_bare_faust(benchmark, registry, smoke, tmp_path):
     info["pipeline_vs_bare_faust"] = pipe.messages_per_s / bare
     info["latency_at_vehicles_per_s"] = pipe.paced_vehicles_per_s
     info.update({f"{k}_weigh_to_verdict_ms": v for k, v in pipe.latency_ms.items()})
-    print(f"\nbare Faust {bare:,.0f} msg/s; pipeline {pipe.messages_per_s:,.0f} msg/s "
-          f"({pipe.vehicles_per_s:,.0f} vehicles/s) = {info['pipeline_vs_bare_faust']:.2f}; "
-          f"latency at {pipe.paced_vehicles_per_s:,.0f} veh/s: "
-          + ", ".join(f"{k} {v:.0f} ms" for k, v in pipe.latency_ms.items()))
+    print(
+        f"\nbare Faust {bare:,.0f} msg/s; pipeline {pipe.messages_per_s:,.0f} msg/s "
+        f"({pipe.vehicles_per_s:,.0f} vehicles/s) = {info['pipeline_vs_bare_faust']:.2f}; "
+        f"latency at {pipe.paced_vehicles_per_s:,.0f} veh/s: "
+        + ", ".join(f"{k} {v:.0f} ms" for k, v in pipe.latency_ms.items())
+    )
     assert bare > 0 and pipe.messages_per_s > 0

@@ -78,8 +78,13 @@ def workload(registry: Registry, vehicles: int, seed: int, start: dt.datetime) -
     )
 
 
-async def fill(stack: EmbeddedStack, traffic: CityTraffic, partitions: int,
-               speedup: float = 0.0, sent_at: dict[str, float] | None = None) -> None:
+async def fill(
+    stack: EmbeddedStack,
+    traffic: CityTraffic,
+    partitions: int,
+    speedup: float = 0.0,
+    sent_at: dict[str, float] | None = None,
+) -> None:
     """Publish the traffic's inputs (passages and reads), as fast as the broker takes them or
     paced at ``speedup``; ``sent_at`` records when each passage went to the producer."""
     await T.ensure_topics(stack.bootstrap, partitions)
@@ -96,19 +101,28 @@ async def fill(stack: EmbeddedStack, traffic: CityTraffic, partitions: int,
 
 
 def _env(stack: EmbeddedStack, partitions: int) -> dict[str, str]:
-    return {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
-            "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(partitions)}
+    return {
+        **os.environ,
+        "ZHICHAO_BROKER_URL": stack.broker_url,
+        "ZHICHAO_REDIS_DSN": stack.redis_dsn,
+        "ZHICHAO_PARTITIONS": str(partitions),
+    }
 
 
-def bare_faust_rate(stack: EmbeddedStack, work: Workload, partitions: int, log: Path,
-                    timeout_s: float = 300.0) -> float:
+def bare_faust_rate(
+    stack: EmbeddedStack, work: Workload, partitions: int, log: Path, timeout_s: float = 300.0
+) -> float:
     """Input messages per second of a Faust agent that only counts them."""
     client = redis.Redis.from_url(stack.redis_dsn)
     client.delete("zc:bench:bare")
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "bench.bare_faust"], env=_env(stack, partitions),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "bench.bare_faust"],
+            env=_env(stack, partitions),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -145,8 +159,9 @@ class VerdictClock:
                 self.times.setdefault(pid, int(entry_id.split(b"-")[0]) / 1000.0)
                 self.last_id = entry_id.decode()
 
-    def wait_for(self, ids: frozenset[str], proc: subprocess.Popen, log: Path,
-                 timeout_s: float) -> dict[str, float]:
+    def wait_for(
+        self, ids: frozenset[str], proc: subprocess.Popen, log: Path, timeout_s: float
+    ) -> dict[str, float]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -167,9 +182,16 @@ class PipelineRun:
     paced_vehicles_per_s: float
 
 
-def pipeline_run(stack: EmbeddedStack, registry: Registry, work: Workload, partitions: int,
-                 workdir: Path, latency_fraction: float, latency_vehicles: int,
-                 timeout_s: float = 300.0) -> PipelineRun:
+def pipeline_run(
+    stack: EmbeddedStack,
+    registry: Registry,
+    work: Workload,
+    partitions: int,
+    workdir: Path,
+    latency_fraction: float,
+    latency_vehicles: int,
+    timeout_s: float = 300.0,
+) -> PipelineRun:
     """Throughput of one worker over the filled topics, then latency at a fraction of it."""
     client = redis.Redis.from_url(stack.redis_dsn)
     log = workdir / "worker.log"

@@ -34,13 +34,15 @@ def summarise(raw: dict) -> dict:
     out = {}
     if "test_pipeline_vs_bare_faust" in by_name:
         info = by_name["test_pipeline_vs_bare_faust"]["extra_info"]
-        out.update({
-            "pipeline_vs_bare_faust": info["pipeline_vs_bare_faust"],
-            "pipeline_vehicles_per_s": info["pipeline_vehicles_per_s"],
-            "bare_faust_messages_per_s": info["bare_faust_messages_per_s"],
-            "p50_weigh_to_verdict_ms": info["p50_weigh_to_verdict_ms"],
-            "p99_weigh_to_verdict_ms": info["p99_weigh_to_verdict_ms"],
-        })
+        out.update(
+            {
+                "pipeline_vs_bare_faust": info["pipeline_vs_bare_faust"],
+                "pipeline_vehicles_per_s": info["pipeline_vehicles_per_s"],
+                "bare_faust_messages_per_s": info["bare_faust_messages_per_s"],
+                "p50_weigh_to_verdict_ms": info["p50_weigh_to_verdict_ms"],
+                "p99_weigh_to_verdict_ms": info["p99_weigh_to_verdict_ms"],
+            }
+        )
     if "test_axles_kernel" not in by_name:
         return out
     t_axles, info = _median(by_name, "test_axles_kernel")

@@ -416,4 +416,3 @@ def site_join(
             params,
         )
     return out
-

@@ -23,8 +23,9 @@ def events_of(traffic: CityTraffic) -> list[Event]:
     def add(records: list[dict[str, Any]], topic: str, codec: schemas.Codec, key: str) -> None:
         for r in records:
             wire = {k: v for k, v in r.items() if not k.startswith("_")}
-            out.append((r["ts_us"], topic, r[key].encode(), codec.encode_wire(wire),
-                        r.get("passage_id")))
+            out.append(
+                (r["ts_us"], topic, r[key].encode(), codec.encode_wire(wire), r.get("passage_id"))
+            )
 
     add(traffic.passages, T.WIM_PASSAGES, schemas.WIM_PASSAGE, "site_id")
     add(traffic.reads, T.ANPR_READS, schemas.CAMERA_READ, "site_id")
@@ -53,8 +54,12 @@ class PaceClock:
             await asyncio.sleep(delay)
 
 
-async def send_events(producer: Any, events: list[Event], clock: PaceClock,
-                      on_passage: Callable[[str], Any] | None = None) -> int:
+async def send_events(
+    producer: Any,
+    events: list[Event],
+    clock: PaceClock,
+    on_passage: Callable[[str], Any] | None = None,
+) -> int:
     for ts, topic, key, value, passage_id in events:
         await clock.wait_until(ts)
         await producer.send(topic, value, key=key)
@@ -66,13 +71,18 @@ async def send_events(producer: Any, events: list[Event], clock: PaceClock,
 def producer_for(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaProducer
 
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20,
-                            compression_type=None, linger_ms=5)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, max_request_size=16 << 20, compression_type=None, linger_ms=5
+    )
 
 
-async def publish(traffic: CityTraffic, bootstrap: str, partitions: int,
-                  speedup: float = 10.0,
-                  on_passage: Callable[[str], Any] | None = None) -> int:
+async def publish(
+    traffic: CityTraffic,
+    bootstrap: str,
+    partitions: int,
+    speedup: float = 10.0,
+    on_passage: Callable[[str], Any] | None = None,
+) -> int:
     """Send every event; ``speedup`` 0 sends as fast as the broker takes them.
     ``on_passage(passage_id)`` is called as each WIM passage is handed to the producer."""
     await T.ensure_topics(bootstrap, partitions)

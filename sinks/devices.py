@@ -37,8 +37,9 @@ def latest_heartbeats(heartbeats: list[dict[str, Any]]) -> dict[str, dict[str, A
     return latest
 
 
-def health(device_ids: list[str], states: dict[str, dict[str, Any]], now_us: int,
-           interval_s: float) -> DeviceHealth:
+def health(
+    device_ids: list[str], states: dict[str, dict[str, Any]], now_us: int, interval_s: float
+) -> DeviceHealth:
     """Which of ``device_ids`` are online (heard within the allowance) and normal at ``now_us``."""
     allowance_us = MISSED_HEARTBEATS_OFFLINE * interval_s * 1e6
     online, normal, offline = 0, 0, []
@@ -66,8 +67,15 @@ async def write_heartbeats(client: Any, heartbeats: list[dict[str, Any]], ttl_s:
             if before is not None and int(before) >= hb["ts_us"]:
                 continue
             key = K.DEVICE_KEY.format(device_id=device_id)
-            pipe.hset(key, mapping={"site_id": hb["site_id"], "last_seen_us": hb["ts_us"],
-                                    "status": hb["status"], "detail": hb.get("detail") or ""})
+            pipe.hset(
+                key,
+                mapping={
+                    "site_id": hb["site_id"],
+                    "last_seen_us": hb["ts_us"],
+                    "status": hb["status"],
+                    "detail": hb.get("detail") or "",
+                },
+            )
             pipe.expire(key, ttl_s)
             pipe.sadd(K.DEVICES_KEY, device_id)
         await pipe.execute()

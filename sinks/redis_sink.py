@@ -71,8 +71,12 @@ def verdict_body(verdict: dict[str, Any]) -> bytes:
     return orjson.dumps(verdict)
 
 
-def write_args(verdicts: list[dict[str, Any]], reads: list[dict[str, Any]], ttl_s: int,
-               sighting_retention_s: float) -> list[Any]:
+def write_args(
+    verdicts: list[dict[str, Any]],
+    reads: list[dict[str, Any]],
+    ttl_s: int,
+    sighting_retention_s: float,
+) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
     per_verdict: list[Any] = []
@@ -88,22 +92,32 @@ def write_args(verdicts: list[dict[str, Any]], reads: list[dict[str, Any]], ttl_
             ",".join(map(str, indices)),
         ]
     counters = [f"{key}\t{field}" for key, field in numbers]
-    head = [ttl_s, K.KPI_TTL_S, K.VERDICT_STREAM, K.VERDICT_STREAM_MAXLEN,
-            int(sighting_retention_s * 1e6), int(sighting_retention_s) + 3600,
-            len(counters), len(verdicts)]
+    head = [
+        ttl_s,
+        K.KPI_TTL_S,
+        K.VERDICT_STREAM,
+        K.VERDICT_STREAM_MAXLEN,
+        int(sighting_retention_s * 1e6),
+        int(sighting_retention_s) + 3600,
+        len(counters),
+        len(verdicts),
+    ]
     return head + counters + per_verdict + sighting_args(reads)
 
 
 class VerdictSink:
-    def __init__(self, client: aioredis.Redis | str, verdict_ttl_s: int,
-                 sighting_retention_s: float = 3 * 24 * 3600):
+    def __init__(
+        self,
+        client: aioredis.Redis | str,
+        verdict_ttl_s: int,
+        sighting_retention_s: float = 3 * 24 * 3600,
+    ):
         self.client = aioredis.Redis.from_url(client) if isinstance(client, str) else client
         self.ttl_s = verdict_ttl_s
         self.sighting_retention_s = sighting_retention_s
         self._write = self.client.register_script(WRITE_BATCH)
 
-    async def write(self, verdicts: list[dict[str, Any]],
-                    reads: list[dict[str, Any]] = ()) -> int:
+    async def write(self, verdicts: list[dict[str, Any]], reads: list[dict[str, Any]] = ()) -> int:
         """Write a batch of verdicts and the sightings of camera reads atomically; returns how
         many passages were new."""
         if not verdicts and not reads:

@@ -17,6 +17,7 @@ from kernels.plate_grammar import normalise
 SIGHTINGS_KEY = "zc:sightings:{plate}"
 MIN_CONFIDENCE = 0.5  # reads less sure than this say too little about where a plate was
 
+
 @dataclass(frozen=True)
 class Sighting:
     plate: str
@@ -29,8 +30,13 @@ class Sighting:
 
 def member_of(read: dict[str, Any]) -> str:
     return "|".join(
-        (str(read["ts_us"]), read["camera_id"], read["site_id"], read["read_id"],
-         f"{read['confidence']:.3f}")
+        (
+            str(read["ts_us"]),
+            read["camera_id"],
+            read["site_id"],
+            read["read_id"],
+            f"{read['confidence']:.3f}",
+        )
     )
 
 

@@ -40,11 +40,18 @@ US = 1_000_000
 
 def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
     m = event.message
-    return schemas.DEAD_LETTER.encode_wire({
-        "topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": reason,
-        "message": message, "ts_us": int(time.time() * US), "key": m.key,
-        "value": m.value if isinstance(m.value, bytes) else b"",
-    })
+    return schemas.DEAD_LETTER.encode_wire(
+        {
+            "topic": m.topic,
+            "partition": m.partition,
+            "offset": m.offset,
+            "reason": reason,
+            "message": message,
+            "ts_us": int(time.time() * US),
+            "key": m.key,
+            "value": m.value if isinstance(m.value, bytes) else b"",
+        }
+    )
 
 
 def verdict_key(verdict: dict[str, Any]) -> bytes:
@@ -87,8 +94,9 @@ def create_app(settings: Settings) -> faust.App:
 
     async def send_dead(event: Any, reason: str, message: str) -> None:
         m = event.message
-        log.warning("dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset,
-                    message)
+        log.warning(
+            "dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset, message
+        )
         metrics.dead_letters.labels(reason).inc()
         await send(T.DEAD_LETTERS, None, dead_letter_record(event, reason, message))
         event.ack()
@@ -157,8 +165,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(inputs)
     async def match(stream):
         # noack_take: an input is acknowledged when its verdict is written, not when buffered
-        async for events in stream.noack_take(settings.batch_size,
-                                              within=settings.batch_timeout_s):
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
             metrics.count_in(events)
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
@@ -167,8 +174,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(heartbeats_in)
     async def heartbeats(stream):
-        async for events in stream.take_events(settings.batch_size,
-                                               within=settings.batch_timeout_s):
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.batch_timeout_s
+        ):
             metrics.count_in(events)
             batch = []
             for event in events:
@@ -209,8 +217,9 @@ def create_app(settings: Settings) -> faust.App:
     async def serve_metrics():
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_addr)
-            log.info("metrics on http://%s:%d/metrics", settings.metrics_addr,
-                     settings.metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port
+            )
 
     async def close() -> None:
         """Release the Redis connections (the worker does this when it stops)."""

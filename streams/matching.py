@@ -113,7 +113,8 @@ class MatchBuffers:
         cams = self.site_cameras.get(site_id)
         if cams is None:
             cams = self.site_cameras[site_id] = [
-                c for c in self.registry.cameras_of_site(site_id) if c.view in ("front", "rear")]
+                c for c in self.registry.cameras_of_site(site_id) if c.view in ("front", "rear")
+            ]
         return cams
 
     def _site(self, site_id: str) -> SiteBuffer:
@@ -127,8 +128,9 @@ class MatchBuffers:
         if ts_us > self.marks.get(stream, 0):
             self.marks[stream] = ts_us
 
-    def add_vehicle(self, vehicle: dict[str, Any], token: Any = None,
-                    stream: Hashable = None) -> None:
+    def add_vehicle(
+        self, vehicle: dict[str, Any], token: Any = None, stream: Hashable = None
+    ) -> None:
         """Buffer a measured vehicle; ``stream`` is the input it came on (topic, partition)."""
         buf = self._site(vehicle["site_id"])
         buf.vehicle_stream = stream if stream is not None else ("vehicles", vehicle["site_id"])
@@ -227,8 +229,13 @@ class MatchBuffers:
             buf.tried = ()
             buf.vehicle_ids.difference_update(e.record["passage_id"] for e in take)
             buf.read_ids.difference_update(e.record["read_id"] for e in reads)
-            out.append(Ready([e.record for e in take], [e.record for e in reads],
-                             [e.token for e in take + reads]))
+            out.append(
+                Ready(
+                    [e.record for e in take],
+                    [e.record for e in reads],
+                    [e.token for e in take + reads],
+                )
+            )
         return out
 
     @staticmethod
@@ -252,8 +259,11 @@ class MatchBuffers:
     def forget(self, streams: set[Hashable]) -> int:
         """Drop the sites whose inputs come on ``streams`` (partitions revoked in a rebalance),
         unacknowledged; returns how many vehicles were dropped."""
-        gone = [site for site, buf in self.sites.items()
-                if buf.vehicle_stream in streams or buf.read_stream in streams]
+        gone = [
+            site
+            for site, buf in self.sites.items()
+            if buf.vehicle_stream in streams or buf.read_stream in streams
+        ]
         dropped = sum(len(self.sites[site].vehicles) for site in gone)
         for site in gone:
             del self.sites[site]

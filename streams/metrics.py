@@ -20,28 +20,49 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.events_in = Counter("zhichao_events_in", "Input events consumed", ["topic"],
-                                 registry=r)
+        self.events_in = Counter(
+            "zhichao_events_in", "Input events consumed", ["topic"], registry=r
+        )
         self.events_out = Counter("zhichao_events_out", "Events produced", ["topic"], registry=r)
-        self.verdicts = Counter("zhichao_verdicts", "Verdicts written, by verdict and whether "
-                                "enforceable", ["verdict", "enforceable"], registry=r)
-        self.dead_letters = Counter("zhichao_dead_letters", "Inputs sent to dead.letters",
-                                    ["reason"], registry=r)
-        self.stage_seconds = Histogram("zhichao_stage_seconds", "Time of one batch call of a "
-                                       "stage (kernel wrappers included)", ["stage"],
-                                       buckets=KERNEL_BUCKETS_S, registry=r)
+        self.verdicts = Counter(
+            "zhichao_verdicts",
+            "Verdicts written, by verdict and whether enforceable",
+            ["verdict", "enforceable"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "zhichao_dead_letters", "Inputs sent to dead.letters", ["reason"], registry=r
+        )
+        self.stage_seconds = Histogram(
+            "zhichao_stage_seconds",
+            "Time of one batch call of a stage (kernel wrappers included)",
+            ["stage"],
+            buckets=KERNEL_BUCKETS_S,
+            registry=r,
+        )
         self.weigh_to_verdict = Histogram(
             "zhichao_weigh_to_verdict_seconds",
             "From the WIM passage's Kafka timestamp to its verdict written in Redis",
-            buckets=LATENCY_BUCKETS_S, registry=r)
-        self.consumer_lag = Gauge("zhichao_consumer_lag", "Messages not yet read, by topic "
-                                  "(sum over this worker's partitions)", ["topic"], registry=r)
-        self.pending = Gauge("zhichao_pending_vehicles", "Weighed vehicles waiting for their "
-                             "camera reads", registry=r)
-        self.assigned = Gauge("zhichao_assigned_partitions", "Topic partitions this worker "
-                              "holds", registry=r)
-        self.sink_errors = Counter("zhichao_sink_errors", "Failed writes to Redis (retried)",
-                                   ["sink"], registry=r)
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "zhichao_consumer_lag",
+            "Messages not yet read, by topic (sum over this worker's partitions)",
+            ["topic"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "zhichao_pending_vehicles",
+            "Weighed vehicles waiting for their camera reads",
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "zhichao_assigned_partitions", "Topic partitions this worker holds", registry=r
+        )
+        self.sink_errors = Counter(
+            "zhichao_sink_errors", "Failed writes to Redis (retried)", ["sink"], registry=r
+        )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

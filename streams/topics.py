@@ -17,9 +17,19 @@ DEAD_LETTERS = "dead.letters"
 
 # co-partitioned by site_id: one worker sees a site's weighings and reads together
 SITE_KEYED = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS)
-ALL = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS, VEHICLES_VERDICTS, ALERTS,
-       DISPATCH_ORDERS, DISPATCH_FEEDBACK, DEVICE_HEARTBEATS, BLACKLIST_UPDATES, KPI_SNAPSHOTS,
-       DEAD_LETTERS)
+ALL = (
+    WIM_PASSAGES,
+    WIM_VEHICLES,
+    ANPR_READS,
+    VEHICLES_VERDICTS,
+    ALERTS,
+    DISPATCH_ORDERS,
+    DISPATCH_FEEDBACK,
+    DEVICE_HEARTBEATS,
+    BLACKLIST_UPDATES,
+    KPI_SNAPSHOTS,
+    DEAD_LETTERS,
+)
 
 
 async def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...] = ALL) -> None:
@@ -33,6 +43,7 @@ async def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...] 
         missing = [n for n in names if n not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+                [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+            )
     finally:
         await admin.close()

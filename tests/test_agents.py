@@ -71,8 +71,9 @@ def loop():
 def app_and_outbox(redis_dsn, loop):
     with redis.Redis.from_url(redis_dsn) as client:
         client.flushdb()
-    settings = Settings.load({"redis_dsn": redis_dsn, "metrics_port": 0, "max_wait_s": 3600.0},
-                             environ={})
+    settings = Settings.load(
+        {"redis_dsn": redis_dsn, "metrics_port": 0, "max_wait_s": 3600.0}, environ={}
+    )
     app = create_app(settings)
     outbox = RecordingProducer()
     app._producer = outbox  # the stand-in for Kafka
@@ -87,16 +88,18 @@ async def _until(condition, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_match_agent_decides_passages_with_their_reads_like_replay(app_and_outbox, registry,
-                                                                   client, loop):
+def test_match_agent_decides_passages_with_their_reads_like_replay(
+    app_and_outbox, registry, client, loop
+):
     app, outbox = app_and_outbox
     traffic = CitySimulator(SimConfig(vehicles=60, seed=12), registry).run()
     inputs = [e for e in events_of(traffic) if e[1] in (T.WIM_PASSAGES, T.ANPR_READS)]
     decoded = [schemas.decode_any_wire(value)[1] for _, _, _, value, _ in inputs]  # as on the wire
     measured, _ = measure_passages([r for r in decoded if "samples" in r], registry)
     reads = [r for r in decoded if "read_id" in r]
-    replayed = {v["passage_id"]: v for v in
-                decide(measured, reads, registry, load_policy(registry.policy))}
+    replayed = {
+        v["passage_id"]: v for v in decide(measured, reads, registry, load_policy(registry.policy))
+    }
 
     async def scenario():
         async with app.agents["streams.app.match"].test_context() as agent:
@@ -119,10 +122,14 @@ def test_bad_records_go_to_dead_letters_and_the_agent_carries_on(app_and_outbox,
     app, outbox = app_and_outbox
     traffic = CitySimulator(SimConfig(vehicles=2, seed=3), registry).run()
     good = schemas.WIM_PASSAGE.encode_wire(
-        {k: v for k, v in traffic.passages[0].items() if not k.startswith("_")})
+        {k: v for k, v in traffic.passages[0].items() if not k.startswith("_")}
+    )
     unknown_device = schemas.WIM_PASSAGE.encode_wire(
-        {**{k: v for k, v in traffic.passages[1].items() if not k.startswith("_")},
-         "device_id": "NO-SUCH-WIM"})
+        {
+            **{k: v for k, v in traffic.passages[1].items() if not k.startswith("_")},
+            "device_id": "NO-SUCH-WIM",
+        }
+    )
     heartbeat = schemas.DEVICE_HEARTBEAT.encode_wire(traffic.heartbeats[0])
 
     async def scenario():
@@ -132,8 +139,9 @@ def test_bad_records_go_to_dead_letters_and_the_agent_carries_on(app_and_outbox,
             await _until(lambda: len(outbox.of(T.DEAD_LETTERS)) >= 3)
 
     loop.run_until_complete(scenario())
-    reasons = sorted(schemas.DEAD_LETTER.decode_wire(v)["reason"]
-                     for v in outbox.of(T.DEAD_LETTERS))
+    reasons = sorted(
+        schemas.DEAD_LETTER.decode_wire(v)["reason"] for v in outbox.of(T.DEAD_LETTERS)
+    )
     assert reasons == ["undecodable", "unknown_device", "wrong_schema"]
     letter = schemas.DEAD_LETTER.decode_wire(outbox.of(T.DEAD_LETTERS)[0])
     assert letter["message"] and letter["value"]
@@ -148,8 +156,9 @@ def test_heartbeat_agent_records_device_state(app_and_outbox, registry, client, 
         async with app.agents["streams.app.heartbeats"].test_context() as agent:
             for hb in beats:
                 await agent.put(schemas.DEVICE_HEARTBEAT.encode_wire(hb), key=b"k", wait=False)
-            await _until(lambda: client.scard(K.DEVICES_KEY) == len({b["device_id"]
-                                                                      for b in beats}))
+            await _until(
+                lambda: client.scard(K.DEVICES_KEY) == len({b["device_id"] for b in beats})
+            )
 
     loop.run_until_complete(scenario())
     for hb in beats:

@@ -21,6 +21,9 @@ def test_offline_after_three_missed_heartbeats():
 
 
 def test_only_the_newest_heartbeat_counts():
-    batch = [{"device_id": "A", "ts_us": 5}, {"device_id": "A", "ts_us": 9},
-             {"device_id": "A", "ts_us": 7}]
+    batch = [
+        {"device_id": "A", "ts_us": 5},
+        {"device_id": "A", "ts_us": 9},
+        {"device_id": "A", "ts_us": 7},
+    ]
     assert latest_heartbeats(batch)["A"]["ts_us"] == 9

@@ -5,15 +5,32 @@ from __future__ import annotations
 from sinks import constants as K
 from sinks.kpi import aggregate, counters_of, day_of, scopes_of
 
-BASE = {"site_id": "S1", "ts_us": 1_795_132_800_000_000, "gvw_kg": 40000.0, "verdict": "ok",
-        "enforceable": False, "flags": [], "plate_front": "浙D12345", "plate_rear": "",
-        "local": True, "vehicle_class": "C6", "lane": 1}
+BASE = {
+    "site_id": "S1",
+    "ts_us": 1_795_132_800_000_000,
+    "gvw_kg": 40000.0,
+    "verdict": "ok",
+    "enforceable": False,
+    "flags": [],
+    "plate_front": "浙D12345",
+    "plate_rear": "",
+    "local": True,
+    "vehicle_class": "C6",
+    "lane": 1,
+}
 
 
 def test_one_verdict_counts_once_per_counter():
     names = counters_of({**BASE, "verdict": "overlimit", "enforceable": True})
-    assert {"vehicles", "heavy", "overlimit", "enforceable", "local", "overlimit_local",
-            "class:C6"} <= set(names)
+    assert {
+        "vehicles",
+        "heavy",
+        "overlimit",
+        "enforceable",
+        "local",
+        "overlimit_local",
+        "class:C6",
+    } <= set(names)
     assert len(names) == len(set(names))
 
 
@@ -23,8 +40,11 @@ def test_unidentified_is_neither_local_nor_nonlocal():
 
 
 def test_batch_totals_per_scope_in_china_time():
-    verdicts = [BASE, {**BASE, "site_id": "S2", "local": False},
-                {**BASE, "gvw_kg": 1500.0, "vehicle_class": "T2", "lane": 2}]
+    verdicts = [
+        BASE,
+        {**BASE, "site_id": "S2", "local": False},
+        {**BASE, "gvw_kg": 1500.0, "vehicle_class": "T2", "lane": 2},
+    ]
     totals = aggregate(verdicts)
     day = day_of(BASE["ts_us"])
     assert day == "2026-11-20"  # 08:00 in China

@@ -54,9 +54,12 @@ def _decide_streaming(buffers, events, registry, policy, batch_sizes, partitions
         i += n
         for group in buffers.ready():
             decided_early += len(group.vehicles)
-            for v in decide(sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"])),
-                            sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"])),
-                            registry, policy):
+            for v in decide(
+                sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"])),
+                sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"])),
+                registry,
+                policy,
+            ):
                 assert v["passage_id"] not in verdicts
                 verdicts[v["passage_id"]] = v
     for group in buffers.ready(flush_all=True):
@@ -72,8 +75,9 @@ def test_deciding_as_cuts_allow_equals_deciding_everything_at_once(city, registr
     rng = random.Random(seed)
     sizes = iter(lambda: rng.choice([1, 7, 50, 300]), None)
     buffers = MatchBuffers(registry, max_wait_s=3600.0)
-    streamed, early = _decide_streaming(buffers, _events(traffic, measured), registry, policy,
-                                        sizes, partitions=2)
+    streamed, early = _decide_streaming(
+        buffers, _events(traffic, measured), registry, policy, sizes, partitions=2
+    )
     replayed = {v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)}
     assert streamed == replayed
     assert early > 0.9 * len(measured)  # cuts, not the final flush, decided most of them
@@ -91,9 +95,17 @@ def test_a_record_of_another_site_on_the_same_partition_vouches_for_progress(cit
         if r["ts_us"] <= vehicle["last_axle_ts_us"] + 3 * US:
             buffers.add_read(r, r["read_id"], ("reads", 0))
     late = vehicle["last_axle_ts_us"] + 60 * US
-    buffers.add_vehicle({**measured[1], "site_id": other["site_id"], "ts_us": late,
-                         "last_axle_ts_us": late + US, "passage_id": "elsewhere"},
-                        "w", ("wim", 0))
+    buffers.add_vehicle(
+        {
+            **measured[1],
+            "site_id": other["site_id"],
+            "ts_us": late,
+            "last_axle_ts_us": late + US,
+            "passage_id": "elsewhere",
+        },
+        "w",
+        ("wim", 0),
+    )
     ready = buffers.ready()  # no read on this partition has moved past the window yet
     assert not [g for g in ready if g.vehicles[0]["site_id"] == site]
     buffers.add_read({**other, "ts_us": late, "read_id": "elsewhere-read"}, "r", ("reads", 0))

@@ -247,8 +247,13 @@ def replay(
 
 
 @main.command()
-@click.option("--for", "seconds", type=float, default=None,
-              help="stop after this many seconds and print one JSON line of what happened")
+@click.option(
+    "--for",
+    "seconds",
+    type=float,
+    default=None,
+    help="stop after this many seconds and print one JSON line of what happened",
+)
 @click.option("--speedup", default=10.0, show_default=True, help="simulated time x real time")
 @click.option("--partitions", default=4, show_default=True)
 def up(seconds: float | None, speedup: float, partitions: int) -> None:
@@ -266,16 +271,20 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="zhichao-up-"))
     try:
         with embedded_stack(workdir) as stack:
-            say(f"治超 zhichao up: broker {stack.bootstrap}, redis {stack.redis_dsn}, "
-                f"logs in {workdir}; Ctrl-C stops everything")
+            say(
+                f"治超 zhichao up: broker {stack.bootstrap}, redis {stack.redis_dsn}, "
+                f"logs in {workdir}; Ctrl-C stops everything"
+            )
             asyncio.run(ensure_topics(stack.bootstrap, partitions))
             metrics_port = free_port()
             worker = start_worker(stack, partitions, workdir / "worker.log", metrics_port)
             say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
             try:
-                result = asyncio.run(run_up(registry, stack, speedup=speedup, seconds=seconds,
-                                            echo=say,
-                                            worker=worker))
+                result = asyncio.run(
+                    run_up(
+                        registry, stack, speedup=speedup, seconds=seconds, echo=say, worker=worker
+                    )
+                )
             finally:
                 stop_worker(worker)
     except (EmbeddedError, TimeoutError) as exc:

@@ -65,8 +65,9 @@ class Tally:
         }
 
 
-async def _feed(registry: Registry, stack: EmbeddedStack, speedup: float, tally: Tally,
-                stop: asyncio.Event) -> None:
+async def _feed(
+    registry: Registry, stack: EmbeddedStack, speedup: float, tally: Tally, stop: asyncio.Event
+) -> None:
     """Simulate chunk after chunk and publish it paced in event time on one producer. Events of
     a chunk later than its last weighing (downstream sightings) wait to be merged with the
     next chunk, so weighings flow without gaps."""
@@ -78,19 +79,20 @@ async def _feed(registry: Registry, stack: EmbeddedStack, speedup: float, tally:
     await producer.start()
     try:
         while not stop.is_set():
-            traffic = CitySimulator(SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start),
-                                    registry).run()
+            traffic = CitySimulator(
+                SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start), registry
+            ).run()
             seed += 1
             last_passage = max(p["ts_us"] for p in traffic.passages)
-            start = dt.datetime.fromtimestamp(last_passage / US + 1.0,
-                                              tz=dt.timezone(dt.timedelta(hours=8)))
+            start = dt.datetime.fromtimestamp(
+                last_passage / US + 1.0, tz=dt.timezone(dt.timedelta(hours=8))
+            )
             if clock is None:
                 clock = PaceClock(min(p["ts_us"] for p in traffic.passages), speedup)
             events = sorted(carried + events_of(traffic), key=lambda e: e[0])
             now = [e for e in events if e[0] <= last_passage]
             carried = [e for e in events if e[0] > last_passage]
-            sending = asyncio.create_task(send_events(producer, now, clock,
-                                                      tally.mark_published))
+            sending = asyncio.create_task(send_events(producer, now, clock, tally.mark_published))
             stopping = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({sending, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if sending not in done:
@@ -143,8 +145,12 @@ async def _devices(stack: EmbeddedStack, registry: Registry, tally: Tally) -> No
 async def _dead_letters(bootstrap: str) -> int:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(DEAD_LETTERS, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTERS,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         total = 0
@@ -155,16 +161,18 @@ async def _dead_letters(bootstrap: str) -> int:
         await consumer.stop()
 
 
-async def wait_ready(stack: EmbeddedStack, echo, worker: subprocess.Popen | None = None,
-                     timeout_s: float = 180.0) -> None:
+async def wait_ready(
+    stack: EmbeddedStack, echo, worker: subprocess.Popen | None = None, timeout_s: float = 180.0
+) -> None:
     """Until the worker has its partitions (it marks that in Redis), or it exits."""
     client = aioredis.Redis.from_url(stack.redis_dsn)
     started = time.monotonic()
     try:
         while not await client.exists(K.WORKER_READY_KEY):
             if worker is not None and worker.poll() is not None:
-                raise EmbeddedError(f"the worker exited with code {worker.returncode} "
-                                    "before it got its partitions")
+                raise EmbeddedError(
+                    f"the worker exited with code {worker.returncode} before it got its partitions"
+                )
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"no worker got its partitions within {timeout_s:.0f} s")
             await asyncio.sleep(0.5)
@@ -173,15 +181,24 @@ async def wait_ready(stack: EmbeddedStack, echo, worker: subprocess.Popen | None
     echo(f"worker ready after {time.monotonic() - started:.1f} s (consumer group joined)")
 
 
-def start_worker(stack: EmbeddedStack, partitions: int, log_path: Path,
-                 metrics_port: int = 0) -> subprocess.Popen:
-    env = {**os.environ, "ZHICHAO_BROKER_URL": stack.broker_url,
-           "ZHICHAO_REDIS_DSN": stack.redis_dsn, "ZHICHAO_PARTITIONS": str(partitions),
-           "ZHICHAO_METRICS_PORT": str(metrics_port)}
+def start_worker(
+    stack: EmbeddedStack, partitions: int, log_path: Path, metrics_port: int = 0
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ZHICHAO_BROKER_URL": stack.broker_url,
+        "ZHICHAO_REDIS_DSN": stack.redis_dsn,
+        "ZHICHAO_PARTITIONS": str(partitions),
+        "ZHICHAO_METRICS_PORT": str(metrics_port),
+    }
     with open(log_path, "wb") as log:
         return subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"], env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "zhichao.cli", "worker", "--loglevel", "info"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_worker(worker: subprocess.Popen, grace_s: float = 15.0) -> None:
@@ -204,15 +221,23 @@ def _line(tally: Tally, elapsed: float) -> str:
     over = 100.0 * tally.overlimit / tally.verdicts if tally.verdicts else 0.0
     p50, p99 = s["p50_weigh_to_verdict_ms"], s["p99_weigh_to_verdict_ms"]
     latency = f"p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None else "—"
-    return (f"[{elapsed:6.0f}s] 过车 passages {s['passages_in']:6d} | 判定 verdicts "
-            f"{s['verdicts_out']:6d} ({rate:5.1f}/s) | 超限率 {over:4.1f}% | 可处罚 "
-            f"{s['enforceable']:4d} | 设备在线 devices {s['devices_online']}/{s['devices_total']}"
-            f" | weigh→verdict {latency}")
+    return (
+        f"[{elapsed:6.0f}s] 过车 passages {s['passages_in']:6d} | 判定 verdicts "
+        f"{s['verdicts_out']:6d} ({rate:5.1f}/s) | 超限率 {over:4.1f}% | 可处罚 "
+        f"{s['enforceable']:4d} | 设备在线 devices {s['devices_online']}/{s['devices_total']}"
+        f" | weigh→verdict {latency}"
+    )
 
 
-async def run_up(registry: Registry, stack: EmbeddedStack, *, speedup: float,
-                 seconds: float | None, echo,
-                 worker: subprocess.Popen | None = None) -> dict[str, Any]:
+async def run_up(
+    registry: Registry,
+    stack: EmbeddedStack,
+    *,
+    speedup: float,
+    seconds: float | None,
+    echo,
+    worker: subprocess.Popen | None = None,
+) -> dict[str, Any]:
     tally = Tally()
     stop = asyncio.Event()
     await wait_ready(stack, echo, worker)

@@ -18,8 +18,10 @@ def verdicts_in_redis(client: Any) -> dict[str, dict[str, Any]]:
 
 
 def kpi_in_redis(client: Any) -> dict[str, dict[str, int]]:
-    return {k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
-            for k in client.keys("zc:kpi:*")}
+    return {
+        k.decode(): {f.decode(): int(n) for f, n in client.hgetall(k).items()}
+        for k in client.keys("zc:kpi:*")
+    }
 
 
 def expected_kpi(verdicts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -127,10 +127,19 @@ def test_verdict_sink_is_idempotent(stack):
     from sinks import constants as K
     from sinks.redis_sink import VerdictSink
 
-    verdict = {"passage_id": "P-1", "site_id": "S1", "ts_us": 1_795_132_800_000_000,
-               "gvw_kg": 52000.0, "verdict": "overlimit", "enforceable": True, "flags": [],
-               "plate_front": "浙D12345", "plate_rear": "", "local": True,
-               "vehicle_class": "C6"}
+    verdict = {
+        "passage_id": "P-1",
+        "site_id": "S1",
+        "ts_us": 1_795_132_800_000_000,
+        "gvw_kg": 52000.0,
+        "verdict": "overlimit",
+        "enforceable": True,
+        "flags": [],
+        "plate_front": "浙D12345",
+        "plate_rear": "",
+        "local": True,
+        "vehicle_class": "C6",
+    }
 
     async def twice():
         sink = VerdictSink(stack.redis_dsn, 3600)

@@ -51,8 +51,16 @@ async def publish_mixed(traffic, vehicles, bootstrap: str) -> None:
     """The simulated traffic, with one site's weighings as controller records on wim.vehicles."""
     await ensure_topics(bootstrap, PARTITIONS)
     events = events_of(traffic)
-    events += [(v["ts_us"], T.WIM_VEHICLES, v["site_id"].encode(),
-                schemas.WIM_VEHICLE.encode_wire(v), v["passage_id"]) for v in vehicles]
+    events += [
+        (
+            v["ts_us"],
+            T.WIM_VEHICLES,
+            v["site_id"].encode(),
+            schemas.WIM_VEHICLE.encode_wire(v),
+            v["passage_id"],
+        )
+        for v in vehicles
+    ]
     events.sort(key=lambda e: e[0])
     producer = producer_for(bootstrap)
     await producer.start()
@@ -74,8 +82,7 @@ def run(tmp_path_factory, registry):
     traffic = CitySimulator(SimConfig(vehicles=VEHICLES, seed=77), registry).run()
     site = traffic.passages[0]["site_id"]  # this site's controller computes the axle loads
     raw = [p for p in traffic.passages if p["site_id"] != site]
-    controller = controller_records([p for p in traffic.passages if p["site_id"] == site],
-                                    registry)
+    controller = controller_records([p for p in traffic.passages if p["site_id"] == site], registry)
     assert 0 < len(controller) < VEHICLES
     traffic = dataclasses.replace(traffic, passages=raw)
     write_traffic(traffic, work / "inputs", "avro")
@@ -92,23 +99,41 @@ def run(tmp_path_factory, registry):
                     break
                 time.sleep(1)
             time.sleep(2)
-            metrics = urllib.request.urlopen(  # noqa: S310 - our own loopback endpoint
-                f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            metrics = (
+                urllib.request.urlopen(  # noqa: S310 - our own loopback endpoint
+                    f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
+                )
+                .read()
+                .decode()
+            )
             streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
             kpi = kpi_in_redis(client)
-            devices = {m.decode(): {f.decode(): v.decode() for f, v in
-                                    client.hgetall(K.DEVICE_KEY.format(device_id=m.decode()))
-                                    .items()}
-                       for m in client.smembers(K.DEVICES_KEY)}
-            sightings = {k.decode().split(":", 2)[2]: client.zcard(k)
-                         for k in client.keys("zc:sightings:*")}
+            devices = {
+                m.decode(): {
+                    f.decode(): v.decode()
+                    for f, v in client.hgetall(K.DEVICE_KEY.format(device_id=m.decode())).items()
+                }
+                for m in client.smembers(K.DEVICES_KEY)
+            }
+            sightings = {
+                k.decode().split(":", 2)[2]: client.zcard(k) for k in client.keys("zc:sightings:*")
+            }
         finally:
             stop_worker(worker)
         log = (work / "worker.log").read_text(errors="replace")
-    yield {"traffic": traffic, "streamed": streamed, "feed": feed, "log": log, "kpi": kpi,
-           "devices": devices, "inputs": work / "inputs", "metrics": metrics,
-           "sightings": sightings, "controller": controller}
+    yield {
+        "traffic": traffic,
+        "streamed": streamed,
+        "feed": feed,
+        "log": log,
+        "kpi": kpi,
+        "devices": devices,
+        "inputs": work / "inputs",
+        "metrics": metrics,
+        "sightings": sightings,
+        "controller": controller,
+    }
 
 
 def test_every_passage_gets_exactly_one_verdict(run):
@@ -120,12 +145,14 @@ def test_every_passage_gets_exactly_one_verdict(run):
 
 
 def test_streaming_equals_replay_field_by_field(run, registry):
-    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
-                         load_policy())
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     replayed = {v["passage_id"]: v for v in verdicts}
     diffs = {
-        pid: {k: (run["streamed"].get(pid, {}).get(k), v[k]) for k in v
-              if run["streamed"].get(pid, {}).get(k) != v[k]}
+        pid: {
+            k: (run["streamed"].get(pid, {}).get(k), v[k])
+            for k in v
+            if run["streamed"].get(pid, {}).get(k) != v[k]
+        }
         for pid, v in replayed.items()
     }
     diffs = {pid: d for pid, d in diffs.items() if d}
@@ -138,8 +165,7 @@ def test_no_dead_letters_and_no_errors_in_the_worker_log(run):
 
 
 def test_kpi_counters_equal_those_of_replay(run, registry):
-    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
-                         load_policy())
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     assert run["kpi"] == expected_kpi(verdicts)
 
 
@@ -192,8 +218,10 @@ def test_prometheus_metrics_count_what_happened(run):
     assert value("zhichao_weigh_to_verdict_seconds_count") == len(run["streamed"])
     for verdict in ("ok", "warning", "overlimit"):
         for enforceable in (True, False):
-            n = sum(v["verdict"] == verdict and v["enforceable"] == enforceable
-                    for v in run["streamed"].values())
+            n = sum(
+                v["verdict"] == verdict and v["enforceable"] == enforceable
+                for v in run["streamed"].values()
+            )
             label = "yes" if enforceable else "no"
             assert value("zhichao_verdicts_total", verdict=verdict, enforceable=label) == n
     assert value("zhichao_pending_vehicles") == 0

@@ -28,10 +28,18 @@ PARTITIONS = 4
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    text = urllib.request.urlopen(  # noqa: S310 - our own loopback endpoint
-        f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    text = (
+        urllib.request.urlopen(  # noqa: S310 - our own loopback endpoint
+            f"http://127.0.0.1:{port}/metrics", timeout=5
+        )
+        .read()
+        .decode()
+    )
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def assigned(port: int) -> float:
@@ -49,8 +57,10 @@ def run(tmp_path_factory, registry):
     ports = [free_port(), free_port()]
     with embedded_stack(work) as stack:
         asyncio.run(ensure_topics(stack.bootstrap, PARTITIONS))
-        workers = [start_worker(stack, PARTITIONS, work / f"worker{i}.log", port)
-                   for i, port in enumerate(ports)]
+        workers = [
+            start_worker(stack, PARTITIONS, work / f"worker{i}.log", port)
+            for i, port in enumerate(ports)
+        ]
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and not all(assigned(p) > 0 for p in ports):
@@ -69,14 +79,23 @@ def run(tmp_path_factory, registry):
             for w in workers:
                 stop_worker(w)
         logs = [(work / f"worker{i}.log").read_text(errors="replace") for i in range(2)]
-    return {"traffic": traffic, "streamed": streamed, "feed": feed, "metrics": metrics,
-            "shares": shares_before, "logs": logs, "inputs": work / "inputs"}
+    return {
+        "traffic": traffic,
+        "streamed": streamed,
+        "feed": feed,
+        "metrics": metrics,
+        "shares": shares_before,
+        "logs": logs,
+        "inputs": work / "inputs",
+    }
 
 
 def test_both_workers_hold_and_consume_partitions(run):
     assert all(share > 0 for share in run["shares"]), run["logs"][0][-2000:]
-    passages = [m.get(("zhichao_events_in_total", (("topic", "wim.passages"),)), 0.0)
-                for m in run["metrics"]]
+    passages = [
+        m.get(("zhichao_events_in_total", (("topic", "wim.passages"),)), 0.0)
+        for m in run["metrics"]
+    ]
     assert all(n > 0 for n in passages), passages
     assert sum(passages) >= VEHICLES
 
@@ -84,6 +103,5 @@ def test_both_workers_hold_and_consume_partitions(run):
 def test_every_passage_gets_exactly_one_verdict_equal_to_replay(run, registry):
     assert len(run["streamed"]) == VEHICLES
     assert run["feed"] == VEHICLES  # no passage was decided twice
-    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
-                         load_policy())
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     assert run["streamed"] == {v["passage_id"]: v for v in verdicts}

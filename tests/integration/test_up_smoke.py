@@ -10,7 +10,9 @@ import sys
 def test_up_for_runs_the_whole_stack_and_reports_one_json_line():
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "zhichao.cli", "up", "--for", "25", "--speedup", "10"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()

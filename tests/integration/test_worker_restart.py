@@ -53,17 +53,27 @@ def run(tmp_path_factory, registry):
         client.delete(K.WORKER_READY_KEY)
         second = start_worker(stack, PARTITIONS, work / "worker-2.log")
         try:
-            _wait(lambda: client.xlen(K.VERDICT_STREAM) >= VEHICLES
-                  and len(client.keys(K.VERDICT_KEY.format(passage_id="*"))) >= VEHICLES, 300)
+            _wait(
+                lambda: (
+                    client.xlen(K.VERDICT_STREAM) >= VEHICLES
+                    and len(client.keys(K.VERDICT_KEY.format(passage_id="*"))) >= VEHICLES
+                ),
+                300,
+            )
             time.sleep(3)  # anything decided twice would show up now
             streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
             kpi = kpi_in_redis(client)
         finally:
             stop_worker(second)
-    yield {"streamed": streamed, "feed": feed, "kpi": kpi, "before": decided_before,
-           "inputs": work / "inputs",
-           "log": (work / "worker-2.log").read_text(errors="replace")}
+    yield {
+        "streamed": streamed,
+        "feed": feed,
+        "kpi": kpi,
+        "before": decided_before,
+        "inputs": work / "inputs",
+        "log": (work / "worker-2.log").read_text(errors="replace"),
+    }
 
 
 def test_the_kill_happened_mid_stream(run):
@@ -76,7 +86,6 @@ def test_every_passage_has_exactly_one_verdict(run):
 
 
 def test_verdicts_and_kpis_equal_replay(run, registry):
-    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry,
-                         load_policy())
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     assert {v["passage_id"]: v for v in verdicts} == run["streamed"]
     assert run["kpi"] == expected_kpi(verdicts)
