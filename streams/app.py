@@ -83,7 +83,6 @@ def create_app(settings: Settings) -> faust.App:
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
-    app.zhichao_metrics = metrics
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
     last_offsets: dict[tuple[str, int], int] = {}  # for the consumer-lag gauge
 
