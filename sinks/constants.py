@@ -9,6 +9,7 @@ KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"
 KPI_SITE_HOUR_KEY = "zc:kpi:site-hour:{site_id}:{day}:{hour}"  # hour 00..23, China time
 KPI_LANE_DAY_KEY = "zc:kpi:lane:{site_id}:{lane}:{day}"
 KPI_TTL_S = 400 * 24 * 3600  # a year of dailies for the quarterly reports, and some
+MATCH_PROGRESS_KEY = "zc:match:progress"  # hash: site id -> JSON of what the site has decided
 WORKER_READY_KEY = "zc:worker:ready"  # set when a worker has been given its partitions
 DEVICE_KEY = "zc:device:{device_id}"  # hash: site_id, last_seen_us, status, detail
 DEVICES_KEY = "zc:devices"  # set of device ids that ever reported

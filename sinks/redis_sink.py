@@ -2,6 +2,9 @@
 retention TTL, the live stream for dashboards, the per-plate history, the KPI counters, and the
 batch's camera reads as plate sightings (``sinks.sightings``).
 
+With the verdicts goes each site's match progress (``streams.matching``: what has been decided),
+so that after a crash the worker knows which redelivered inputs are already decided.
+
 Idempotent: the verdict key is written with NX, and only a passage seen for the first time adds
 to the stream, the history and the counters, all inside the same script. A passage decided again
 after a restart (its inputs redelivered) keeps its first verdict and changes nothing; a worker
@@ -25,15 +28,16 @@ from sinks.sightings import sighting_args
 log = logging.getLogger(__name__)
 
 # ARGV: ttl, kpi_ttl, stream, maxlen, sighting retention (µs), sighting ttl, n counters,
-# n verdicts, then n counters "key<TAB>field", then per verdict: verdict key, body, plate history
-# key ('' if no plate), passage_id, ts_us, counter indices "1,5"; then per sighting: key, ts, member
+# n verdicts, n progress entries, then n counters "key<TAB>field", then per verdict: verdict key,
+# body, plate history key ('' if no plate), passage_id, ts_us, counter indices "1,5"; then per
+# progress entry: site id, JSON; then per sighting: key, ts, member
 WRITE_BATCH = """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
-local n, nv = tonumber(ARGV[7]), tonumber(ARGV[8])
+local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local totals = {}
 local new = 0
-local first = 9 + n
+local first = 10 + n
 local i = first
 while i < first + 6 * nv do
   if redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
@@ -51,9 +55,13 @@ while i < first + 6 * nv do
   i = i + 6
 end
 for k, count in pairs(totals) do
-  local key, field = string.match(ARGV[8 + k], '^(.-)\t(.*)$')
+  local key, field = string.match(ARGV[9 + k], '^(.-)\t(.*)$')
   redis.call('HINCRBY', key, field, count)
   redis.call('EXPIRE', key, kpi_ttl)
+end
+for _ = 1, np do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
 end
 while i <= #ARGV do
   local ts = tonumber(ARGV[i + 1])
@@ -76,6 +84,7 @@ def write_args(
     reads: list[dict[str, Any]],
     ttl_s: int,
     sighting_retention_s: float,
+    progress: dict[str, Any] | None = None,
 ) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
@@ -101,8 +110,10 @@ def write_args(
         int(sighting_retention_s) + 3600,
         len(counters),
         len(verdicts),
+        len(progress or {}),
     ]
-    return head + counters + per_verdict + sighting_args(reads)
+    sites = [x for site, p in (progress or {}).items() for x in (site, orjson.dumps(p))]
+    return head + counters + per_verdict + sites + sighting_args(reads)
 
 
 class VerdictSink:
@@ -117,13 +128,23 @@ class VerdictSink:
         self.sighting_retention_s = sighting_retention_s
         self._write = self.client.register_script(WRITE_BATCH)
 
-    async def write(self, verdicts: list[dict[str, Any]], reads: list[dict[str, Any]] = ()) -> int:
-        """Write a batch of verdicts and the sightings of camera reads atomically; returns how
-        many passages were new."""
-        if not verdicts and not reads:
+    async def write(
+        self,
+        verdicts: list[dict[str, Any]],
+        reads: list[dict[str, Any]] = (),
+        progress: dict[str, Any] | None = None,
+    ) -> int:
+        """Write a batch of verdicts, the sites' match progress and the sightings of camera
+        reads atomically; returns how many passages were new."""
+        if not verdicts and not reads and not progress:
             return 0
-        args = write_args(verdicts, list(reads), self.ttl_s, self.sighting_retention_s)
-        return int(await self._write(args=args))
+        args = write_args(verdicts, list(reads), self.ttl_s, self.sighting_retention_s, progress)
+        return int(await self._write(keys=[K.MATCH_PROGRESS_KEY], args=args))
+
+    async def match_progress(self) -> dict[str, Any]:
+        """Every site's match progress, as written with its verdicts."""
+        raw = await self.client.hgetall(K.MATCH_PROGRESS_KEY)
+        return {site.decode(): orjson.loads(p) for site, p in raw.items()}
 
     async def write_heartbeats(self, heartbeats: list[dict[str, Any]]) -> None:
         from sinks.devices import write_heartbeats

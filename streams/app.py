@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from faust.exceptions import ConsumerNotStarted
 
 import schemas
 from schemas.policy import load_policy
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> faust.App:
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
         verdicts, tokens = [], []
+        progress = {g.site_id: g.progress for g in groups}
         with metrics.stage_seconds.labels("decide").time():
             for group in groups:
                 vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
@@ -143,7 +145,7 @@ def create_app(settings: Settings) -> faust.App:
             reads = unwritten_reads.copy()
             unwritten_reads.clear()
             with metrics.stage_seconds.labels("sink").time():
-                await sink.write(verdicts, reads)
+                await sink.write(verdicts, reads, progress)
         if verdicts:
             now = time.time()
             for v in verdicts:
@@ -161,6 +163,21 @@ def create_app(settings: Settings) -> faust.App:
             if event is not None:
                 event.ack()
 
+    def lagging_streams() -> set[tuple[str, int]]:
+        """The input partitions this worker has not read up to their end (as last fetched)."""
+        out = set()
+        try:
+            assignment = app.consumer.assignment()
+        except ConsumerNotStarted:  # agents driven by test_context have no consumer
+            return out
+        for tp in assignment:
+            if tp.topic not in inputs.topics:
+                continue
+            high = app.consumer.highwater(tp)
+            if high is None or high - last_offsets.get((tp.topic, tp.partition), -1) > 1:
+                out.add((tp.topic, tp.partition))
+        return out
+
     @app.agent(inputs)
     async def match(stream):
         # noack_take: an input is acknowledged when its verdict is written, not when buffered
@@ -168,6 +185,7 @@ def create_app(settings: Settings) -> faust.App:
             metrics.count_in(events)
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
+            buffers.lagging = lagging_streams()
             await admit(sort_events(events))
             await decide_ready()
 
@@ -187,6 +205,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def mark_ready(sender, assigned, **kwargs):
+        # before any record of these partitions is read: what their sites have decided already
+        buffers.restore(await sink.match_progress())
         metrics.assigned.set(len(assigned))
         await sink.mark_ready(len(assigned))
 

@@ -8,7 +8,14 @@ before each camera's cut, and nothing that arrives later can change their verdic
 exactly the verdicts ``zhichao replay`` gives over the whole archive. A cut never falls inside
 a run of frames (the join treats a run as one observation). A vehicle that has waited
 ``max_wait_s`` of wall time (a camera stream stalled, or no traffic behind it) is decided with
-the reads it has.
+the reads it has. That clock runs only while the site's partitions are caught up: a worker reading
+a backlog (after a restart) is not waiting for anything, it simply has not read the reads yet.
+
+What a site has decided is its *progress*: the last vehicle decided and, per camera, the time
+before which its reads were used. It is written to Redis atomically with the verdicts and read
+back when partitions are assigned, so that inputs redelivered after a crash (a Kafka offset is
+committed only up to the first unacknowledged record) are recognised as already decided: an old
+read must not be offered to a later vehicle, nor an old vehicle decided again without its reads.
 
 "Known up to": an input stream is one Kafka partition, read in publication order, and devices
 publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
@@ -86,6 +93,12 @@ class SiteBuffer:
     read_stream: Hashable = None
     oldest_arrival_s: float = 0.0  # wall clock of the last progress with vehicles waiting
     tried: tuple = ()  # state of the last attempt that found no cut
+    done_vehicle: tuple[int, str] = (-1, "")  # (ts_us, passage_id) of the last decided vehicle
+    done_reads: dict[str, float] = field(default_factory=dict)  # per camera: used before this
+
+    def progress(self) -> dict[str, Any]:
+        """What has been decided, as JSON-ready data (``MatchBuffers.restore`` reads it)."""
+        return {"vehicle": list(self.done_vehicle), "reads": dict(self.done_reads)}
 
 
 @dataclass
@@ -95,6 +108,8 @@ class Ready:
     vehicles: list[dict[str, Any]]
     reads: list[dict[str, Any]]
     tokens: list[Any]
+    site_id: str = ""
+    progress: dict[str, Any] = field(default_factory=dict)  # the site's, after this group
 
 
 @dataclass
@@ -107,6 +122,8 @@ class MatchBuffers:
     released: list[Any] = field(default_factory=list)  # tokens of records that need no verdict
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
+    lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
+    stale: int = 0  # redelivered records found already decided
 
     def _cameras(self, site_id: str) -> list[Camera]:
         """The site's front and rear cameras, in registry order."""
@@ -135,13 +152,14 @@ class MatchBuffers:
         buf = self._site(vehicle["site_id"])
         buf.vehicle_stream = stream if stream is not None else ("vehicles", vehicle["site_id"])
         self._advance(buf.vehicle_stream, vehicle["ts_us"])
-        if vehicle["passage_id"] in buf.vehicle_ids:  # redelivered after a restart
+        key = (vehicle["ts_us"], vehicle["passage_id"])
+        if vehicle["passage_id"] in buf.vehicle_ids or key <= buf.done_vehicle:  # redelivered
+            self.stale += key <= buf.done_vehicle
             self.released.append(token)
             return
         buf.vehicle_ids.add(vehicle["passage_id"])
         if not buf.vehicles:
             buf.oldest_arrival_s = time.monotonic()
-        key = (vehicle["ts_us"], vehicle["passage_id"])
         i = bisect_right(buf.vehicle_keys, key)
         buf.vehicle_keys.insert(i, key)
         buf.vehicles.insert(i, Entry(vehicle, token, *self._windows(vehicle)))
@@ -155,7 +173,9 @@ class MatchBuffers:
             return
         buf = self._site(read["site_id"])
         buf.read_stream = stream
-        if read["read_id"] in buf.read_ids:
+        used = read["ts_us"] < buf.done_reads.get(read["camera_id"], -INF)
+        if read["read_id"] in buf.read_ids or used:  # redelivered, or its vehicles are decided
+            self.stale += used
             self.released.append(token)
             return
         buf.read_ids.add(read["read_id"])
@@ -210,6 +230,8 @@ class MatchBuffers:
             if not buf.vehicles:
                 self._expire_reads(buf)
                 continue
+            if buf.vehicle_stream in self.lagging or buf.read_stream in self.lagging:
+                buf.oldest_arrival_s = now  # catching up: the wall clock starts when caught up
             if flush_all or now - buf.oldest_arrival_s > self.max_wait_s:
                 k, cuts = len(buf.vehicles), None  # waited long enough: decide with what is here
             else:
@@ -222,8 +244,10 @@ class MatchBuffers:
                     buf.tried = state
                     continue
             take, buf.vehicles = buf.vehicles[:k], buf.vehicles[k:]
+            buf.done_vehicle = buf.vehicle_keys[k - 1]
             del buf.vehicle_keys[:k]
             reads = self._take_reads(buf, cuts)
+            self._mark_reads_used(buf, take, reads, cuts)
             if buf.vehicles:
                 buf.oldest_arrival_s = now
             buf.tried = ()
@@ -234,9 +258,34 @@ class MatchBuffers:
                     [e.record for e in take],
                     [e.record for e in reads],
                     [e.token for e in take + reads],
+                    take[0].record["site_id"],
+                    buf.progress(),
                 )
             )
         return out
+
+    @staticmethod
+    def _mark_reads_used(
+        buf: SiteBuffer, take: list[Entry], reads: list[Entry], cuts: dict[str, float] | None
+    ) -> None:
+        """Per camera, the time before which reads belong to decided vehicles: the cut, or
+        without one (decided on the wall clock) the end of the decided vehicles' windows."""
+        if cuts is None:
+            cuts = {c: max(e.hi[i] for e in take) for i, c in enumerate(buf.cameras)}
+            for e in reads:
+                c = e.record["camera_id"]
+                cuts[c] = max(cuts.get(c, -INF), e.record["ts_us"] + 1)
+        for c, t in cuts.items():
+            buf.done_reads[c] = max(buf.done_reads.get(c, -INF), float(t))
+
+    def restore(self, progress: dict[str, dict[str, Any]]) -> None:
+        """Take up the progress of sites as written with their verdicts (after a restart or a
+        rebalance), never moving a site back."""
+        for site_id, p in progress.items():
+            buf = self._site(site_id)
+            buf.done_vehicle = max(buf.done_vehicle, tuple(p["vehicle"]))
+            for c, t in p["reads"].items():
+                buf.done_reads[c] = max(buf.done_reads.get(c, -INF), float(t))
 
     @staticmethod
     def _take_reads(buf: SiteBuffer, cuts: dict[str, float] | None) -> list[Entry]:

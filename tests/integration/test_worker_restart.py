@@ -40,9 +40,6 @@ def run(tmp_path_factory, registry):
     work = tmp_path_factory.mktemp("restart")
     traffic = CitySimulator(SimConfig(vehicles=VEHICLES, seed=31), registry).run()
     write_traffic(traffic, work / "inputs", "avro")
-    # the known catch-up bug (README, Status): a restarted worker reads a backlog, and the
-    # 10 s wall-clock bound can fire before a site's reads are read; widen it for this run
-    os.environ["ZHICHAO_MAX_WAIT_S"] = "60"
     with embedded_stack(work) as stack:
         client = redis.Redis.from_url(stack.redis_dsn)
         first = start_worker(stack, PARTITIONS, work / "worker-1.log")
@@ -69,7 +66,6 @@ def run(tmp_path_factory, registry):
             kpi = kpi_in_redis(client)
         finally:
             stop_worker(second)
-            del os.environ["ZHICHAO_MAX_WAIT_S"]
     yield {
         "streamed": streamed,
         "feed": feed,
@@ -91,5 +87,14 @@ def test_every_passage_has_exactly_one_verdict(run):
 
 def test_verdicts_and_kpis_equal_replay(run, registry):
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
-    assert {v["passage_id"]: v for v in verdicts} == run["streamed"]
+    differ = {
+        v["passage_id"]: {
+            k: (x, run["streamed"].get(v["passage_id"], {}).get(k))
+            for k, x in v.items()
+            if run["streamed"].get(v["passage_id"], {}).get(k) != x and k != "evidence_hash"
+        }
+        for v in verdicts
+        if run["streamed"].get(v["passage_id"]) != v
+    }
+    assert not differ, (differ, run["log"][-3000:])
     assert run["kpi"] == expected_kpi(verdicts)
