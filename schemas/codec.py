@@ -78,10 +78,12 @@ class Codec:
             raise EncodeError(f"{self.full_name}: cannot encode record: {exc}") from exc
         return out.getvalue()
 
-    def decode(self, payload: bytes) -> dict[str, Any]:
+    def decode(self, payload: bytes, start: int = 0) -> dict[str, Any]:
+        """The record in ``payload[start:]`` (an offset, not a slice: bodies can be large)."""
         if not isinstance(payload, bytes | bytearray | memoryview):
             raise DecodeError(f"{self.full_name}: expected bytes, got {type(payload).__name__}")
         buf = io.BytesIO(payload)
+        buf.seek(start)
         try:
             record = fastavro.schemaless_reader(buf, self.parsed, None)
         except _DECODE_FAILURES as exc:
@@ -105,7 +107,7 @@ class Codec:
                 f"{self.full_name}: schema id {schema_id} ({known}) where {self.schema_id} "
                 "was expected"
             )
-        return self.decode(bytes(payload[_WIRE_HEADER.size :]))
+        return self.decode(payload, _WIRE_HEADER.size)
 
 
 def wire_schema_id(payload: bytes) -> int:
@@ -147,4 +149,4 @@ def codec_for_id(schema_id: int) -> Codec:
 def decode_any_wire(payload: bytes) -> tuple[str, dict[str, Any]]:
     """Decode a framed message of any known schema: (full name, record)."""
     codec = codec_for_id(wire_schema_id(payload))
-    return codec.full_name, codec.decode(bytes(payload[_WIRE_HEADER.size :]))
+    return codec.full_name, codec.decode(payload, _WIRE_HEADER.size)

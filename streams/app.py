@@ -92,6 +92,13 @@ def create_app(settings: Settings) -> faust.App:
         metrics.events_out.labels(topic).inc()
         return await app.producer.send(topic, key, value, None, None, None)
 
+    async def send_all(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+        """Hand messages to the producer and wait until the broker has them all."""
+        metrics.events_out.labels(topic).inc(len(messages))
+        producer = app.producer
+        deliveries = [await producer.send(topic, k, v, None, None, None) for k, v in messages]
+        await asyncio.gather(*deliveries)
+
     async def send_dead(event: Any, reason: str, message: str) -> None:
         m = event.message
         log.warning(
@@ -153,11 +160,8 @@ def create_app(settings: Settings) -> faust.App:
                 if sent is not None:
                     metrics.weigh_to_verdict.observe(max(now - sent, 0.0))
             metrics.count_verdicts(verdicts)
-            deliveries = [
-                await send(T.VEHICLES_VERDICTS, verdict_key(v), schemas.VERDICT.encode_wire(v))
-                for v in verdicts
-            ]
-            await asyncio.gather(*deliveries)
+            encode = schemas.VERDICT.encode_wire
+            await send_all(T.VEHICLES_VERDICTS, [(verdict_key(v), encode(v)) for v in verdicts])
         # only now: a crash before this point redelivers the inputs, decided again the same way
         for event in tokens + buffers.take_released():
             if event is not None:
