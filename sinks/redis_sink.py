@@ -2,7 +2,9 @@
 retention TTL, the live stream for dashboards, the per-plate history, the KPI counters, and the
 batch's camera reads as plate sightings (``sinks.sightings``).
 
-With the verdicts goes each site's match progress (``streams.matching``: what has been decided),
+With the verdicts go the evidence records of the enforceable ones (``sinks.evidence``), appended
+to their site's chain only if the verdict is new and the chain's head is the one the record was
+sealed after; and each site's match progress (``streams.matching``: what has been decided),
 so that after a crash the worker knows which redelivered inputs are already decided.
 
 Idempotent: the verdict key is written with NX, and only a passage seen for the first time adds
@@ -22,26 +24,32 @@ import orjson
 import redis.asyncio as aioredis
 
 from sinks import constants as K
+from sinks.evidence import HEADS_KEY, Link
 from sinks.kpi import increments_of
 from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
 
 # ARGV: ttl, kpi_ttl, stream, maxlen, sighting retention (µs), sighting ttl, n counters,
-# n verdicts, n progress entries, then n counters "key<TAB>field", then per verdict: verdict key,
-# body, plate history key ('' if no plate), passage_id, ts_us, counter indices "1,5"; then per
-# progress entry: site id, JSON; then per sighting: key, ts, member
+# n verdicts, n progress entries, n evidence links, then n counters "key<TAB>field", then per
+# verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us, counter
+# indices "1,5"; then per progress entry: site id, JSON; then per evidence link: passage_id,
+# site id, expected head, new head, record; then per sighting: key, ts, member.
+# KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
+# appended, records of new verdicts that could not be linked}.
 WRITE_BATCH = """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
 local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local totals = {}
-local new = 0
-local first = 10 + n
+local ne = tonumber(ARGV[10])
+local totals, isnew, broken = {}, {}, {}
+local new, appended, lost = 0, 0, 0
+local first = 11 + n
 local i = first
 while i < first + 6 * nv do
   if redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
     new = new + 1
+    isnew[ARGV[i + 3]] = true
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'verdict', ARGV[i + 1])
     if ARGV[i + 2] ~= '' then
       redis.call('ZADD', ARGV[i + 2], ARGV[i + 4], ARGV[i + 3])
@@ -55,13 +63,32 @@ while i < first + 6 * nv do
   i = i + 6
 end
 for k, count in pairs(totals) do
-  local key, field = string.match(ARGV[9 + k], '^(.-)\t(.*)$')
+  local key, field = string.match(ARGV[10 + k], '^(.-)\t(.*)$')
   redis.call('HINCRBY', key, field, count)
   redis.call('EXPIRE', key, kpi_ttl)
 end
 for _ = 1, np do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
+end
+for _ = 1, ne do
+  local pid, site = ARGV[i], ARGV[i + 1]
+  if isnew[pid] and not broken[site] then
+    local head = redis.call('HGET', KEYS[2], site) or ''
+    if head == ARGV[i + 2] then
+      redis.call('XADD', 'zc:evidence:' .. site, '*', 'record', ARGV[i + 4])
+      redis.call('HSET', KEYS[2], site, ARGV[i + 3])
+      appended = appended + 1
+    else
+      broken[site] = true
+      lost = lost + 1
+    end
+  elseif isnew[pid] then
+    lost = lost + 1
+  else
+    broken[site] = true  -- decided before: the records sealed after it no longer link
+  end
+  i = i + 5
 end
 while i <= #ARGV do
   local ts = tonumber(ARGV[i + 1])
@@ -70,7 +97,7 @@ while i <= #ARGV do
   redis.call('EXPIRE', ARGV[i], sight_ttl)
   i = i + 3
 end
-return new
+return {new, appended, lost}
 """
 
 
@@ -85,6 +112,7 @@ def write_args(
     ttl_s: int,
     sighting_retention_s: float,
     progress: dict[str, Any] | None = None,
+    evidence: list[Link] = (),
 ) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
@@ -111,9 +139,13 @@ def write_args(
         len(counters),
         len(verdicts),
         len(progress or {}),
+        len(evidence),
     ]
     sites = [x for site, p in (progress or {}).items() for x in (site, orjson.dumps(p))]
-    return head + counters + per_verdict + sites + sighting_args(reads)
+    links = [
+        x for e in evidence for x in (e.passage_id, e.site_id, e.expected_head, e.new_head, e.line)
+    ]
+    return head + counters + per_verdict + sites + links + sighting_args(reads)
 
 
 class VerdictSink:
@@ -133,13 +165,24 @@ class VerdictSink:
         verdicts: list[dict[str, Any]],
         reads: list[dict[str, Any]] = (),
         progress: dict[str, Any] | None = None,
-    ) -> int:
-        """Write a batch of verdicts, the sites' match progress and the sightings of camera
-        reads atomically; returns how many passages were new."""
+        evidence: list[Link] = (),
+    ) -> tuple[int, int, int]:
+        """Write a batch of verdicts, their evidence records, the sites' match progress and the
+        sightings of camera reads atomically; returns how many passages were new, how many
+        evidence records were appended, and how many records of new verdicts could not be
+        linked (another writer moved the chain)."""
         if not verdicts and not reads and not progress:
-            return 0
-        args = write_args(verdicts, list(reads), self.ttl_s, self.sighting_retention_s, progress)
-        return int(await self._write(keys=[K.MATCH_PROGRESS_KEY], args=args))
+            return 0, 0, 0
+        args = write_args(
+            verdicts, list(reads), self.ttl_s, self.sighting_retention_s, progress, list(evidence)
+        )
+        new, appended, lost = await self._write(keys=[K.MATCH_PROGRESS_KEY, HEADS_KEY], args=args)
+        return int(new), int(appended), int(lost)
+
+    async def evidence_heads(self) -> dict[str, str]:
+        """Every site's evidence chain head, ``"<seq> <hash>"``."""
+        raw = await self.client.hgetall(HEADS_KEY)
+        return {site.decode(): head.decode() for site, head in raw.items()}
 
     async def match_progress(self) -> dict[str, Any]:
         """Every site's match progress, as written with its verdicts."""

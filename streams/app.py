@@ -26,12 +26,13 @@ from faust.exceptions import ConsumerNotStarted
 import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
+from sinks.evidence import EvidenceChain, evidence_body
 from sinks.redis_sink import VerdictSink
 from streams import topics as T
 from streams.intake import Intake, sort_events
 from streams.matching import MatchBuffers
 from streams.metrics import Metrics
-from streams.stages import decide, measure_controller, measure_passages, warm_up
+from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
 from streams.transport import App
 from zhichao.settings import Settings
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
     buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
+    chain = EvidenceChain(settings.evidence_key.encode())
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
@@ -140,19 +142,33 @@ def create_app(settings: Settings) -> faust.App:
     async def _decide_ready(flush_all: bool) -> None:
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
-        verdicts, tokens = [], []
+        verdicts, tokens, sealed = [], [], []
         progress = {g.site_id: g.progress for g in groups}
         with metrics.stage_seconds.labels("decide").time():
             for group in groups:
                 vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
                 reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
-                verdicts += decide(vehicles, reads, registry, policy)
+                decided, support = decide_with_support(vehicles, reads, registry, policy)
+                verdicts += decided
+                sealed += [
+                    (v, evidence_body(v, s, registry))
+                    for v, s in zip(decided, support, strict=True)
+                    if v["enforceable"]
+                ]
                 tokens += group.tokens
         if verdicts or unwritten_reads:
             reads = unwritten_reads.copy()
             unwritten_reads.clear()
+            links = chain.extend(sealed)
             with metrics.stage_seconds.labels("sink").time():
-                await sink.write(verdicts, reads, progress)
+                _, appended, lost = await sink.write(verdicts, reads, progress, links)
+            if lost:
+                # another writer moved a chain (a rebalance race): these records are not linked
+                metrics.evidence_conflicts.inc(lost)
+                log.error("evidence chain moved under this worker: %d records not appended", lost)
+            if appended < len(links):  # the chains in Redis are not where this worker sealed
+                chain.heads.clear()
+                chain.restore(await sink.evidence_heads())
         if verdicts:
             now = time.time()
             for v in verdicts:
@@ -211,6 +227,7 @@ def create_app(settings: Settings) -> faust.App:
     async def mark_ready(sender, assigned, **kwargs):
         # before any record of these partitions is read: what their sites have decided already
         buffers.restore(await sink.match_progress())
+        chain.restore(await sink.evidence_heads())
         metrics.assigned.set(len(assigned))
         await sink.mark_ready(len(assigned))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -164,6 +165,8 @@ class EmbeddedStack:
     broker: ManagedProcess
     redis: ManagedProcess
     workdir: Path
+    # the demo's own evidence key, made fresh for each stack (never a built-in default)
+    evidence_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
     @property
     def broker_url(self) -> str:

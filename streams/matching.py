@@ -297,8 +297,15 @@ class MatchBuffers:
         return taken
 
     def _expire_reads(self, buf: SiteBuffer) -> None:
-        """Reads with no vehicle to wait for are released after ``READ_RETENTION_S``."""
-        horizon = self.marks.get(buf.read_stream, 0) - READ_RETENTION_S * US
+        """Reads with no vehicle to wait for are released once both of the site's inputs are
+        ``READ_RETENTION_S`` past them. While a backlog is read, one topic can run far ahead of
+        the other: reads are not given up on while the site's weighings are still to come."""
+        if buf.vehicle_stream is None:
+            if self.lagging:
+                return
+            horizon = self.marks.get(buf.read_stream, 0) - READ_RETENTION_S * US
+        else:
+            horizon = self._known_until(buf) - READ_RETENTION_S * US
         for reads in buf.reads.values():
             if reads.times and reads.times[0] < horizon:
                 old = reads.take_before(horizon)

@@ -24,6 +24,11 @@ class Metrics:
             "zhichao_events_in", "Input events consumed", ["topic"], registry=r
         )
         self.events_out = Counter("zhichao_events_out", "Events produced", ["topic"], registry=r)
+        self.evidence_conflicts = Counter(
+            "zhichao_evidence_conflicts",
+            "Evidence records not appended because their site's chain moved (rebalance race)",
+            registry=r,
+        )
         self.verdicts = Counter(
             "zhichao_verdicts",
             "Verdicts written, by verdict and whether enforceable",

@@ -267,9 +267,17 @@ def decide(
     measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry, policy: Policy
 ) -> list[dict[str, Any]]:
     """Verdicts for measured vehicles, matched to the camera reads of their sites."""
+    return decide_with_support(measured, reads, registry, policy)[0]
+
+
+def decide_with_support(
+    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry, policy: Policy
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Verdicts, and per verdict what its evidence rests on beyond the verdict itself: the
+    digest of the raw samples and the ids of the camera reads used."""
     n = len(measured)
     if n == 0:
-        return []
+        return [], []
     matched = join_site_reads(measured, reads, registry)
     identities = []
     for m, (front, rear) in zip(measured, matched, strict=True):
@@ -316,7 +324,7 @@ def decide(
         ),
         policy,
     )
-    verdicts = []
+    verdicts, support = [], []
     for i, (m, ident) in enumerate(zip(measured, identities, strict=True)):
         site = registry.sites.get(m["site_id"])
         c = int(result.class_index[i])
@@ -357,7 +365,8 @@ def decide(
         }
         verdict["evidence_hash"] = _evidence_hash(verdict, m.get("samples_sha256"), ident.read_ids)
         verdicts.append(verdict)
-    return verdicts
+        support.append({"samples_sha256": m.get("samples_sha256"), "read_ids": ident.read_ids})
+    return verdicts, support
 
 
 def _finite(value: float, digits: int = 1) -> float:

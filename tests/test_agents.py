@@ -72,7 +72,13 @@ def app_and_outbox(redis_dsn, loop):
     with redis.Redis.from_url(redis_dsn) as client:
         client.flushdb()
     settings = Settings.load(
-        {"redis_dsn": redis_dsn, "metrics_port": 0, "max_wait_s": 3600.0}, environ={}
+        {
+            "redis_dsn": redis_dsn,
+            "metrics_port": 0,
+            "max_wait_s": 3600.0,
+            "evidence_key": "agent-test-key",
+        },
+        environ={},
     )
     app = create_app(settings)
     outbox = RecordingProducer()

@@ -253,3 +253,24 @@ def test_the_wall_clock_waits_while_a_partition_is_being_caught_up(city, registr
     buffers.lagging = set()
     [group] = buffers.ready()
     assert group.tokens == ["v"]
+
+
+def test_reads_read_far_ahead_of_their_weighings_are_kept_for_them(city, registry):
+    """A backlog: the reads topic is consumed an hour (event time) ahead of the weighings."""
+    traffic, measured = city
+    vehicle = measured[0]
+    mine = [
+        r
+        for r in traffic.reads
+        if r["site_id"] == vehicle["site_id"] and r["view"] in ("front", "rear")
+    ]
+    buffers = MatchBuffers(registry, max_wait_s=3600.0)
+    for r in mine:
+        buffers.add_read(r, r["read_id"], ("reads", 0))
+    hour_later = {**mine[-1], "read_id": "later", "ts_us": mine[-1]["ts_us"] + 3600 * US}
+    buffers.add_read(hour_later, "later", ("reads", 0))
+    buffers.lagging = {("wim", 0)}
+    assert buffers.ready() == [] and buffers.take_released() == []
+    buffers.add_vehicle(vehicle, "v", ("wim", 0))
+    buffers.ready()
+    assert buffers.take_released() == []  # nothing given up while the weighings catch up

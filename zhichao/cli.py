@@ -247,6 +247,64 @@ def replay(
 
 
 @main.command()
+@click.option("--site", "sites", multiple=True, help="check this site's chain (default: all)")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="check an exported chain (one record per line) instead of Redis",
+)
+@click.option(
+    "--export",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="also write each site's chain from Redis to DIR/<site>.evidence",
+)
+def verify(sites: tuple[str, ...], files: tuple[Path, ...], export: Path | None) -> None:
+    """Check evidence chains (证据链): names the first record altered, removed or reordered.
+    The key is ZHICHAO_EVIDENCE_KEY; Redis is ZHICHAO_REDIS_DSN."""
+    import redis as redis_sync
+
+    from sinks.evidence import HEADS_KEY, chain_lines, verify_chain
+    from zhichao.settings import Settings
+
+    settings = Settings.load()
+    if not settings.evidence_key:
+        raise click.ClickException(
+            "set ZHICHAO_EVIDENCE_KEY to the key the chains were sealed with"
+        )
+    key = settings.evidence_key.encode()
+    chains: dict[str, object] = {}
+    if files:
+        chains = {str(f): f.read_bytes().splitlines() for f in files}
+    else:
+        client = redis_sync.Redis.from_url(settings.redis_dsn)
+        names = sites or sorted(s.decode() for s in client.hkeys(HEADS_KEY))
+        for site in names:
+            lines = list(chain_lines(client, site))
+            if export:
+                export.mkdir(parents=True, exist_ok=True)
+                (export / f"{site}.evidence").write_bytes(b"".join(x + b"\n" for x in lines))
+            chains[site] = lines
+    bad = 0
+    for name, lines in chains.items():
+        n, problem = verify_chain(lines, key)
+        if problem is None:
+            click.echo(f"{name}: {n} records, chain intact")
+        else:
+            bad += 1
+            click.echo(
+                f"{name}: {n} records verified, then record {problem.index} "
+                f"(seq {problem.seq}): {problem.reason} — {problem.message}"
+            )
+    if not chains:
+        click.echo("no evidence chain found")
+    if bad:
+        sys.exit(1)
+
+
+@main.command()
 @click.option(
     "--for",
     "seconds",

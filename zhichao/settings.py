@@ -34,6 +34,9 @@ class Settings:
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off
     metrics_addr: str = "127.0.0.1"
+    # HMAC key of the evidence chain (sinks.evidence): a long random secret; none by default,
+    # a worker will not start without it (``zhichao up`` makes one for the demo)
+    evidence_key: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def load(

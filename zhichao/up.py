@@ -190,6 +190,7 @@ def start_worker(
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
         "ZHICHAO_METRICS_PORT": str(metrics_port),
+        "ZHICHAO_EVIDENCE_KEY": stack.evidence_key,
     }
     with open(log_path, "wb") as log:
         return subprocess.Popen(  # noqa: S603 - our own CLI

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from sinks import constants as K
+from sinks.evidence import HEADS_KEY, chain_lines, parse
 from sinks.kpi import aggregate
 
 
@@ -30,3 +34,30 @@ def expected_kpi(verdicts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     for (key, name), n in aggregate(verdicts).items():
         expected.setdefault(key, {})[name] = n
     return expected
+
+
+def evidence_in_redis(client: Any) -> dict[str, list[str]]:
+    """Per site, the passage ids of its evidence records, in chain order."""
+    return {
+        site.decode(): [
+            parse(line)[3]["verdict"]["passage_id"] for line in chain_lines(client, site.decode())
+        ]
+        for site in client.hkeys(HEADS_KEY)
+    }
+
+
+def zhichao_verify(stack: Any, *args: str) -> subprocess.CompletedProcess:
+    """``zhichao verify`` against the stack's Redis, with the stack's evidence key."""
+    env = {
+        **os.environ,
+        "ZHICHAO_REDIS_DSN": stack.redis_dsn,
+        "ZHICHAO_EVIDENCE_KEY": stack.evidence_key,
+    }
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "zhichao.cli", "verify", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )

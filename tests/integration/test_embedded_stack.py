@@ -125,6 +125,7 @@ def test_a_port_that_never_opens_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_verdict_sink_is_idempotent(stack):
     from sinks import constants as K
+    from sinks.evidence import EvidenceChain, chain_lines, verify_chain
     from sinks.redis_sink import VerdictSink
 
     verdict = {
@@ -141,15 +142,23 @@ def test_verdict_sink_is_idempotent(stack):
         "vehicle_class": "C6",
     }
 
+    chain = EvidenceChain(b"test-key")
+    body = {"verdict": verdict, "samples_sha256": "ab" * 32, "read_ids": ["R-1"]}
+
     async def twice():
         sink = VerdictSink(stack.redis_dsn, 3600)
         try:
-            return await sink.write([verdict]), await sink.write([verdict])
+            first = await sink.write([verdict], evidence=chain.extend([(verdict, body)]))
+            again = await sink.write([verdict], evidence=chain.extend([(verdict, body)]))
+            return first, again
         finally:
             await sink.close()
 
-    assert asyncio.run(twice()) == (1, 0)
+    # new once, with its evidence record; the second time nothing, not even a record
+    assert asyncio.run(twice()) == ((1, 1, 0), (0, 0, 0))
     client = redis.Redis.from_url(stack.redis_dsn)
+    records = list(chain_lines(client, "S1"))
+    assert verify_chain(records, b"test-key") == (1, None)
     assert client.xlen(K.VERDICT_STREAM) == 1
     kpi = client.hgetall(K.KPI_CITY_DAY_KEY.format(day="2026-11-20"))
     assert int(kpi[b"vehicles"]) == 1 and int(kpi[b"enforceable"]) == 1

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -26,7 +29,13 @@ from streams import topics as T
 from streams.embedded import embedded_stack, free_port
 from streams.stages import measure_passages
 from streams.topics import ensure_topics
-from tests.integration.helpers import expected_kpi, kpi_in_redis, verdicts_in_redis
+from tests.integration.helpers import (
+    evidence_in_redis,
+    expected_kpi,
+    kpi_in_redis,
+    verdicts_in_redis,
+    zhichao_verify,
+)
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
 
@@ -121,8 +130,14 @@ def run(tmp_path_factory, registry):
             }
         finally:
             stop_worker(worker)
+        evidence = evidence_in_redis(client)
+        verified = zhichao_verify(stack, "--export", str(work / "evidence"))
         log = (work / "worker.log").read_text(errors="replace")
     yield {
+        "evidence": evidence,
+        "verified": verified,
+        "exported": work / "evidence",
+        "evidence_key": stack.evidence_key,
         "traffic": traffic,
         "streamed": streamed,
         "feed": feed,
@@ -134,6 +149,32 @@ def run(tmp_path_factory, registry):
         "sightings": sightings,
         "controller": controller,
     }
+
+
+def test_every_enforceable_verdict_has_one_record_in_an_intact_chain(run):
+    enforceable = {pid for pid, v in run["streamed"].items() if v["enforceable"]}
+    assert enforceable, "the run has no enforceable verdict to seal"
+    assert sorted(pid for pids in run["evidence"].values() for pid in pids) == sorted(enforceable)
+    assert run["verified"].returncode == 0, run["verified"].stdout
+    assert run["verified"].stdout.count("chain intact") == len(run["evidence"])
+
+
+def test_zhichao_verify_names_the_record_changed_in_an_export(run, tmp_path):
+    site, pids = max(run["evidence"].items(), key=lambda kv: len(kv[1]))
+    lines = (run["exported"] / f"{site}.evidence").read_bytes().splitlines()
+    i = len(lines) // 2
+    lines[i] = lines[i].replace(b'"gvw_kg":', b'"gvw_kg":9', 1)
+    tampered = tmp_path / "tampered.evidence"
+    tampered.write_bytes(b"\n".join(lines) + b"\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "zhichao.cli", "verify", "--file", str(tampered)],
+        env={**os.environ, "ZHICHAO_EVIDENCE_KEY": run["evidence_key"]},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert f"{i} records verified, then record {i} (seq {i + 1}): altered" in out.stdout
 
 
 def test_every_passage_gets_exactly_one_verdict(run):

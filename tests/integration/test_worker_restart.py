@@ -18,7 +18,13 @@ from sim.publish import publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
-from tests.integration.helpers import expected_kpi, kpi_in_redis, verdicts_in_redis
+from tests.integration.helpers import (
+    evidence_in_redis,
+    expected_kpi,
+    kpi_in_redis,
+    verdicts_in_redis,
+    zhichao_verify,
+)
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
 
@@ -66,7 +72,11 @@ def run(tmp_path_factory, registry):
             kpi = kpi_in_redis(client)
         finally:
             stop_worker(second)
+        evidence = evidence_in_redis(client)
+        verified = zhichao_verify(stack)
     yield {
+        "evidence": evidence,
+        "verified": verified,
         "streamed": streamed,
         "feed": feed,
         "kpi": kpi,
@@ -98,3 +108,10 @@ def test_verdicts_and_kpis_equal_replay(run, registry):
     }
     assert not differ, (differ, run["log"][-3000:])
     assert run["kpi"] == expected_kpi(verdicts)
+
+
+def test_evidence_chains_survive_the_kill_intact_and_without_duplicates(run):
+    enforceable = sorted(pid for pid, v in run["streamed"].items() if v["enforceable"])
+    assert enforceable
+    assert sorted(pid for pids in run["evidence"].values() for pid in pids) == enforceable
+    assert run["verified"].returncode == 0, run["verified"].stdout

@@ -1,0 +1,185 @@
+"""Tamper-evident evidence records (证据链): one per enforceable verdict, chained per site.
+
+A record is one line of text: ``<sha256 hex> <hmac hex> <body>``. The body is the canonical JSON
+(sorted keys, compact, UTF-8) of what a fine rests on: the measurement, the digest of the raw
+sensor samples, the plates and the camera reads used, the WIM device and its 检定 certificate,
+the policy version, the verdict, the record's sequence number in its site's chain and the hash
+of the previous record. The hash is SHA-256 of the body bytes; the HMAC is HMAC-SHA256 of the
+same bytes with the configured evidence key. So:
+
+- changing any byte of a record breaks its hash (or its HMAC, or the line's form);
+- removing, inserting or reordering records breaks the ``seq``/``prev`` links;
+- rewriting a whole tail consistently needs the key (the HMAC).
+
+``verify_chain`` names the first record that fails and why; ``zhichao verify`` runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.registry import Registry
+
+GENESIS = "0" * 64  # the "previous hash" of a chain's first record
+CHAIN_KEY = "zc:evidence:{site_id}"  # Redis stream per site, field "record"
+HEADS_KEY = "zc:evidence:heads"  # hash: site id -> "<seq> <hash>" of the chain's last record
+
+
+class EvidenceKeyMissing(ValueError):
+    """No evidence key is configured: enforceable records could not be authenticated."""
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def evidence_body(
+    verdict: dict[str, Any], support: dict[str, Any], registry: Registry
+) -> dict[str, Any]:
+    """What a fine rests on, for one verdict; ``support`` holds the samples digest and the ids
+    of the reads used (``streams.stages.decide_with_support``)."""
+    device = registry.wim_devices.get(verdict["device_id"])
+    return {
+        "verdict": verdict,
+        "samples_sha256": support["samples_sha256"],
+        "read_ids": list(support["read_ids"]),
+        "device": None
+        if device is None
+        else {
+            "id": device.id,
+            "accuracy_class": device.accuracy_class,
+            "cert_no": device.cert_no,
+            "cert_valid_from": device.cert_valid_from.isoformat(),
+            "cert_valid_to": device.cert_valid_to.isoformat(),
+        },
+        "policy_version": verdict["policy_version"],
+    }
+
+
+def seal(body: dict[str, Any], seq: int, prev: str, key: bytes) -> tuple[str, str]:
+    """The record line for ``body`` at position ``seq`` after ``prev``, and its hash."""
+    data = canonical({**body, "seq": seq, "prev": prev})
+    digest = hashlib.sha256(data).hexdigest()
+    mac = hmac.new(key, data, hashlib.sha256).hexdigest()
+    return f"{digest} {mac} {data.decode()}", digest
+
+
+@dataclass(frozen=True)
+class Link:
+    """A record to append: valid only if the chain's head is still ``(seq - 1, prev)``."""
+
+    site_id: str
+    passage_id: str
+    seq: int
+    prev: str
+    digest: str
+    line: str
+
+    @property
+    def expected_head(self) -> str:
+        return "" if self.seq == 1 else f"{self.seq - 1} {self.prev}"
+
+    @property
+    def new_head(self) -> str:
+        return f"{self.seq} {self.digest}"
+
+
+@dataclass
+class EvidenceChain:
+    """The worker's view of every site's chain head; records are appended by the sink's script
+    only where the head in Redis is still the one they were sealed after."""
+
+    key: bytes
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise EvidenceKeyMissing(
+                "no evidence key: set ZHICHAO_EVIDENCE_KEY (a long random secret) so that "
+                "evidence records can be authenticated"
+            )
+
+    def restore(self, heads: dict[str, str]) -> None:
+        """Take the heads as stored in Redis (``"<seq> <hash>"`` per site)."""
+        for site_id, head in heads.items():
+            seq, digest = head.split(" ")
+            self.heads[site_id] = (int(seq), digest)
+
+    def extend(self, sealed: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> list[Link]:
+        """Seal (verdict, body) pairs onto their sites' chains, in order."""
+        links = []
+        for verdict, body in sealed:
+            site = verdict["site_id"]
+            seq, prev = self.heads.get(site, (0, GENESIS))
+            line, digest = seal(body, seq + 1, prev, self.key)
+            links.append(Link(site, verdict["passage_id"], seq + 1, prev, digest, line))
+            self.heads[site] = (seq + 1, digest)
+        return links
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first record of a chain that does not verify."""
+
+    index: int  # position in what was read, from 0
+    seq: int | None  # the record's own sequence number, if it could be read
+    reason: str  # altered, removed_or_reordered, forged, unreadable
+    message: str
+
+
+def parse(line: str | bytes) -> tuple[str, str, bytes, dict[str, Any]]:
+    raw_line = line if isinstance(line, bytes) else line.encode()
+    digest, mac, raw = raw_line.split(b" ", 2)
+    return digest.decode("ascii"), mac.decode("ascii"), raw, orjson.loads(raw)
+
+
+def verify_chain(
+    lines: Iterable[str | bytes], key: bytes, start_seq: int = 1, start_prev: str = GENESIS
+) -> tuple[int, Problem | None]:
+    """Check records in order; returns how many verified and the first problem, if any.
+    ``start_seq``/``start_prev`` check a part of a chain that does not begin at its first
+    record."""
+    expect_seq, expect_prev = start_seq, start_prev
+    n = 0
+    for index, line in enumerate(lines):
+        try:
+            digest, mac, raw, body = parse(line)
+            seq, prev = body["seq"], body["prev"]
+        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+            return n, Problem(index, None, "unreadable", f"record {index} cannot be read: {exc}")
+        if hashlib.sha256(raw).hexdigest() != digest:
+            return n, Problem(index, seq, "altered", f"record seq {seq}: content does not match")
+        good_mac = hmac.new(key, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(good_mac, mac):
+            return n, Problem(index, seq, "forged", f"record seq {seq}: HMAC does not match")
+        if seq != expect_seq or prev != expect_prev:
+            return n, Problem(
+                index,
+                seq,
+                "removed_or_reordered",
+                f"record seq {seq} follows seq {expect_seq - 1}"
+                + ("" if prev == expect_prev else " but names another record as previous"),
+            )
+        expect_seq, expect_prev = seq + 1, digest
+        n += 1
+    return n, None
+
+
+def chain_lines(client: Any, site_id: str, batch: int = 5000) -> Iterator[bytes]:
+    """A site's records from Redis, in order (synchronous client)."""
+    key, last = CHAIN_KEY.format(site_id=site_id), "-"
+    while True:
+        entries = client.xrange(key, min=last, max="+", count=batch + (last != "-"))
+        if last != "-":
+            entries = entries[1:]
+        if not entries:
+            return
+        for _, fields in entries:
+            yield fields[b"record"]
+        last = entries[-1][0].decode()
