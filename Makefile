@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?= all
 
-.PHONY: help setup native redis demo test bench lint format annotate clean
+.PHONY: help setup native redis demo test bench fuzz lint format annotate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ demo: setup  ## the example city live: broker, Redis, a worker, the simulator (C
 test: setup  ## the whole test suite (fails if no test ran)
 	NUMBA_CACHE_DIR=$$(mktemp -d) KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no test: failing"; fi; exit $$rc
+
+fuzz: setup  ## 100,000 malformed messages mixed into valid traffic through a real worker
+	ZHICHAO_FUZZ_MESSAGES=$${FUZZ_MESSAGES:-100000} KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest -p no:cacheprovider tests/integration/test_fuzz_stream.py
 
 bench: setup  ## pytest-benchmark suite; BENCH=kernels for the kernel part only
 	$(PY) -m bench.run --which $(BENCH)

@@ -34,6 +34,7 @@ from streams.matching import MatchBuffers
 from streams.metrics import Metrics
 from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
 from streams.transport import App
+from streams.validation import Clock, read_problem
 from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s)
+    clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
     chain = EvidenceChain(settings.evidence_key.encode())
@@ -110,6 +112,24 @@ def create_app(settings: Settings) -> faust.App:
         await send(T.DEAD_LETTERS, None, dead_letter_record(event, reason, message))
         event.ack()
 
+    def measure_isolating(measure, items):
+        """Measure a batch in one kernel call; should that raise (a record no check foresaw),
+        measure record by record so that only the poison record is lost, to dead.letters."""
+        try:
+            return measure([r for r, _ in items], registry), []
+        except Exception as exc:  # noqa: BLE001 - isolated below, each failure dead-lettered
+            log.error("measuring a batch failed (%s); isolating the record", exc)
+        measured, rejected, poison = [], [], []
+        for record, event in items:
+            try:
+                m, r = measure([record], registry)
+            except Exception as exc:  # noqa: BLE001 - the poison record, with its reason
+                poison.append((event, "kernel_error", f"{type(exc).__name__}: {exc}"))
+                continue
+            measured += m
+            rejected += r
+        return (measured, rejected), poison
+
     async def admit(intake: Intake) -> None:
         """Measure the batch's passages (one kernel call) and buffer vehicles and reads."""
         for event, reason, message in intake.bad:
@@ -120,9 +140,17 @@ def create_app(settings: Settings) -> faust.App:
         ):
             if not items:
                 continue
-            event_of = {r["passage_id"]: e for r, e in items}
+            event_of = {}
+            for record, event in items:
+                if record["passage_id"] in event_of:  # the same id twice in one batch
+                    await send_dead(event, "duplicate_passage_id", record["passage_id"])
+                else:
+                    event_of[record["passage_id"]] = event
+            items = [(r, e) for r, e in items if event_of[r["passage_id"]] is e]
             with metrics.stage_seconds.labels(stage).time():
-                measured, rejected = measure([r for r, _ in items], registry)
+                (measured, rejected), poison = measure_isolating(measure, items)
+            for event, reason, message in poison:
+                await send_dead(event, reason, message)
             for bad in rejected:
                 await send_dead(event_of[bad.record["passage_id"]], bad.reason, bad.message)
             for m in measured:
@@ -130,8 +158,33 @@ def create_app(settings: Settings) -> faust.App:
                 produced_s.setdefault(m["passage_id"], event.message.timestamp)
                 buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
         for read, event in intake.reads:
+            problem = read_problem(read, registry)
+            if problem:
+                await send_dead(event, *problem)
+                continue
             buffers.add_read(read, event, (event.message.topic, event.message.partition))
             unwritten_reads.append(read)
+
+    def decide_isolating(group):
+        """Decide a group; should that raise (nothing foreseen does), decide its vehicles one
+        by one with the group's reads, so that only the poison vehicle is lost."""
+        vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
+        reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
+        try:
+            return *decide_with_support(vehicles, reads, registry, policy), []
+        except Exception as exc:  # noqa: BLE001 - isolated below, each failure dead-lettered
+            log.error("deciding a group of %s failed (%s); isolating", group.site_id, exc)
+        token_of = {v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)}
+        decided, support, poison = [], [], []
+        for vehicle in vehicles:
+            try:
+                d, s = decide_with_support([vehicle], reads, registry, policy)
+            except Exception as exc:  # noqa: BLE001 - the poison vehicle, with its reason
+                poison.append((token_of[vehicle["passage_id"]], f"{type(exc).__name__}: {exc}"))
+                continue
+            decided += d
+            support += s
+        return decided, support, poison
 
     deciding = asyncio.Lock()  # the agent and the timer take turns
 
@@ -146,9 +199,9 @@ def create_app(settings: Settings) -> faust.App:
         progress = {g.site_id: g.progress for g in groups}
         with metrics.stage_seconds.labels("decide").time():
             for group in groups:
-                vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
-                reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
-                decided, support = decide_with_support(vehicles, reads, registry, policy)
+                decided, support, poison = decide_isolating(group)
+                for event, message in poison:
+                    await send_dead(event, "decide_error", message)
                 verdicts += decided
                 sealed += [
                     (v, evidence_body(v, s, registry))
@@ -206,7 +259,7 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             buffers.lagging = lagging_streams()
-            await admit(sort_events(events))
+            await admit(sort_events(events, clock))
             await decide_ready()
 
     @app.agent(heartbeats_in)

@@ -1,5 +1,6 @@
 """Sorting a batch of input events by kind: WIM passages, controller vehicles, camera reads, and
-what cannot be used (with a reason code for the dead-letter topic)."""
+what cannot be used (with a reason code for the dead-letter topic): undecodable, a schema that
+does not belong on an input topic, an event time too far from now."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
+from streams.validation import Clock
 
 KIND_OF_SCHEMA = {
     "zhichao.WimPassage": "passages",
@@ -25,7 +27,7 @@ class Intake:
     bad: list[tuple[Any, str, str]] = field(default_factory=list)  # event, reason, message
 
 
-def sort_events(events: list[Any]) -> Intake:
+def sort_events(events: list[Any], clock: Clock | None = None) -> Intake:
     intake = Intake()
     for event in events:
         try:
@@ -36,6 +38,10 @@ def sort_events(events: list[Any]) -> Intake:
         kind = KIND_OF_SCHEMA.get(name)
         if kind is None:
             intake.bad.append((event, "wrong_schema", f"{name} on {event.message.topic}"))
+            continue
+        late = clock.problem(record["ts_us"]) if clock else None
+        if late:
+            intake.bad.append((event, *late))
             continue
         getattr(intake, kind).append((record, event))
     return intake

@@ -23,6 +23,7 @@ from kernels.verdicts import VERDICT_NAMES, VerdictInputs
 from kernels.verdicts import decide as decide_kernel
 from schemas.policy import Policy
 from schemas.registry import Registry
+from streams.validation import passage_problem, read_problem, vehicle_problem
 
 US = 1_000_000
 CONFLICT_CONFIDENCE = 0.9  # front and rear both this sure and still different: a real conflict
@@ -37,29 +38,6 @@ class Rejected:
     message: str
 
 
-def _passage_problem(p: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
-    channels = p["rows"] * p["segments"]
-    if p["device_id"] not in registry.wim_devices:
-        return "unknown_device", f"WIM device {p['device_id']} is not in the registry"
-    if p["rows"] < 2 or p["segments"] < 1 or p["rows"] > 8 or p["segments"] > 4:
-        return "bad_layout", f"rows={p['rows']} segments={p['segments']} out of range"
-    if len(p["calib"]) != channels:
-        return "bad_calib_length", f"{len(p['calib'])} calibration values for {channels} channels"
-    if len(p["samples"]) % (2 * channels):
-        return "bad_samples_length", (
-            f"{len(p['samples'])} bytes is not a whole number of "
-            f"int16 samples on {channels} channels"
-        )
-    if len(p["samples"]) // (2 * channels) < 34:
-        return "too_few_samples", "fewer than 34 samples per channel"
-    if not (100 <= p["fs_hz"] <= 100_000):
-        return "bad_fs", f"fs_hz={p['fs_hz']} outside 100..100000"
-    for name in ("row_spacing_m", "sensor_width_m"):
-        if not (np.isfinite(p[name]) and 0 < p[name] < 100):
-            return f"bad_{name}", f"{name}={p[name]} is not a positive length"
-    return None
-
-
 def measure_passages(
     passages: list[dict[str, Any]],
     registry: Registry,
@@ -68,7 +46,7 @@ def measure_passages(
     """Axle loads of a batch of WIM passages (one kernel call)."""
     good, rejected = [], []
     for p in passages:
-        problem = _passage_problem(p, registry)
+        problem = passage_problem(p, registry)
         if problem:
             rejected.append(Rejected(p, *problem))
         else:
@@ -124,22 +102,11 @@ def measure_controller(
     """WIM vehicles whose controller computed the axle loads, as measured vehicles."""
     measured, rejected = [], []
     for v in vehicles:
+        problem = vehicle_problem(v, registry)
+        if problem:
+            rejected.append(Rejected(v, *problem))
+            continue
         loads, spacings = list(v["axle_loads_kg"]), list(v["axle_spacings_m"])
-        if v["device_id"] not in registry.wim_devices:
-            rejected.append(Rejected(v, "unknown_device", f"WIM device {v['device_id']} unknown"))
-            continue
-        if len(loads) > MAX_AXLES or (loads and len(spacings) != len(loads) - 1):
-            rejected.append(
-                Rejected(v, "bad_axles", f"{len(loads)} loads with {len(spacings)} spacings")
-            )
-            continue
-        if (
-            not all(np.isfinite(loads))
-            or not all(np.isfinite(spacings))
-            or min(loads, default=0) < 0
-        ):
-            rejected.append(Rejected(v, "bad_axles", "axle loads or spacings not finite/positive"))
-            continue
         speed_ms = max(float(v["speed_kmh"]) / 3.6, 0.1)
         last = v.get("last_axle_ts_us")
         if last is None:
@@ -166,6 +133,20 @@ def measure_controller(
             }
         )
     return measured, rejected
+
+
+def usable_reads(
+    reads: list[dict[str, Any]], registry: Registry
+) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """The camera reads that can be matched, and the others with the reason."""
+    good, rejected = [], []
+    for r in reads:
+        problem = read_problem(r, registry)
+        if problem:
+            rejected.append(Rejected(r, *problem))
+        else:
+            good.append(r)
+    return good, rejected
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry
-from streams.stages import Rejected, decide, measure_controller, measure_passages
+from streams.stages import Rejected, decide, measure_controller, measure_passages, usable_reads
 
 KIND_BY_SCHEMA = {
     "zhichao.WimPassage": "passages",
@@ -145,7 +145,9 @@ def replay(
     measured += m
     rejected += bad
     measured.sort(key=lambda r: (r["ts_us"], r["passage_id"]))
-    reads = sorted(inputs["reads"], key=lambda r: (r["ts_us"], r["read_id"]))
+    reads, bad = usable_reads(inputs["reads"], registry)
+    rejected += bad
+    reads.sort(key=lambda r: (r["ts_us"], r["read_id"]))
     verdicts = decide(measured, reads, registry, policy)
     report = ReplayReport(
         passages=len(passages) + len(inputs["vehicles"]),

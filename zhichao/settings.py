@@ -32,6 +32,8 @@ class Settings:
     batch_timeout_s: float = 0.02
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
+    max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
+    max_event_ahead_s: float = 600.0  # so do inputs this far ahead of the worker's clock
     metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off
     metrics_addr: str = "127.0.0.1"
     # HMAC key of the evidence chain (sinks.evidence): a long random secret; none by default,
