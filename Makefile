@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?= all
 
-.PHONY: help setup native redis demo test bench fuzz lint format annotate clean
+.PHONY: help setup native redis demo test bench fuzz crash lint format annotate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test: setup  ## the whole test suite (fails if no test ran)
 
 fuzz: setup  ## 100,000 malformed messages mixed into valid traffic through a real worker
 	ZHICHAO_FUZZ_MESSAGES=$${FUZZ_MESSAGES:-100000} KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest -p no:cacheprovider tests/integration/test_fuzz_stream.py
+
+crash: setup  ## 5 SIGKILLs of the worker over 20,000 passages: nothing lost, nothing doubled
+	ZHICHAO_CRASH_KILLS=$${CRASH_KILLS:-5} ZHICHAO_CRASH_VEHICLES=$${CRASH_VEHICLES:-20000} KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest -p no:cacheprovider -s tests/integration/test_worker_restart.py
 
 bench: setup  ## pytest-benchmark suite; BENCH=kernels for the kernel part only
 	$(PY) -m bench.run --which $(BENCH)

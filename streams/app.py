@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=16 << 20,
         consumer_max_fetch_size=32 << 20,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
         web_enabled=False,
     )
     app.conf.zhichao = settings  # what the agents were built with, for the operator

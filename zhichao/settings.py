@@ -28,6 +28,8 @@ class Settings:
     registry_path: Path = EXAMPLE_CITY
     policy: str = ""  # empty: the registry's policy
     verdict_ttl_s: int = 30 * 24 * 3600
+    # a worker that dies (SIGKILL, power) keeps its partitions until this runs out
+    session_timeout_s: float = 20.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
