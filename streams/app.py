@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 from faust.exceptions import ConsumerNotStarted
 
 import schemas
@@ -33,12 +36,17 @@ from streams.intake import Intake, sort_events
 from streams.matching import MatchBuffers
 from streams.metrics import Metrics
 from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
-from streams.transport import App
+from streams.transport import App, broker_answers
 from streams.validation import Clock, read_problem
 from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
 US = 1_000_000
+REDIS_DOWN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+)
 
 
 def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
@@ -59,6 +67,23 @@ def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
 
 def verdict_key(verdict: dict[str, Any]) -> bytes:
     return (verdict["plate_front"] or verdict["plate_rear"] or verdict["passage_id"]).encode()
+
+
+class BrokerTime:
+    """Seconds during which the broker answered: the clock of the wait for reads."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._last = time.monotonic()
+
+    def tick(self, answered: bool) -> None:
+        now = time.monotonic()
+        if answered:
+            self.seconds += min(now - self._last, 2.0)
+        self._last = now
+
+    def now(self) -> float:
+        return self.seconds
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -82,7 +107,8 @@ def create_app(settings: Settings) -> faust.App:
     app.conf.zhichao = settings  # what the agents were built with, for the operator
     inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
-    buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s)
+    broker_time = BrokerTime()
+    buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s, clock=broker_time.now)
     clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
@@ -187,6 +213,34 @@ def create_app(settings: Settings) -> faust.App:
             support += s
         return decided, support, poison
 
+    async def until_written(sink_name: str, write: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis write, waiting out an outage: meanwhile the batch's inputs stay
+        unacknowledged (a crash now loses nothing) and the agent holds still, so Kafka keeps
+        what comes next. A retried script is harmless: every effect in it is idempotent."""
+        delay, down_since, told = 0.2, None, 0.0
+        while True:
+            try:
+                result = await write()
+            except REDIS_DOWN as exc:
+                metrics.sink_errors.labels(sink_name).inc()
+                metrics.redis_up.set(0)
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = told = now
+                    log.error("Redis unavailable (%s): holding the batch, retrying", exc)
+                elif now - told > 10:
+                    told = now
+                    log.error("Redis still unavailable after %.0f s", now - down_since)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if down_since is not None:
+                log.warning(
+                    "Redis is back after %.0f s: held writes done", time.monotonic() - down_since
+                )
+            metrics.redis_up.set(1)
+            return result
+
     deciding = asyncio.Lock()  # the agent and the timer take turns
 
     async def decide_ready(flush_all: bool = False) -> None:
@@ -194,6 +248,7 @@ def create_app(settings: Settings) -> faust.App:
             await _decide_ready(flush_all)
 
     async def _decide_ready(flush_all: bool) -> None:
+        buffers.lagging = lagging_streams()  # now: the agent may have waited (Redis outage)
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
         verdicts, tokens, sealed = [], [], []
@@ -215,14 +270,16 @@ def create_app(settings: Settings) -> faust.App:
             unwritten_reads.clear()
             links = chain.extend(sealed)
             with metrics.stage_seconds.labels("sink").time():
-                _, appended, lost = await sink.write(verdicts, reads, progress, links)
+                _, appended, lost = await until_written(
+                    "verdicts", partial(sink.write, verdicts, reads, progress, links)
+                )
             if lost:
                 # another writer moved a chain (a rebalance race): these records are not linked
                 metrics.evidence_conflicts.inc(lost)
                 log.error("evidence chain moved under this worker: %d records not appended", lost)
             if appended < len(links):  # the chains in Redis are not where this worker sealed
                 chain.heads.clear()
-                chain.restore(await sink.evidence_heads())
+                chain.restore(await until_written("evidence", sink.evidence_heads))
         if verdicts:
             now = time.time()
             for v in verdicts:
@@ -259,7 +316,6 @@ def create_app(settings: Settings) -> faust.App:
             metrics.count_in(events)
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
-            buffers.lagging = lagging_streams()
             await admit(sort_events(events, clock))
             await decide_ready()
 
@@ -275,13 +331,13 @@ def create_app(settings: Settings) -> faust.App:
                     batch.append(schemas.DEVICE_HEARTBEAT.decode_wire(event.value))
                 except schemas.DecodeError as exc:
                     await send_dead(event, "undecodable", str(exc))
-            await sink.write_heartbeats(batch)
+            await until_written("heartbeats", partial(sink.write_heartbeats, batch))
 
     @app.on_partitions_assigned.connect
     async def mark_ready(sender, assigned, **kwargs):
         # before any record of these partitions is read: what their sites have decided already
-        buffers.restore(await sink.match_progress())
-        chain.restore(await sink.evidence_heads())
+        buffers.restore(await until_written("progress", sink.match_progress))
+        chain.restore(await until_written("evidence", sink.evidence_heads))
         metrics.assigned.set(len(assigned))
         await sink.mark_ready(len(assigned))
 
@@ -295,7 +351,11 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(1.0)
     async def decide_stalled():
-        """The wall-clock bound: a weighing does not wait forever for its reads."""
+        """The time bound: a weighing does not wait forever for its reads. Its clock runs
+        while the broker answers."""
+        up = await broker_answers(app)
+        broker_time.tick(up)
+        metrics.broker_up.set(1 if up else 0)
         await decide_ready()
 
     @app.timer(5.0)

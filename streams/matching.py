@@ -7,9 +7,11 @@ and every input is known up to that point, those k vehicles can be decided now w
 before each camera's cut, and nothing that arrives later can change their verdicts: they are
 exactly the verdicts ``zhichao replay`` gives over the whole archive. A cut never falls inside
 a run of frames (the join treats a run as one observation). A vehicle that has waited
-``max_wait_s`` of wall time (a camera stream stalled, or no traffic behind it) is decided with
-the reads it has. That clock runs only while the site's partitions are caught up: a worker reading
-a backlog (after a restart) is not waiting for anything, it simply has not read the reads yet.
+``max_wait_s`` (a camera stream stalled, or no traffic behind it) is decided with the reads it
+has. That wait is counted on ``clock``: in the worker, seconds during which the broker answered
+(a frozen or unreachable broker is not a silent camera), and only while the site's partitions
+are caught up (a worker reading a backlog is not waiting for anything, it simply has not read
+the reads yet).
 
 What a site has decided is its *progress*: the last vehicle decided and, per camera, the time
 before which its reads were used. It is written to Redis atomically with the verdicts and read
@@ -30,7 +32,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +125,7 @@ class MatchBuffers:
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
+    clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
 
     def _cameras(self, site_id: str) -> list[Camera]:
@@ -159,7 +162,7 @@ class MatchBuffers:
             return
         buf.vehicle_ids.add(vehicle["passage_id"])
         if not buf.vehicles:
-            buf.oldest_arrival_s = time.monotonic()
+            buf.oldest_arrival_s = self.clock()
         i = bisect_right(buf.vehicle_keys, key)
         buf.vehicle_keys.insert(i, key)
         buf.vehicles.insert(i, Entry(vehicle, token, *self._windows(vehicle)))
@@ -225,7 +228,7 @@ class MatchBuffers:
     def ready(self, flush_all: bool = False) -> list[Ready]:
         """Take out every group that can be decided now."""
         out = []
-        now = time.monotonic()
+        now = self.clock()
         for buf in self.sites.values():
             if not buf.vehicles:
                 self._expire_reads(buf)

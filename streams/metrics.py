@@ -65,6 +65,15 @@ class Metrics:
         self.assigned = Gauge(
             "zhichao_assigned_partitions", "Topic partitions this worker holds", registry=r
         )
+        self.redis_up = Gauge(
+            "zhichao_redis_up",
+            "1 while the last Redis write succeeded, 0 during an outage",
+            registry=r,
+        )
+        self.redis_up.set(1)
+        self.broker_up = Gauge(
+            "zhichao_broker_up", "1 while the broker answers the worker's probe", registry=r
+        )
         self.sink_errors = Counter(
             "zhichao_sink_errors", "Failed writes to Redis (retried)", ["sink"], registry=r
         )

@@ -1,4 +1,5 @@
-"""Faust's Kafka transport with a short fetch long-poll.
+"""Faust's Kafka transport with a short fetch long-poll, and a probe of whether the broker
+answers.
 
 Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer. When a partition's
 stream buffer is full, Faust stops fetching it; the next fetch then covers only partitions with
@@ -8,11 +9,15 @@ waiting. Measured here: a worker at full load spent three quarters of its time i
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
 
+log = logging.getLogger(__name__)
 FETCH_MAX_WAIT_MS = 20
 
 
@@ -37,3 +42,17 @@ class App(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+
+async def broker_answers(app: faust.App, timeout_s: float = 2.0) -> bool:
+    """Whether the broker answers a metadata request now (through the app's producer); the
+    caller reports the answer (``zhichao_broker_up``)."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:  # not started yet
+        return False
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout_s)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        log.debug("broker did not answer: %s", exc)
+        return False
+    return True
