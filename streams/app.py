@@ -33,6 +33,7 @@ from sinks.evidence import EvidenceChain, evidence_body
 from sinks.redis_sink import VerdictSink
 from streams import topics as T
 from streams.intake import Intake, sort_events
+from streams.kafka_security import faust_credentials
 from streams.matching import MatchBuffers
 from streams.metrics import Metrics
 from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=32 << 20,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
+        broker_credentials=faust_credentials(settings),
         web_enabled=False,
     )
     app.conf.zhichao = settings  # what the agents were built with, for the operator

@@ -3,6 +3,8 @@ first use, so producers and workers create theirs before they start."""
 
 from __future__ import annotations
 
+from typing import Any
+
 WIM_PASSAGES = "wim.passages"
 WIM_VEHICLES = "wim.vehicles"
 ANPR_READS = "anpr.reads"
@@ -32,11 +34,17 @@ ALL = (
 )
 
 
-async def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...] = ALL) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int,
+    names: tuple[str, ...] = ALL,
+    security: dict[str, Any] | None = None,
+) -> None:
+    """Create the topics that do not exist yet (idempotent); ``security``: aiokafka options
+    (``streams.kafka_security.aiokafka_options``)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

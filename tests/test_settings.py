@@ -39,3 +39,31 @@ def test_secrets_are_not_printed():
 def test_bad_settings_are_rejected(overrides, env, message):
     with pytest.raises(ValueError, match=message):
         Settings.load(overrides, environ=env)
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_kafka_security_reaches_faust_and_aiokafka(protocol):
+    from streams.kafka_security import aiokafka_options, faust_credentials
+
+    sasl = protocol.startswith("SASL")
+    s = Settings.load(
+        {
+            "kafka_security_protocol": protocol,
+            "kafka_sasl_mechanism": "SCRAM-SHA-512" if sasl else "",
+            "kafka_sasl_username": "zhichao" if sasl else "",
+            "kafka_sasl_password": "s3cret" if sasl else "",
+        },
+        environ={},
+    )
+    options = aiokafka_options(s)
+    credentials = faust_credentials(s)
+    assert options["security_protocol"] == protocol
+    assert ("ssl_context" in options) == protocol.endswith("SSL")
+    if protocol == "PLAINTEXT":
+        assert credentials is None
+    else:
+        assert credentials.protocol.value == protocol
+    if sasl:
+        assert options["sasl_plain_password"] == "s3cret"
+        assert credentials.mechanism.value == "SCRAM-SHA-512"
+        assert credentials.username == "zhichao"

@@ -171,6 +171,7 @@ def worker(
     import asyncio
 
     from streams.app import create_app
+    from streams.kafka_security import aiokafka_options
     from streams.topics import ensure_topics
     from zhichao.settings import Settings
 
@@ -184,7 +185,10 @@ def worker(
         settings = Settings.load(overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    asyncio.run(ensure_topics(bootstrap_of(settings.broker_url), settings.partitions))
+    security = aiokafka_options(settings)
+    asyncio.run(
+        ensure_topics(bootstrap_of(settings.broker_url), settings.partitions, security=security)
+    )
     app = create_app(settings)
     # no Faust web server: it would bind 0.0.0.0:6066 and collide with a second worker
     sys.argv = ["zhichao-worker", "worker", "--loglevel", loglevel, "--without-web"]
