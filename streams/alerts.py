@@ -1,0 +1,127 @@
+"""Alerts from verdicts (预警), by the rules in ``schemas/policy/alerts.yaml``: pure functions,
+no I/O. One alert per (vehicle, reason, window); its id is a hash of those three, so that a
+verdict seen twice (a redelivery) gives the same alert, which the sink writes once.
+
+Only enforceable over-limit verdicts alert officers about a plate: a verdict whose evidence does
+not support a fine (device error band, expired 检定, an unsure plate) never sends anyone after a
+vehicle. An over-limit weighing without a readable plate alerts as ``unidentified``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.registry import Registry
+
+RULES_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy" / "alerts.yaml"
+CHINA = dt.timezone(dt.timedelta(hours=8))
+US = 1_000_000
+INTERCEPTING = ("refuse_entry", "severe_overlimit", "repeat_offender", "blacklist")
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    version: str
+    severe_overload_pct: float
+    repeat_cases: int
+    repeat_window_days: int
+    reasons: dict[str, dict[str, str]]
+
+
+def load_alert_rules(path: Path = RULES_PATH) -> AlertRules:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return AlertRules(
+        version=data["version"],
+        severe_overload_pct=float(data["severe_overload_pct"]),
+        repeat_cases=int(data["repeat_offender"]["cases"]),
+        repeat_window_days=int(data["repeat_offender"]["window_days"]),
+        reasons=data["reasons"],
+    )
+
+
+def window_of(ts_us: int) -> str:
+    return dt.datetime.fromtimestamp(ts_us / US, CHINA).date().isoformat()
+
+
+def alert_id(subject: str, reason: str, window: str) -> str:
+    return hashlib.sha256(f"{subject}|{reason}|{window}".encode()).hexdigest()[:32]
+
+
+def _message(reason_label: str, v: dict[str, Any], plate: str, site_name: str) -> str:
+    when = dt.datetime.fromtimestamp(v["ts_us"] / US, CHINA).strftime("%H:%M:%S")
+    return (
+        f"{reason_label}：{plate or '车牌未识别'}，{v['axle_count']}轴，"
+        f"总重 {v['gvw_kg'] / 1000:.1f} 吨，限值 {v['limit_kg'] / 1000:.1f} 吨，"
+        f"超限 {v['overload_pct']:.1f}%，{site_name} {when}"
+    )
+
+
+def reasons_for(
+    v: dict[str, Any], expressway: bool, rules: AlertRules, prior_cases: int, blacklisted: bool
+) -> list[str]:
+    """Why this verdict alerts, most urgent first. ``prior_cases``: the plate's enforceable
+    over-limit cases in the repeat window before this one."""
+    plate = v["plate_front"] or v["plate_rear"]
+    out = []
+    if plate and blacklisted:
+        out.append("blacklist")
+    if v["verdict"] != "overlimit":
+        return out
+    if not plate:
+        return [*out, "unidentified"]
+    if not v["enforceable"]:
+        return out
+    if expressway:
+        out.append("refuse_entry")
+    elif v["overload_pct"] >= rules.severe_overload_pct:
+        out.append("severe_overlimit")
+    else:
+        out.append("overlimit")
+    if prior_cases + 1 >= rules.repeat_cases:
+        out.append("repeat_offender")
+    return out
+
+
+def alerts_for(
+    v: dict[str, Any],
+    registry: Registry,
+    rules: AlertRules,
+    prior_cases: int = 0,
+    blacklisted: bool = False,
+) -> list[dict[str, Any]]:
+    """The Alert records (``zhichao.Alert``) a verdict raises."""
+    site = registry.sites.get(v["site_id"])
+    plate = v["plate_front"] or v["plate_rear"]
+    subject = plate or v["passage_id"]
+    window = window_of(v["ts_us"])
+    out = []
+    for reason in reasons_for(v, bool(site and site.expressway), rules, prior_cases, blacklisted):
+        rule = rules.reasons[reason]
+        out.append(
+            {
+                "alert_id": alert_id(subject, reason, window),
+                "reason": reason,
+                "severity": rule["severity"],
+                "ts_us": v["ts_us"],
+                "site_id": v["site_id"],
+                "plate": plate or None,
+                "plate_rear": v["plate_rear"] or None,
+                "passage_id": v["passage_id"],
+                "device_id": v["device_id"],
+                "vehicle_class": v["vehicle_class"],
+                "gvw_kg": v["gvw_kg"],
+                "limit_kg": v["limit_kg"],
+                "excess_kg": v["excess_kg"],
+                "overload_pct": v["overload_pct"],
+                "image_refs": [],
+                "message": _message(rule["label"], v, plate, site.name if site else v["site_id"]),
+                "window": window,
+            }
+        )
+    return out

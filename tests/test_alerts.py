@@ -1,0 +1,92 @@
+"""Alert rules over real verdicts: who is alerted, for what, once per vehicle, reason and day;
+and never a plate-directed alert from a verdict the evidence does not support."""
+
+from __future__ import annotations
+
+import pytest
+
+import schemas
+from schemas.policy import load_policy
+from sim.config import SimConfig
+from sim.traffic import CitySimulator
+from streams.alerts import INTERCEPTING, alerts_for, load_alert_rules
+from streams.stages import decide, measure_passages
+
+
+@pytest.fixture(scope="module")
+def verdicts(registry):
+    traffic = CitySimulator(SimConfig(vehicles=600, seed=3), registry).run()
+    measured, _ = measure_passages(traffic.passages, registry)
+    return decide(measured, traffic.reads, registry, load_policy(registry.policy))
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_alert_rules()
+
+
+def _one(verdicts, **want):
+    for v in verdicts:
+        if all(v[k] == x if not callable(x) else x(v[k]) for k, x in want.items()):
+            return v
+    pytest.skip(f"no verdict with {want} in the sample")
+
+
+def test_every_alert_is_a_valid_record(verdicts, registry, rules):
+    alerts = [a for v in verdicts for a in alerts_for(v, registry, rules, prior_cases=2)]
+    assert alerts
+    for a in alerts:
+        schemas.ALERT.encode_wire(a)
+        assert a["message"]
+
+
+def test_no_vehicle_is_pursued_on_evidence_that_would_not_support_a_fine(verdicts, registry, rules):
+    for v in verdicts:
+        for a in alerts_for(v, registry, rules, prior_cases=5):
+            if a["reason"] in INTERCEPTING or a["reason"] == "overlimit":
+                assert v["enforceable"] and v["verdict"] == "overlimit", (v, a)
+
+
+def test_reasons_follow_the_rules(verdicts, registry, rules):
+    road = _one(
+        verdicts,
+        enforceable=True,
+        site_id=lambda s: not registry.sites[s].expressway,
+        overload_pct=lambda p: p < rules.severe_overload_pct,
+    )
+    assert [a["reason"] for a in alerts_for(road, registry, rules)] == ["overlimit"]
+    assert [a["reason"] for a in alerts_for(road, registry, rules, prior_cases=2)] == [
+        "overlimit",
+        "repeat_offender",
+    ]
+    severe = _one(
+        verdicts,
+        enforceable=True,
+        site_id=lambda s: not registry.sites[s].expressway,
+        overload_pct=lambda p: p >= rules.severe_overload_pct,
+    )
+    assert [a["reason"] for a in alerts_for(severe, registry, rules)] == ["severe_overlimit"]
+    entrance = _one(verdicts, enforceable=True, site_id=lambda s: registry.sites[s].expressway)
+    assert [a["reason"] for a in alerts_for(entrance, registry, rules)] == ["refuse_entry"]
+    weak = _one(verdicts, verdict="overlimit", enforceable=False, plate_front=bool)
+    assert alerts_for(weak, registry, rules) == []
+    assert [a["reason"] for a in alerts_for(weak, registry, rules, blacklisted=True)] == [
+        "blacklist"
+    ]
+
+
+def test_an_unread_plate_on_an_overloaded_truck_alerts_as_unidentified(verdicts, registry, rules):
+    v = {**_one(verdicts, verdict="overlimit"), "plate_front": "", "plate_rear": ""}
+    [a] = alerts_for(v, registry, rules)
+    assert a["reason"] == "unidentified" and a["plate"] is None
+    assert "车牌未识别" in a["message"]
+
+
+def test_one_alert_per_vehicle_reason_and_day(verdicts, registry, rules):
+    v = _one(verdicts, enforceable=True)
+    [first] = alerts_for(v, registry, rules)
+    later = {**v, "passage_id": "again", "ts_us": v["ts_us"] + 3_600_000_000}
+    [again] = alerts_for(later, registry, rules)
+    next_day = {**v, "passage_id": "tomorrow", "ts_us": v["ts_us"] + 86_400_000_000}
+    [tomorrow] = alerts_for(next_day, registry, rules)
+    assert first["alert_id"] == again["alert_id"] != tomorrow["alert_id"]
