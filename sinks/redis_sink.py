@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,22 +32,23 @@ from sinks.sightings import sighting_args
 log = logging.getLogger(__name__)
 
 # ARGV: ttl, kpi_ttl, stream, maxlen, sighting retention (µs), sighting ttl, n counters,
-# n verdicts, n progress entries, n evidence links, then n counters "key<TAB>field", then per
-# verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us, counter
-# indices "1,5"; then per progress entry: site id, JSON; then per evidence link: passage_id,
-# site id, expected head, new head, record; then per sighting: key, ts, member.
+# n verdicts, n progress entries, n evidence links, n alerts, then n counters "key<TAB>field",
+# then per verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us,
+# counter indices "1,5", cases key ('' unless an enforceable over-limit case); then per progress
+# entry: site id, JSON; then per evidence link: passage_id, site id, expected head, new head,
+# record; then per alert: passage_id, alert key, body; then per sighting: key, ts, member.
 # KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
-# appended, records of new verdicts that could not be linked}.
+# appended, records of new verdicts that could not be linked, {ids of new alerts}}.
 WRITE_BATCH = """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
 local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local ne = tonumber(ARGV[10])
-local totals, isnew, broken = {}, {}, {}
+local ne, na = tonumber(ARGV[10]), tonumber(ARGV[11])
+local totals, isnew, broken, alerted = {}, {}, {}, {}
 local new, appended, lost = 0, 0, 0
-local first = 11 + n
+local first = 12 + n
 local i = first
-while i < first + 6 * nv do
+while i < first + 7 * nv do
   if redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
     new = new + 1
     isnew[ARGV[i + 3]] = true
@@ -59,11 +61,15 @@ while i < first + 6 * nv do
       k = tonumber(k)
       totals[k] = (totals[k] or 0) + 1
     end
+    if ARGV[i + 6] ~= '' then
+      redis.call('ZADD', ARGV[i + 6], ARGV[i + 4], ARGV[i + 3])
+      redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
+    end
   end
-  i = i + 6
+  i = i + 7
 end
 for k, count in pairs(totals) do
-  local key, field = string.match(ARGV[10 + k], '^(.-)\t(.*)$')
+  local key, field = string.match(ARGV[11 + k], '^(.-)\t(.*)$')
   redis.call('HINCRBY', key, field, count)
   redis.call('EXPIRE', key, kpi_ttl)
 end
@@ -90,6 +96,13 @@ for _ = 1, ne do
   end
   i = i + 5
 end
+for _ = 1, na do
+  if isnew[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
+    redis.call('XADD', 'zc:alerts', 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 2])
+    table.insert(alerted, ARGV[i + 1])
+  end
+  i = i + 3
+end
 while i <= #ARGV do
   local ts = tonumber(ARGV[i + 1])
   redis.call('ZADD', ARGV[i], ts, ARGV[i + 2])
@@ -97,7 +110,7 @@ while i <= #ARGV do
   redis.call('EXPIRE', ARGV[i], sight_ttl)
   i = i + 3
 end
-return {new, appended, lost}
+return {new, appended, lost, alerted}
 """
 
 
@@ -113,6 +126,7 @@ def write_args(
     sighting_retention_s: float,
     progress: dict[str, Any] | None = None,
     evidence: list[Link] = (),
+    alerts: list[dict[str, Any]] = (),
 ) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
@@ -127,6 +141,7 @@ def write_args(
             v["passage_id"],
             v["ts_us"],
             ",".join(map(str, indices)),
+            K.CASES_KEY.format(plate=plate) if plate and is_case(v) else "",
         ]
     counters = [f"{key}\t{field}" for key, field in numbers]
     head = [
@@ -140,12 +155,31 @@ def write_args(
         len(verdicts),
         len(progress or {}),
         len(evidence),
+        len(alerts),
     ]
     sites = [x for site, p in (progress or {}).items() for x in (site, orjson.dumps(p))]
     links = [
         x for e in evidence for x in (e.passage_id, e.site_id, e.expected_head, e.new_head, e.line)
     ]
-    return head + counters + per_verdict + sites + links + sighting_args(reads)
+    alerted = [
+        x
+        for a in alerts
+        for x in (a["passage_id"], K.ALERT_KEY.format(alert_id=a["alert_id"]), orjson.dumps(a))
+    ]
+    return head + counters + per_verdict + sites + links + alerted + sighting_args(reads)
+
+
+def is_case(verdict: dict[str, Any]) -> bool:
+    """An enforceable over-limit verdict: a case (案件) that counts toward repeat offending."""
+    return verdict["verdict"] == "overlimit" and verdict["enforceable"]
+
+
+@dataclass(frozen=True)
+class Written:
+    new: int  # passages seen for the first time
+    appended: int  # evidence records linked into their chains
+    lost: int  # evidence records of new verdicts that could not be linked (chain moved)
+    alerts: list[str]  # ids of the alerts written for the first time
 
 
 class VerdictSink:
@@ -166,18 +200,45 @@ class VerdictSink:
         reads: list[dict[str, Any]] = (),
         progress: dict[str, Any] | None = None,
         evidence: list[Link] = (),
-    ) -> tuple[int, int, int]:
-        """Write a batch of verdicts, their evidence records, the sites' match progress and the
-        sightings of camera reads atomically; returns how many passages were new, how many
-        evidence records were appended, and how many records of new verdicts could not be
-        linked (another writer moved the chain)."""
+        alerts: list[dict[str, Any]] = (),
+    ) -> Written:
+        """Write a batch of verdicts with their evidence records and alerts, the sites' match
+        progress and the sightings of camera reads, atomically."""
         if not verdicts and not reads and not progress:
-            return 0, 0, 0
+            return Written(0, 0, 0, [])
         args = write_args(
-            verdicts, list(reads), self.ttl_s, self.sighting_retention_s, progress, list(evidence)
+            verdicts,
+            list(reads),
+            self.ttl_s,
+            self.sighting_retention_s,
+            progress,
+            list(evidence),
+            list(alerts),
         )
-        new, appended, lost = await self._write(keys=[K.MATCH_PROGRESS_KEY, HEADS_KEY], args=args)
-        return int(new), int(appended), int(lost)
+        new, appended, lost, alerted = await self._write(
+            keys=[K.MATCH_PROGRESS_KEY, HEADS_KEY], args=args
+        )
+        prefix = len(K.ALERT_KEY.format(alert_id=""))
+        return Written(int(new), int(appended), int(lost), [a[prefix:].decode() for a in alerted])
+
+    async def alert_context(
+        self, verdicts: list[dict[str, Any]], since_us: int
+    ) -> tuple[set[str], dict[str, int]]:
+        """For the plates of ``verdicts``: which are blacklisted (黑名单), and how many cases
+        each has had since ``since_us`` (for the repeat-offender rule). One round trip."""
+        plates = sorted({v["plate_front"] or v["plate_rear"] for v in verdicts} - {""})
+        if not plates:
+            return set(), {}
+        cased = sorted({v["plate_front"] or v["plate_rear"] for v in verdicts if is_case(v)} - {""})
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.smismember(K.BLACKLIST_KEY, plates)
+            for plate in cased:
+                pipe.zcount(K.CASES_KEY.format(plate=plate), since_us, "+inf")
+            listed, *counts = await pipe.execute()
+        return (
+            {p for p, hit in zip(plates, listed, strict=True) if hit},
+            dict(zip(cased, map(int, counts), strict=True)),
+        )
 
     async def evidence_heads(self) -> dict[str, str]:
         """Every site's evidence chain head, ``"<seq> <hash>"``."""

@@ -30,8 +30,9 @@ import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
 from sinks.evidence import EvidenceChain, evidence_body
-from sinks.redis_sink import VerdictSink
+from sinks.redis_sink import VerdictSink, is_case
 from streams import topics as T
+from streams.alerts import alerts_for, load_alert_rules
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
 from streams.matching import MatchBuffers
@@ -115,6 +116,7 @@ def create_app(settings: Settings) -> faust.App:
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
     chain = EvidenceChain(settings.evidence_key.encode())
+    alert_rules = load_alert_rules()
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
@@ -243,6 +245,35 @@ def create_app(settings: Settings) -> faust.App:
             metrics.redis_up.set(1)
             return result
 
+    async def raise_alerts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts of a batch of verdicts (``streams.alerts``), with each plate's blacklist
+        entry and earlier cases read from Redis once per batch."""
+        if not verdicts:
+            return []
+        since = min(v["ts_us"] for v in verdicts) - alert_rules.repeat_window_days * 86_400 * US
+        blacklisted, cases = await until_written(
+            "alerts", partial(sink.alert_context, verdicts, since)
+        )
+        out = []
+        for v in sorted(verdicts, key=lambda v: (v["ts_us"], v["passage_id"])):
+            plate = v["plate_front"] or v["plate_rear"]
+            out += alerts_for(v, registry, alert_rules, cases.get(plate, 0), plate in blacklisted)
+            if plate and is_case(v):
+                cases[plate] = cases.get(plate, 0) + 1  # a later verdict in this batch sees it
+        return out
+
+    async def send_alerts(alerts: list[dict[str, Any]], new_ids: set[str]) -> None:
+        """The alerts Redis took for the first time, to the ``alerts`` topic (Redis is their
+        record; the topic is for downstream consumers)."""
+        fresh = {a["alert_id"]: a for a in reversed(alerts) if a["alert_id"] in new_ids}
+        for a in fresh.values():
+            metrics.alerts.labels(a["reason"]).inc()
+        encode = schemas.ALERT.encode_wire
+        await send_all(
+            T.ALERTS,
+            [((a["plate"] or a["passage_id"]).encode(), encode(a)) for a in fresh.values()],
+        )
+
     deciding = asyncio.Lock()  # the agent and the timer take turns
 
     async def decide_ready(flush_all: bool = False) -> None:
@@ -271,10 +302,12 @@ def create_app(settings: Settings) -> faust.App:
             reads = unwritten_reads.copy()
             unwritten_reads.clear()
             links = chain.extend(sealed)
+            alerts = await raise_alerts(verdicts)
             with metrics.stage_seconds.labels("sink").time():
-                _, appended, lost = await until_written(
-                    "verdicts", partial(sink.write, verdicts, reads, progress, links)
+                written = await until_written(
+                    "verdicts", partial(sink.write, verdicts, reads, progress, links, alerts)
                 )
+            appended, lost = written.appended, written.lost
             if lost:
                 # another writer moved a chain (a rebalance race): these records are not linked
                 metrics.evidence_conflicts.inc(lost)
@@ -282,6 +315,7 @@ def create_app(settings: Settings) -> faust.App:
             if appended < len(links):  # the chains in Redis are not where this worker sealed
                 chain.heads.clear()
                 chain.restore(await until_written("evidence", sink.evidence_heads))
+            await send_alerts(alerts, set(written.alerts))
         if verdicts:
             now = time.time()
             for v in verdicts:

@@ -65,6 +65,12 @@ class Metrics:
         self.assigned = Gauge(
             "zhichao_assigned_partitions", "Topic partitions this worker holds", registry=r
         )
+        self.alerts = Counter(
+            "zhichao_alerts",
+            "Alerts raised (once per vehicle, reason, day)",
+            ["reason"],
+            registry=r,
+        )
         self.redis_up = Gauge(
             "zhichao_redis_up",
             "1 while the last Redis write succeeded, 0 during an outage",

@@ -61,3 +61,29 @@ def zhichao_verify(stack: Any, *args: str) -> subprocess.CompletedProcess:
         check=False,
         timeout=120,
     )
+
+
+def alerts_in_redis(client: Any) -> dict[str, str]:
+    """alert id -> reason, of every alert written."""
+    out = {}
+    for key in client.keys(K.ALERT_KEY.format(alert_id="*")):
+        alert = json.loads(client.get(key))
+        out[alert["alert_id"]] = alert["reason"]
+    return out
+
+
+def expected_alerts(verdicts: list[dict[str, Any]], registry: Any) -> dict[str, str]:
+    """The alerts replay's verdicts raise, decided in time order with no blacklist."""
+    from sinks.redis_sink import is_case
+    from streams.alerts import alerts_for, load_alert_rules
+
+    rules = load_alert_rules()
+    cases: dict[str, int] = {}
+    out: dict[str, str] = {}
+    for v in sorted(verdicts, key=lambda v: (v["ts_us"], v["passage_id"])):
+        plate = v["plate_front"] or v["plate_rear"]
+        for a in alerts_for(v, registry, rules, cases.get(plate, 0)):
+            out.setdefault(a["alert_id"], a["reason"])
+        if plate and is_case(v):
+            cases[plate] = cases.get(plate, 0) + 1
+    return out

@@ -30,7 +30,9 @@ from streams.embedded import embedded_stack, free_port
 from streams.stages import measure_passages
 from streams.topics import ensure_topics
 from tests.integration.helpers import (
+    alerts_in_redis,
     evidence_in_redis,
+    expected_alerts,
     expected_kpi,
     kpi_in_redis,
     verdicts_in_redis,
@@ -131,9 +133,13 @@ def run(tmp_path_factory, registry):
         finally:
             stop_worker(worker)
         evidence = evidence_in_redis(client)
+        alerts = alerts_in_redis(client)
+        alert_feed = client.xlen(K.ALERT_STREAM)
         verified = zhichao_verify(stack, "--export", str(work / "evidence"))
         log = (work / "worker.log").read_text(errors="replace")
     yield {
+        "alerts": alerts,
+        "alert_feed": alert_feed,
         "evidence": evidence,
         "verified": verified,
         "exported": work / "evidence",
@@ -175,6 +181,14 @@ def test_zhichao_verify_names_the_record_changed_in_an_export(run, tmp_path):
     )
     assert out.returncode == 1
     assert f"{i} records verified, then record {i} (seq {i + 1}): altered" in out.stdout
+
+
+def test_alerts_are_those_of_the_rules_once_each(run, registry):
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
+    expected = expected_alerts(verdicts, registry)
+    assert expected, "the run raises no alert"
+    assert run["alerts"] == expected
+    assert run["alert_feed"] == len(expected)
 
 
 def test_every_passage_gets_exactly_one_verdict(run):

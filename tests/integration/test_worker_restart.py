@@ -25,7 +25,9 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
 from tests.integration.helpers import (
+    alerts_in_redis,
     evidence_in_redis,
+    expected_alerts,
     expected_kpi,
     kpi_in_redis,
     verdicts_in_redis,
@@ -90,9 +92,13 @@ def run(tmp_path_factory, registry):
             stop_worker(worker)
             del os.environ["ZHICHAO_SESSION_TIMEOUT_S"]
         evidence = evidence_in_redis(client)
+        alerts = alerts_in_redis(client)
+        alert_feed = client.xlen(K.ALERT_STREAM)
         verified = zhichao_verify(stack)
     print(f"\nkilled {len(kills)} times, at {kills} verdicts of {VEHICLES}")
     yield {
+        "alerts": alerts,
+        "alert_feed": alert_feed,
         "kills": kills,
         "evidence": evidence,
         "verified": verified,
@@ -134,3 +140,10 @@ def test_evidence_chains_survive_the_kills_intact_and_without_duplicates(run):
     assert enforceable
     assert sorted(pid for pids in run["evidence"].values() for pid in pids) == enforceable
     assert run["verified"].returncode == 0, run["verified"].stdout
+
+
+def test_alerts_survive_the_kills_once_each(run, registry):
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
+    expected = expected_alerts(verdicts, registry)
+    assert run["alerts"] == expected
+    assert run["alert_feed"] == len(expected)  # none written twice
