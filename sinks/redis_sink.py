@@ -36,17 +36,18 @@ log = logging.getLogger(__name__)
 # then per verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us,
 # counter indices "1,5", cases key ('' unless an enforceable over-limit case); then per progress
 # entry: site id, JSON; then per evidence link: passage_id, site id, expected head, new head,
-# record; then per alert: passage_id, alert key, body; then per sighting: key, ts, member.
+# record; then per alert: passage_id, alert key, body; then per order: alert key, vehicle's
+# open-dispatch key, order key, unit's order stream, body; then per sighting: key, ts, member.
 # KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
 # appended, records of new verdicts that could not be linked, {ids of new alerts}}.
 WRITE_BATCH = """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
 local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local ne, na = tonumber(ARGV[10]), tonumber(ARGV[11])
-local totals, isnew, broken, alerted = {}, {}, {}, {}
+local ne, na, no = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local totals, isnew, broken, alerted, isalerted, ordered = {}, {}, {}, {}, {}, {}
 local new, appended, lost = 0, 0, 0
-local first = 12 + n
+local first = 13 + n
 local i = first
 while i < first + 7 * nv do
   if redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
@@ -69,7 +70,7 @@ while i < first + 7 * nv do
   i = i + 7
 end
 for k, count in pairs(totals) do
-  local key, field = string.match(ARGV[11 + k], '^(.-)\t(.*)$')
+  local key, field = string.match(ARGV[12 + k], '^(.-)\t(.*)$')
   redis.call('HINCRBY', key, field, count)
   redis.call('EXPIRE', key, kpi_ttl)
 end
@@ -100,8 +101,18 @@ for _ = 1, na do
   if isnew[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
     redis.call('XADD', 'zc:alerts', 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 2])
     table.insert(alerted, ARGV[i + 1])
+    isalerted[ARGV[i + 1]] = true
   end
   i = i + 3
+end
+for _ = 1, no do  -- one open dispatch per vehicle
+  if isalerted[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
+    redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
+    redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+    redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+    table.insert(ordered, ARGV[i + 2])
+  end
+  i = i + 5
 end
 while i <= #ARGV do
   local ts = tonumber(ARGV[i + 1])
@@ -110,7 +121,7 @@ while i <= #ARGV do
   redis.call('EXPIRE', ARGV[i], sight_ttl)
   i = i + 3
 end
-return {new, appended, lost, alerted}
+return {new, appended, lost, alerted, ordered}
 """
 
 
@@ -127,6 +138,7 @@ def write_args(
     progress: dict[str, Any] | None = None,
     evidence: list[Link] = (),
     alerts: list[dict[str, Any]] = (),
+    orders: list[dict[str, Any]] = (),
 ) -> list[Any]:
     """The script's arguments for a batch: counters numbered once per batch."""
     numbers: dict[tuple[str, str], int] = {}
@@ -156,6 +168,7 @@ def write_args(
         len(progress or {}),
         len(evidence),
         len(alerts),
+        len(orders),
     ]
     sites = [x for site, p in (progress or {}).items() for x in (site, orjson.dumps(p))]
     links = [
@@ -166,7 +179,18 @@ def write_args(
         for a in alerts
         for x in (a["passage_id"], K.ALERT_KEY.format(alert_id=a["alert_id"]), orjson.dumps(a))
     ]
-    return head + counters + per_verdict + sites + links + alerted + sighting_args(reads)
+    ordered = [
+        x
+        for o in orders
+        for x in (
+            K.ALERT_KEY.format(alert_id=o["alert_id"]),
+            K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
+            K.ORDER_KEY.format(order_id=o["order_id"]),
+            K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
+            orjson.dumps(o),
+        )
+    ]
+    return head + counters + per_verdict + sites + links + alerted + ordered + sighting_args(reads)
 
 
 def is_case(verdict: dict[str, Any]) -> bool:
@@ -180,6 +204,7 @@ class Written:
     appended: int  # evidence records linked into their chains
     lost: int  # evidence records of new verdicts that could not be linked (chain moved)
     alerts: list[str]  # ids of the alerts written for the first time
+    orders: list[str]  # ids of the dispatch orders written (one open per vehicle)
 
 
 class VerdictSink:
@@ -201,11 +226,12 @@ class VerdictSink:
         progress: dict[str, Any] | None = None,
         evidence: list[Link] = (),
         alerts: list[dict[str, Any]] = (),
+        orders: list[dict[str, Any]] = (),
     ) -> Written:
         """Write a batch of verdicts with their evidence records and alerts, the sites' match
         progress and the sightings of camera reads, atomically."""
         if not verdicts and not reads and not progress:
-            return Written(0, 0, 0, [])
+            return Written(0, 0, 0, [], [])
         args = write_args(
             verdicts,
             list(reads),
@@ -214,12 +240,25 @@ class VerdictSink:
             progress,
             list(evidence),
             list(alerts),
+            list(orders),
         )
-        new, appended, lost, alerted = await self._write(
+        new, appended, lost, alerted, ordered = await self._write(
             keys=[K.MATCH_PROGRESS_KEY, HEADS_KEY], args=args
         )
-        prefix = len(K.ALERT_KEY.format(alert_id=""))
-        return Written(int(new), int(appended), int(lost), [a[prefix:].decode() for a in alerted])
+        a_prefix = len(K.ALERT_KEY.format(alert_id=""))
+        o_prefix = len(K.ORDER_KEY.format(order_id=""))
+        return Written(
+            int(new),
+            int(appended),
+            int(lost),
+            [a[a_prefix:].decode() for a in alerted],
+            [o[o_prefix:].decode() for o in ordered],
+        )
+
+    async def unit_states(self) -> dict[str, Any]:
+        """Each unit's reported state (``dispatch.feedback``): JSON by unit id."""
+        raw = await self.client.hgetall(K.UNITS_KEY)
+        return {u.decode(): orjson.loads(state) for u, state in raw.items()}
 
     async def alert_context(
         self, verdicts: list[dict[str, Any]], since_us: int

@@ -33,6 +33,7 @@ from sinks.evidence import EvidenceChain, evidence_body
 from sinks.redis_sink import VerdictSink, is_case
 from streams import topics as T
 from streams.alerts import alerts_for, load_alert_rules
+from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_interception
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
 from streams.matching import MatchBuffers
@@ -274,6 +275,41 @@ def create_app(settings: Settings) -> faust.App:
             [((a["plate"] or a["passage_id"]).encode(), encode(a)) for a in fresh.values()],
         )
 
+    async def plan_orders(
+        alerts: list[dict[str, Any]], verdicts: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Interception orders (``streams.dispatch``) for the alerts that call for one: the
+        first such alert of a vehicle in the batch; the sink keeps one open per vehicle."""
+        acting = {}
+        for a in alerts:
+            if alert_rules.reasons[a["reason"]]["action"] in ("intercept", "refuse_entry"):
+                acting.setdefault(a["plate"] or a["passage_id"], a)
+        if not acting:
+            return []
+        reported = await until_written("units", sink.unit_states)
+        states = {
+            u: UnitState(u, s.get("available", True), s.get("at")) for u, s in reported.items()
+        }
+        speed = {v["passage_id"]: v["speed_kmh"] for v in verdicts}
+        now = time.time()
+        orders = []
+        for a in acting.values():
+            site = registry.sites[a["site_id"]]
+            plan = plan_interception(
+                site, speed[a["passage_id"]], a["ts_us"] / US, now, registry, states
+            )
+            orders.append(order_for(a, plan, registry, int(now * US)))
+        return orders
+
+    async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
+        fresh = [o for o in orders if o["order_id"] in new_ids]
+        for o in fresh:
+            metrics.orders.labels(
+                "command_centre" if o["unit_id"] == COMMAND_CENTRE else "unit"
+            ).inc()
+        encode = schemas.DISPATCH_ORDER.encode_wire
+        await send_all(T.DISPATCH_ORDERS, [(o["unit_id"].encode(), encode(o)) for o in fresh])
+
     deciding = asyncio.Lock()  # the agent and the timer take turns
 
     async def decide_ready(flush_all: bool = False) -> None:
@@ -303,9 +339,11 @@ def create_app(settings: Settings) -> faust.App:
             unwritten_reads.clear()
             links = chain.extend(sealed)
             alerts = await raise_alerts(verdicts)
+            orders = await plan_orders(alerts, verdicts)
             with metrics.stage_seconds.labels("sink").time():
                 written = await until_written(
-                    "verdicts", partial(sink.write, verdicts, reads, progress, links, alerts)
+                    "verdicts",
+                    partial(sink.write, verdicts, reads, progress, links, alerts, orders),
                 )
             appended, lost = written.appended, written.lost
             if lost:
@@ -316,6 +354,7 @@ def create_app(settings: Settings) -> faust.App:
                 chain.heads.clear()
                 chain.restore(await until_written("evidence", sink.evidence_heads))
             await send_alerts(alerts, set(written.alerts))
+            await send_orders(orders, set(written.orders))
         if verdicts:
             now = time.time()
             for v in verdicts:

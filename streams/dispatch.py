@@ -195,3 +195,38 @@ class DispatchBook:
         if d is not None:
             d.outcome = outcome
         return d
+
+
+INSTRUCTION = {
+    "intercept": "拦截",
+    "refuse_entry": "劝返",
+    COMMAND_CENTRE: "请指挥中心调度",
+}
+
+
+def order_for(
+    alert: dict, plan: Plan, registry: Registry, now_us: int, escalation: int = 0
+) -> dict:
+    """The ``zhichao.DispatchOrder`` record of a plan, with its instruction in Chinese."""
+    point = registry.interception_points.get(plan.point_id or "")
+    plate = alert["plate"] or "车牌未识别"
+    if plan.action == "intercept":
+        minutes = (plan.vehicle_eta_s or 0) / 60
+        text = f"拦截：{plate}，请至{point.name}，车辆约 {minutes:.0f} 分钟后到达"
+    elif plan.action == "refuse_entry":
+        text = f"劝返：{plate}，{point.name}，禁止驶入高速"
+    else:
+        text = f"{alert['message']}；无单位可及时到达，请指挥中心调度"
+    return {
+        "order_id": f"{alert['alert_id']}:{escalation}",
+        "alert_id": alert["alert_id"],
+        "unit_id": plan.unit_id or COMMAND_CENTRE,
+        "point_id": plan.point_id,
+        "plate": alert["plate"],
+        "ts_us": now_us,
+        "unit_eta_s": plan.unit_eta_s,
+        "vehicle_eta_s": plan.vehicle_eta_s,
+        "status": "open",
+        "escalation": escalation,
+        "instruction": text,
+    }

@@ -71,6 +71,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.orders = Counter(
+            "zhichao_dispatch_orders",
+            "Interception orders, to a unit or the command centre",
+            ["to"],
+            registry=r,
+        )
         self.redis_up = Gauge(
             "zhichao_redis_up",
             "1 while the last Redis write succeeded, 0 during an outage",

@@ -74,16 +74,40 @@ def alerts_in_redis(client: Any) -> dict[str, str]:
 
 def expected_alerts(verdicts: list[dict[str, Any]], registry: Any) -> dict[str, str]:
     """The alerts replay's verdicts raise, decided in time order with no blacklist."""
+    out: dict[str, str] = {}
+    for a in expected_alerts_full(verdicts, registry):
+        out.setdefault(a["alert_id"], a["reason"])
+    return out
+
+
+def orders_in_redis(client: Any) -> list[dict[str, Any]]:
+    """Every dispatch order in the command centre's feed, in order."""
+    return [json.loads(f[b"order"]) for _, f in client.xrange(K.ORDER_STREAM, "-", "+")]
+
+
+def expected_order_vehicles(verdicts: list[dict[str, Any]], registry: Any) -> set[str]:
+    """The vehicles whose alerts call for an interception or a 劝返 (one order each)."""
+    from streams.alerts import load_alert_rules
+
+    rules = load_alert_rules()
+    reasons = expected_alerts_full(verdicts, registry)
+    return {
+        a["plate"] or a["passage_id"]
+        for a in reasons
+        if rules.reasons[a["reason"]]["action"] in ("intercept", "refuse_entry")
+    }
+
+
+def expected_alerts_full(verdicts: list[dict[str, Any]], registry: Any) -> list[dict[str, Any]]:
     from sinks.redis_sink import is_case
     from streams.alerts import alerts_for, load_alert_rules
 
     rules = load_alert_rules()
     cases: dict[str, int] = {}
-    out: dict[str, str] = {}
+    out = []
     for v in sorted(verdicts, key=lambda v: (v["ts_us"], v["passage_id"])):
         plate = v["plate_front"] or v["plate_rear"]
-        for a in alerts_for(v, registry, rules, cases.get(plate, 0)):
-            out.setdefault(a["alert_id"], a["reason"])
+        out += alerts_for(v, registry, rules, cases.get(plate, 0))
         if plate and is_case(v):
             cases[plate] = cases.get(plate, 0) + 1
     return out

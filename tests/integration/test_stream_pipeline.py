@@ -34,7 +34,9 @@ from tests.integration.helpers import (
     evidence_in_redis,
     expected_alerts,
     expected_kpi,
+    expected_order_vehicles,
     kpi_in_redis,
+    orders_in_redis,
     verdicts_in_redis,
     zhichao_verify,
 )
@@ -135,11 +137,13 @@ def run(tmp_path_factory, registry):
         evidence = evidence_in_redis(client)
         alerts = alerts_in_redis(client)
         alert_feed = client.xlen(K.ALERT_STREAM)
+        orders = orders_in_redis(client)
         verified = zhichao_verify(stack, "--export", str(work / "evidence"))
         log = (work / "worker.log").read_text(errors="replace")
     yield {
         "alerts": alerts,
         "alert_feed": alert_feed,
+        "orders": orders,
         "evidence": evidence,
         "verified": verified,
         "exported": work / "evidence",
@@ -280,3 +284,14 @@ def test_prometheus_metrics_count_what_happened(run):
             label = "yes" if enforceable else "no"
             assert value("zhichao_verdicts_total", verdict=verdict, enforceable=label) == n
     assert value("zhichao_pending_vehicles") == 0
+
+
+def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
+    vehicles = [o["plate"] or o["alert_id"] for o in run["orders"]]
+    expected = expected_order_vehicles(verdicts, registry)
+    assert expected, "no vehicle in the run calls for an interception"
+    assert sorted(vehicles) == sorted(expected)
+    for o in run["orders"]:
+        assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
+        assert o["instruction"]

@@ -29,7 +29,9 @@ from tests.integration.helpers import (
     evidence_in_redis,
     expected_alerts,
     expected_kpi,
+    expected_order_vehicles,
     kpi_in_redis,
+    orders_in_redis,
     verdicts_in_redis,
     zhichao_verify,
 )
@@ -94,11 +96,13 @@ def run(tmp_path_factory, registry):
         evidence = evidence_in_redis(client)
         alerts = alerts_in_redis(client)
         alert_feed = client.xlen(K.ALERT_STREAM)
+        orders = orders_in_redis(client)
         verified = zhichao_verify(stack)
     print(f"\nkilled {len(kills)} times, at {kills} verdicts of {VEHICLES}")
     yield {
         "alerts": alerts,
         "alert_feed": alert_feed,
+        "orders": orders,
         "kills": kills,
         "evidence": evidence,
         "verified": verified,
@@ -147,3 +151,14 @@ def test_alerts_survive_the_kills_once_each(run, registry):
     expected = expected_alerts(verdicts, registry)
     assert run["alerts"] == expected
     assert run["alert_feed"] == len(expected)  # none written twice
+
+
+def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
+    vehicles = [o["plate"] or o["alert_id"] for o in run["orders"]]
+    expected = expected_order_vehicles(verdicts, registry)
+    assert expected, "no vehicle in the run calls for an interception"
+    assert sorted(vehicles) == sorted(expected)
+    for o in run["orders"]:
+        assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
+        assert o["instruction"]
