@@ -79,3 +79,37 @@ async def write_heartbeats(client: Any, heartbeats: list[dict[str, Any]], ttl_s:
             pipe.expire(key, ttl_s)
             pipe.sadd(K.DEVICES_KEY, device_id)
         await pipe.execute()
+
+
+async def device_kpis(
+    client: Any, device_ids: list[str], interval_s: float, wall_now_us: int
+) -> DeviceHealth:
+    """Judge every registered device and store the result in ``zc:kpi:devices`` (设备在线率).
+    "Now" is the later of the wall clock and the newest heartbeat: a replayed or accelerated
+    city is judged on its own clock, and if every device falls silent the wall clock still
+    moves on and they all turn offline."""
+    async with client.pipeline(transaction=False) as pipe:
+        for device_id in device_ids:
+            pipe.hgetall(K.DEVICE_KEY.format(device_id=device_id))
+        raw = await pipe.execute()
+    states = {
+        d: {k.decode(): v.decode() for k, v in r.items()}
+        for d, r in zip(device_ids, raw, strict=True)
+        if r
+    }
+    newest = max((int(s["last_seen_us"]) for s in states.values()), default=0)
+    now_us = max(newest, wall_now_us)
+    h = health(device_ids, states, now_us, interval_s)
+    await client.hset(
+        K.DEVICE_KPI_KEY,
+        mapping={
+            "total": h.total,
+            "online": h.online,
+            "normal": h.normal,
+            "online_rate": round(h.online_rate, 4),
+            "normal_rate": round(h.normal_rate, 4),
+            "offline": ",".join(h.offline_ids),
+            "judged_at_us": now_us,
+        },
+    )
+    return h

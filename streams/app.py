@@ -29,6 +29,7 @@ from faust.exceptions import ConsumerNotStarted
 import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
+from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
 from sinks.redis_sink import VerdictSink, is_case
 from streams import topics as T
@@ -432,6 +433,18 @@ def create_app(settings: Settings) -> faust.App:
         broker_time.tick(up)
         metrics.broker_up.set(1 if up else 0)
         await decide_ready()
+
+    @app.timer(max(settings.heartbeat_interval_s / 4, 1.0))
+    async def judge_devices():
+        """Device online / normal rates (设备在线率) into Redis and Prometheus: a device that
+        misses three heartbeat intervals is offline."""
+        ids = sorted(registry.wim_devices) + sorted(registry.cameras)
+        h = await until_written(
+            "devices",
+            partial(device_kpis, redis, ids, settings.heartbeat_interval_s, int(time.time() * US)),
+        )
+        metrics.devices_online.set(h.online_rate)
+        metrics.devices_normal.set(h.normal_rate)
 
     @app.timer(5.0)
     async def measure_lag():

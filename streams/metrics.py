@@ -77,6 +77,14 @@ class Metrics:
             ["to"],
             registry=r,
         )
+        self.devices_online = Gauge(
+            "zhichao_devices_online_ratio",
+            "Registered devices heard within 3 intervals",
+            registry=r,
+        )
+        self.devices_normal = Gauge(
+            "zhichao_devices_normal_ratio", "Registered devices online and reporting ok", registry=r
+        )
         self.redis_up = Gauge(
             "zhichao_redis_up",
             "1 while the last Redis write succeeded, 0 during an outage",

@@ -324,7 +324,7 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
 
     from streams.embedded import EmbeddedError, embedded_stack, free_port
     from streams.topics import ensure_topics
-    from zhichao.up import run_up, start_worker, stop_worker
+    from zhichao.up import DEMO_EVENT_AHEAD_S, run_up, start_worker, stop_worker
 
     def say(text: str) -> None:
         click.echo(text, err=seconds is not None)
@@ -339,7 +339,13 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
             )
             asyncio.run(ensure_topics(stack.bootstrap, partitions))
             metrics_port = free_port()
-            worker = start_worker(stack, partitions, workdir / "worker.log", metrics_port)
+            worker = start_worker(
+                stack,
+                partitions,
+                workdir / "worker.log",
+                metrics_port,
+                {"ZHICHAO_MAX_EVENT_AHEAD_S": str(DEMO_EVENT_AHEAD_S)},
+            )
             say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
             try:
                 result = asyncio.run(

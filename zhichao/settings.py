@@ -34,6 +34,7 @@ class Settings:
     batch_timeout_s: float = 0.02
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
+    heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
     max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
     max_event_ahead_s: float = 600.0  # so do inputs this far ahead of the worker's clock
     metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off

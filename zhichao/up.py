@@ -181,11 +181,21 @@ async def wait_ready(
     echo(f"worker ready after {time.monotonic() - started:.1f} s (consumer group joined)")
 
 
+# the demo's simulated city runs ``speedup`` times faster than the wall clock, so its event
+# times run ahead of it: the worker's "not too far ahead" check must allow that
+DEMO_EVENT_AHEAD_S = 30 * 24 * 3600
+
+
 def start_worker(
-    stack: EmbeddedStack, partitions: int, log_path: Path, metrics_port: int = 0
+    stack: EmbeddedStack,
+    partitions: int,
+    log_path: Path,
+    metrics_port: int = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "ZHICHAO_BROKER_URL": stack.broker_url,
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
