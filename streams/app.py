@@ -318,7 +318,8 @@ def create_app(settings: Settings) -> faust.App:
             await _decide_ready(flush_all)
 
     async def _decide_ready(flush_all: bool) -> None:
-        buffers.lagging = lagging_streams()  # now: the agent may have waited (Redis outage)
+        buffers.lagging, buffers.caught_up = input_progress()  # now: it may have waited
+        metrics.caught_up.set(len(buffers.caught_up))
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
         verdicts, tokens, sealed = [], [], []
@@ -370,20 +371,21 @@ def create_app(settings: Settings) -> faust.App:
             if event is not None:
                 event.ack()
 
-    def lagging_streams() -> set[tuple[str, int]]:
-        """The input partitions this worker has not read up to their end (as last fetched)."""
-        out = set()
+    def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        """The input partitions this worker has not read to their end (as last fetched), and
+        those it has."""
+        lagging, caught_up = set(), set()
         try:
             assignment = app.consumer.assignment()
         except ConsumerNotStarted:  # agents driven by test_context have no consumer
-            return out
+            return lagging, caught_up
         for tp in assignment:
             if tp.topic not in inputs.topics:
                 continue
             high = app.consumer.highwater(tp)
-            if high is None or high - last_offsets.get((tp.topic, tp.partition), -1) > 1:
-                out.add((tp.topic, tp.partition))
-        return out
+            behind = high is None or high - last_offsets.get((tp.topic, tp.partition), -1) > 1
+            (lagging if behind else caught_up).add((tp.topic, tp.partition))
+        return lagging, caught_up
 
     @app.agent(inputs)
     async def match(stream):

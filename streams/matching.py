@@ -21,7 +21,10 @@ read must not be offered to a later vehicle, nor an old vehicle decided again wi
 
 "Known up to": an input stream is one Kafka partition, read in publication order, and devices
 publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
-the partition's older records have arrived.
+the partition's older records have arrived. A partition read to its end (``caught_up``) is known
+up to the newest record of any input partition: anything published to it later was captured
+after that, give or take the slack. So a quiet partition does not hold a site's weighings back
+until the time bound.
 
 Every buffered record keeps an opaque *token* (the Kafka event): the agent acknowledges a token
 only when the record's verdict is written, so a crash redelivers what was not yet decided.
@@ -44,6 +47,7 @@ from schemas.registry import Camera, Registry
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
 INF = float("inf")
+MAX_LANE_GAP = 1  # kernels.plates.join_camera: a camera reads its own lane and the adjacent ones
 
 
 @dataclass
@@ -125,6 +129,7 @@ class MatchBuffers:
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
+    caught_up: set[Hashable] = field(default_factory=set)  # input streams read to their end
     clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
 
@@ -185,11 +190,16 @@ class MatchBuffers:
         buf.reads[read["camera_id"]].add(Entry(read, token))
 
     def _windows(self, vehicle: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per camera of the site: earliest and latest time it could capture this vehicle."""
+        """Per camera of the site: earliest and latest time it could capture this vehicle; none
+        (an empty window) for a camera the join never gives it: two or more lanes away."""
         v = max(vehicle["speed_kmh"] / 3.6, 0.3)
         p = self.params
         lo, hi = [], []
         for cam in self._cameras(vehicle["site_id"]):
+            if abs(cam.lane - vehicle["lane"]) > MAX_LANE_GAP:
+                lo.append(INF)
+                hi.append(-INF)
+                continue
             base = vehicle["last_axle_ts_us"] if cam.view == "rear" else vehicle["ts_us"]
             extra = p.rear_extra_m if cam.view == "rear" else 0.0
             t_exp = base + (cam.d_cam_m + extra) / v * US
@@ -229,6 +239,11 @@ class MatchBuffers:
         """Take out every group that can be decided now."""
         out = []
         now = self.clock()
+        if self.caught_up and self.marks:
+            newest = max(self.marks.values())
+            for stream in self.caught_up:
+                if stream in self.marks:
+                    self.marks[stream] = newest
         for buf in self.sites.values():
             if not buf.vehicles:
                 self._expire_reads(buf)

@@ -85,6 +85,9 @@ class Metrics:
         self.devices_normal = Gauge(
             "zhichao_devices_normal_ratio", "Registered devices online and reporting ok", registry=r
         )
+        self.caught_up = Gauge(
+            "zhichao_partitions_caught_up", "Input partitions read to their end", registry=r
+        )
         self.redis_up = Gauge(
             "zhichao_redis_up",
             "1 while the last Redis write succeeded, 0 during an outage",

@@ -70,23 +70,33 @@ async def _feed(
 ) -> None:
     """Simulate chunk after chunk and publish it paced in event time on one producer. Events of
     a chunk later than its last weighing (downstream sightings) wait to be merged with the
-    next chunk, so weighings flow without gaps."""
+    next chunk, so weighings flow without gaps; the next chunk is simulated in a thread while
+    this one is sent (simulating raw signals takes seconds, and the last weighings of a chunk
+    would wait that long for their reads)."""
+
+    def simulate(seed: int, start: dt.datetime):
+        return CitySimulator(
+            SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start), registry
+        ).run()
+
+    def after(traffic) -> dt.datetime:
+        last = max(p["ts_us"] for p in traffic.passages)
+        return dt.datetime.fromtimestamp(last / US + 1.0, tz=dt.timezone(dt.timedelta(hours=8)))
+
     seed = 1
-    start = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
     carried: list = []
     clock: PaceClock | None = None
     producer = producer_for(stack.bootstrap)
     await producer.start()
+    upcoming = asyncio.create_task(
+        asyncio.to_thread(simulate, seed, dt.datetime.now(dt.timezone(dt.timedelta(hours=8))))
+    )
     try:
         while not stop.is_set():
-            traffic = CitySimulator(
-                SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start), registry
-            ).run()
+            traffic = await upcoming
             seed += 1
+            upcoming = asyncio.create_task(asyncio.to_thread(simulate, seed, after(traffic)))
             last_passage = max(p["ts_us"] for p in traffic.passages)
-            start = dt.datetime.fromtimestamp(
-                last_passage / US + 1.0, tz=dt.timezone(dt.timedelta(hours=8))
-            )
             if clock is None:
                 clock = PaceClock(min(p["ts_us"] for p in traffic.passages), speedup)
             events = sorted(carried + events_of(traffic), key=lambda e: e[0])
@@ -102,6 +112,9 @@ async def _feed(
                 await sending  # re-raises what went wrong while sending
         await producer.flush()
     finally:
+        upcoming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upcoming
         await producer.stop()
 
 
