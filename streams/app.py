@@ -318,8 +318,8 @@ def create_app(settings: Settings) -> faust.App:
             await _decide_ready(flush_all)
 
     async def _decide_ready(flush_all: bool) -> None:
-        buffers.lagging, buffers.caught_up = input_progress()  # now: it may have waited
-        metrics.caught_up.set(len(buffers.caught_up))
+        buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
+        metrics.caught_up.set(len(caught_up))
         groups = buffers.ready(flush_all)
         metrics.pending.set(buffers.pending())
         verdicts, tokens, sealed = [], [], []

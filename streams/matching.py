@@ -21,10 +21,7 @@ read must not be offered to a later vehicle, nor an old vehicle decided again wi
 
 "Known up to": an input stream is one Kafka partition, read in publication order, and devices
 publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
-the partition's older records have arrived. A partition read to its end (``caught_up``) is known
-up to the newest record of any input partition: anything published to it later was captured
-after that, give or take the slack. So a quiet partition does not hold a site's weighings back
-until the time bound.
+the partition's older records have arrived.
 
 Every buffered record keeps an opaque *token* (the Kafka event): the agent acknowledges a token
 only when the record's verdict is written, so a crash redelivers what was not yet decided.
@@ -129,7 +126,6 @@ class MatchBuffers:
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
-    caught_up: set[Hashable] = field(default_factory=set)  # input streams read to their end
     clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
 
@@ -239,11 +235,6 @@ class MatchBuffers:
         """Take out every group that can be decided now."""
         out = []
         now = self.clock()
-        if self.caught_up and self.marks:
-            newest = max(self.marks.values())
-            for stream in self.caught_up:
-                if stream in self.marks:
-                    self.marks[stream] = newest
         for buf in self.sites.values():
             if not buf.vehicles:
                 self._expire_reads(buf)

@@ -274,26 +274,3 @@ def test_reads_read_far_ahead_of_their_weighings_are_kept_for_them(city, registr
     buffers.add_vehicle(vehicle, "v", ("wim", 0))
     buffers.ready()
     assert buffers.take_released() == []  # nothing given up while the weighings catch up
-
-
-def test_a_quiet_partition_read_to_its_end_is_known_up_to_the_newest_record(city, registry):
-    traffic, measured = city
-    vehicle = measured[0]
-    mine = [
-        r
-        for r in traffic.reads
-        if r["site_id"] == vehicle["site_id"]
-        and r["view"] in ("front", "rear")
-        and r["ts_us"] <= vehicle["last_axle_ts_us"] + 3 * US
-    ]
-    buffers = MatchBuffers(registry, max_wait_s=3600.0)
-    buffers.add_vehicle(vehicle, "v", ("wim", 0))
-    for r in mine:
-        buffers.add_read(r, r["read_id"], ("reads", 0))
-    other = next(r for r in traffic.reads if r["site_id"] != vehicle["site_id"])
-    later = {**other, "read_id": "elsewhere", "ts_us": vehicle["last_axle_ts_us"] + 60 * US}
-    buffers.add_read(later, "x", ("reads", 1))  # another partition moved on
-    assert buffers.ready() == []  # partition 0 may still be catching up
-    buffers.caught_up = {("wim", 0), ("reads", 0), ("reads", 1)}
-    [group] = buffers.ready()
-    assert group.vehicles == [vehicle] and "v" in group.tokens
