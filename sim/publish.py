@@ -69,19 +69,10 @@ async def send_events(
 
 
 def producer_for(bootstrap: str) -> Any:
-    """The simulator's producer: one record per batch. Tansu 0.6.0's ``memory://`` engine loses
-    records, and the consumer hangs, when a fetch starts inside a batch (reference/streaming.md
-    §7): a worker restarted from a committed offset in the middle of a batch of reads then waits
-    for ever. Seen here with 20,000 vehicles published at full speed. Real Kafka has no such
-    problem; this costs the simulator's publishing speed only."""
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        max_request_size=16 << 20,
-        max_batch_size=1,
-        compression_type=None,
-        linger_ms=5,
+        bootstrap_servers=bootstrap, max_request_size=16 << 20, compression_type=None, linger_ms=5
     )
 
 

@@ -44,6 +44,12 @@ PARTITIONS = 4
 SESSION_TIMEOUT_S = "8"  # a killed worker's partitions go to the next one after this
 
 
+def _decided(client) -> int:
+    """Passages with a verdict so far: the KPI counters count each once (the verdict feed is
+    trimmed at ~10,000 entries, so its length is no count)."""
+    return sum(int(client.hget(k, "vehicles") or 0) for k in client.keys("zc:kpi:city:*"))
+
+
 def _wait(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -72,20 +78,14 @@ def run(tmp_path_factory, registry):
             for n, mark in enumerate(marks, 1):
                 # each kill while the restarted worker is deciding, not while it starts
                 mark = max(mark, (kills[-1] if kills else 0) + 1 + VEHICLES // 50)
-                assert _wait(lambda m=mark: client.xlen(K.VERDICT_STREAM) >= m, 300), "stalled"
+                assert _wait(lambda m=mark: _decided(client) >= m, 300), "stalled"
                 time.sleep(rng.uniform(0.0, 0.1))
                 os.killpg(worker.pid, signal.SIGKILL)  # no chance to clean up
                 worker.wait()
-                kills.append(client.xlen(K.VERDICT_STREAM))
+                kills.append(_decided(client))
                 client.delete(K.WORKER_READY_KEY)
                 worker = start_worker(stack, PARTITIONS, work / f"worker-{n}.log")
-            _wait(
-                lambda: (
-                    client.xlen(K.VERDICT_STREAM) >= VEHICLES
-                    and len(client.keys(K.VERDICT_KEY.format(passage_id="*"))) >= VEHICLES
-                ),
-                300,
-            )
+            _wait(lambda: _decided(client) >= VEHICLES, 600)
             time.sleep(3)  # anything decided twice would show up now
             streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
@@ -121,7 +121,8 @@ def test_every_kill_happened_mid_stream(run):
 
 def test_every_passage_has_exactly_one_verdict(run):
     assert len(run["streamed"]) == VEHICLES, run["log"][-3000:]
-    assert run["feed"] == VEHICLES  # the first-write marker kept redecided passages out
+    if VEHICLES < K.VERDICT_STREAM_MAXLEN:  # the feed is trimmed beyond that
+        assert run["feed"] == VEHICLES  # the first-write marker kept redecided passages out
 
 
 def test_verdicts_and_kpis_equal_replay(run, registry):
