@@ -111,3 +111,18 @@ def expected_alerts_full(verdicts: list[dict[str, Any]], registry: Any) -> list[
         if plate and is_case(v):
             cases[plate] = cases.get(plate, 0) + 1
     return out
+
+
+async def publish_events(events: list[Any], bootstrap: str, partitions: int) -> None:
+    """Publish wire events (``sim.publish.Event``) as fast as the broker takes them."""
+    from sim.publish import PaceClock, producer_for, send_events
+    from streams.topics import ensure_topics
+
+    await ensure_topics(bootstrap, partitions)
+    producer = producer_for(bootstrap)
+    await producer.start()
+    try:
+        await send_events(producer, events, PaceClock(events[0][0], 0))
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -21,29 +21,18 @@ from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.malformed import malformed_events
 from sim.output import write_traffic
-from sim.publish import PaceClock, events_of, producer_for, send_events
+from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams import topics as T
 from streams.embedded import embedded_stack
-from tests.integration.helpers import verdicts_in_redis
+from tests.integration.helpers import publish_events, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
 
 VEHICLES = 150
 PARTITIONS = 4
 MALFORMED = int(os.environ.get("ZHICHAO_FUZZ_MESSAGES", "3000"))
-
-
-async def _publish(events, bootstrap: str) -> None:
-    await T.ensure_topics(bootstrap, PARTITIONS)
-    producer = producer_for(bootstrap)
-    await producer.start()
-    try:
-        await send_events(producer, events, PaceClock(events[0][0], 0))
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def _dead_letters(bootstrap: str, expected: int, timeout_s: float) -> list[dict]:
@@ -86,7 +75,7 @@ def run(tmp_path_factory, registry):
         client = redis.Redis.from_url(stack.redis_dsn)
         worker = start_worker(stack, PARTITIONS, work / "worker.log")
         try:
-            asyncio.run(_publish(events, stack.bootstrap))
+            asyncio.run(publish_events(events, stack.bootstrap, PARTITIONS))
             letters = asyncio.run(_dead_letters(stack.bootstrap, MALFORMED, 240 + MALFORMED / 200))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and client.xlen(K.VERDICT_STREAM) < VEHICLES:

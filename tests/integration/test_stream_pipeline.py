@@ -21,14 +21,13 @@ from kernels.plate_grammar import normalise
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.output import write_traffic
-from sim.publish import PaceClock, events_of, producer_for, send_events
+from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.sightings import MIN_CONFIDENCE
 from streams import topics as T
 from streams.embedded import embedded_stack, free_port
 from streams.stages import measure_passages
-from streams.topics import ensure_topics
 from tests.integration.helpers import (
     alerts_in_redis,
     evidence_in_redis,
@@ -37,6 +36,7 @@ from tests.integration.helpers import (
     expected_order_vehicles,
     kpi_in_redis,
     orders_in_redis,
+    publish_events,
     verdicts_in_redis,
     zhichao_verify,
 )
@@ -62,7 +62,6 @@ def controller_records(passages, registry) -> list[dict]:
 
 async def publish_mixed(traffic, vehicles, bootstrap: str) -> None:
     """The simulated traffic, with one site's weighings as controller records on wim.vehicles."""
-    await ensure_topics(bootstrap, PARTITIONS)
     events = events_of(traffic)
     events += [
         (
@@ -75,13 +74,7 @@ async def publish_mixed(traffic, vehicles, bootstrap: str) -> None:
         for v in vehicles
     ]
     events.sort(key=lambda e: e[0])
-    producer = producer_for(bootstrap)
-    await producer.start()
-    try:
-        await send_events(producer, events, PaceClock(events[0][0], 0))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await publish_events(events, bootstrap, PARTITIONS)
 
 
 def write_controller_file(vehicles, path) -> None:
