@@ -21,5 +21,5 @@ BLACKLIST_KEY = "zc:blacklist"  # set of plates with unhandled cases (黑名单)
 MATCH_PROGRESS_KEY = "zc:match:progress"  # hash: site id -> JSON of what the site has decided
 WORKER_READY_KEY = "zc:worker:ready"  # set when a worker has been given its partitions
 DEVICE_KEY = "zc:device:{device_id}"  # hash: site_id, last_seen_us, status, detail
-DEVICE_KPI_KEY = "zc:kpi:devices"  # hash: online / normal counts and rates, offline ids
+DEVICE_KPI_KEY = "zc:health:devices"  # hash: online / normal counts and rates, offline ids
 DEVICES_KEY = "zc:devices"  # set of device ids that ever reported

@@ -84,7 +84,7 @@ async def write_heartbeats(client: Any, heartbeats: list[dict[str, Any]], ttl_s:
 async def device_kpis(
     client: Any, device_ids: list[str], interval_s: float, wall_now_us: int
 ) -> DeviceHealth:
-    """Judge every registered device and store the result in ``zc:kpi:devices`` (设备在线率).
+    """Judge every registered device and store the result in ``zc:health:devices`` (设备在线率).
     "Now" is the later of the wall clock and the newest heartbeat: a replayed or accelerated
     city is judged on its own clock, and if every device falls silent the wall clock still
     moves on and they all turn offline."""
