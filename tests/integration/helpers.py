@@ -126,3 +126,17 @@ async def publish_events(events: list[Any], bootstrap: str, partitions: int) -> 
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def check_one_order_per_vehicle(
+    orders: list[dict[str, Any]], verdicts: list, registry: Any
+) -> None:
+    """Exactly one order for each vehicle whose alerts call for one, to a unit or the
+    command centre, with an instruction."""
+    vehicles = [o["plate"] or o["alert_id"] for o in orders]
+    expected = expected_order_vehicles(verdicts, registry)
+    assert expected, "no vehicle in the run calls for an interception"
+    assert sorted(vehicles) == sorted(expected)
+    for o in orders:
+        assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
+        assert o["instruction"]

@@ -26,10 +26,10 @@ from sinks import constants as K
 from streams.embedded import embedded_stack
 from tests.integration.helpers import (
     alerts_in_redis,
+    check_one_order_per_vehicle,
     evidence_in_redis,
     expected_alerts,
     expected_kpi,
-    expected_order_vehicles,
     kpi_in_redis,
     orders_in_redis,
     verdicts_in_redis,
@@ -156,10 +156,4 @@ def test_alerts_survive_the_kills_once_each(run, registry):
 
 def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
-    vehicles = [o["plate"] or o["alert_id"] for o in run["orders"]]
-    expected = expected_order_vehicles(verdicts, registry)
-    assert expected, "no vehicle in the run calls for an interception"
-    assert sorted(vehicles) == sorted(expected)
-    for o in run["orders"]:
-        assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
-        assert o["instruction"]
+    check_one_order_per_vehicle(run["orders"], verdicts, registry)
