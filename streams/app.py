@@ -371,20 +371,26 @@ def create_app(settings: Settings) -> faust.App:
             if event is not None:
                 event.ack()
 
-    def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
-        """The input partitions this worker has not read to their end (as last fetched), and
-        those it has."""
-        lagging, caught_up = set(), set()
+    def partition_lags() -> dict[tuple[str, int], int | None]:
+        """Per assigned partition: records fetched or in the log beyond the last one the agent
+        received (as of the last fetch), None before the first fetch."""
         try:
             assignment = app.consumer.assignment()
         except ConsumerNotStarted:  # agents driven by test_context have no consumer
-            return lagging, caught_up
+            return {}
+        lags: dict[tuple[str, int], int | None] = {}
         for tp in assignment:
-            if tp.topic not in inputs.topics:
-                continue
             high = app.consumer.highwater(tp)
-            behind = high is None or high - last_offsets.get((tp.topic, tp.partition), -1) > 1
-            (lagging if behind else caught_up).add((tp.topic, tp.partition))
+            seen = last_offsets.get((tp.topic, tp.partition), -1)
+            lags[(tp.topic, tp.partition)] = None if high is None else max(high - seen - 1, 0)
+        return lags
+
+    def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        """The input partitions this worker has not read to their end, and those it has."""
+        lagging, caught_up = set(), set()
+        for tp, lag in partition_lags().items():
+            if tp[0] in inputs.topics:
+                (caught_up if lag == 0 else lagging).add(tp)
         return lagging, caught_up
 
     @app.agent(inputs)
@@ -451,9 +457,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(5.0)
     async def measure_lag():
         lag: dict[str, int] = {}
-        for tp in app.consumer.assignment():
-            seen = last_offsets.get((tp.topic, tp.partition), -1)
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(app.consumer.highwater(tp) - seen - 1, 0)
+        for (topic, _), n in partition_lags().items():
+            lag[topic] = lag.get(topic, 0) + (n or 0)
         for topic, n in lag.items():
             metrics.consumer_lag.labels(topic).set(n)
 
