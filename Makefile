@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)  ## compile the Cython kernels in place (fails if they cannot be built)
 	KERNELS_REQUIRE_NATIVE=1 $(PY) setup.py -q build_ext --inplace
 
-redis:  ## install Debian's redis-server when it is missing (the machine runs as root)
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+redis:  ## install Debian's redis-server and chromium (browser tests) when missing (runs as root)
+	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
+	  test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 setup: $(STAMP) native redis  ## venv, package with extras, native kernels, redis-server
 

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, Link
-from sinks.kpi import increments_of
+from sinks.kpi import day_of, increments_of
 from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # counter indices "1,5", cases key ('' unless an enforceable over-limit case); then per progress
 # entry: site id, JSON; then per evidence link: passage_id, site id, expected head, new head,
 # record; then per alert: passage_id, alert key, body; then per order: alert key, vehicle's
-# open-dispatch key, order key, unit's order stream, body; then per sighting: key, ts, member.
+# open-dispatch key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter
+# (the plan's action); then per sighting: key, ts, member.
 # KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
 # appended, records of new verdicts that could not be linked, {ids of new alerts}}.
 WRITE_BATCH = """
@@ -110,9 +111,12 @@ for _ = 1, no do  -- one open dispatch per vehicle
     redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
     redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
     redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+    redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 5], ARGV[i + 2])
+    redis.call('HINCRBY', ARGV[i + 6], ARGV[i + 7], 1)
+    redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
     table.insert(ordered, ARGV[i + 2])
   end
-  i = i + 5
+  i = i + 8
 end
 while i <= #ARGV do
   local ts = tonumber(ARGV[i + 1])
@@ -188,6 +192,9 @@ def write_args(
             K.ORDER_KEY.format(order_id=o["order_id"]),
             K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
             orjson.dumps(o),
+            o["ts_us"],
+            K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
+            o["action"],
         )
     ]
     return head + counters + per_verdict + sites + links + alerted + ordered + sighting_args(reads)

@@ -31,14 +31,18 @@ from schemas.policy import load_policy
 from schemas.registry import load_registry
 from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
+from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
+from sinks.web.server import serve, web_app
 from streams import topics as T
 from streams.alerts import alerts_for, load_alert_rules
 from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_interception
+from streams.feedback import apply_feedback, escalate_overdue
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
 from streams.matching import MatchBuffers
 from streams.metrics import Metrics
+from streams.order_life import OrderRefused
 from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
 from streams.transport import App, broker_answers
 from streams.validation import Clock, read_problem
@@ -112,17 +116,20 @@ def create_app(settings: Settings) -> faust.App:
     app.conf.zhichao = settings  # what the agents were built with, for the operator
     inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
+    feedback_in = app.topic(T.DISPATCH_FEEDBACK)
     broker_time = BrokerTime()
     buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s, clock=broker_time.now)
     clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
+    order_sink = OrderSink(redis, settings.verdict_ttl_s)
     chain = EvidenceChain(settings.evidence_key.encode())
     alert_rules = load_alert_rules()
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
     last_offsets: dict[tuple[str, int], int] = {}  # for the consumer-lag gauge
+    runners: list[Any] = []  # the pages' web server, cleaned up on close
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         """Hand a message to the producer; returns the delivery future."""
@@ -287,20 +294,23 @@ def create_app(settings: Settings) -> faust.App:
                 acting.setdefault(a["plate"] or a["passage_id"], a)
         if not acting:
             return []
-        reported = await until_written("units", sink.unit_states)
-        states = {
-            u: UnitState(u, s.get("available", True), s.get("at")) for u, s in reported.items()
-        }
-        speed = {v["passage_id"]: v["speed_kmh"] for v in verdicts}
+        states = await unit_states()
+        seen = {v["passage_id"]: v for v in verdicts}
         now = time.time()
         orders = []
         for a in acting.values():
             site = registry.sites[a["site_id"]]
             plan = plan_interception(
-                site, speed[a["passage_id"]], a["ts_us"] / US, now, registry, states
+                site, seen[a["passage_id"]]["speed_kmh"], a["ts_us"] / US, now, registry, states
             )
-            orders.append(order_for(a, plan, registry, int(now * US)))
+            v = seen[a["passage_id"]]
+            local = v["local"] if a["plate"] else None
+            orders.append(order_for(a, plan, registry, int(now * US), v["speed_kmh"], local))
         return orders
+
+    async def unit_states() -> dict[str, UnitState]:
+        reported = await until_written("units", sink.unit_states)
+        return {u: UnitState(u, s.get("available", True), s.get("at")) for u, s in reported.items()}
 
     async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
         fresh = [o for o in orders if o["order_id"] in new_ids]
@@ -417,6 +427,65 @@ def create_app(settings: Settings) -> faust.App:
                     await send_dead(event, "undecodable", str(exc))
             await until_written("heartbeats", partial(sink.write_heartbeats, batch))
 
+    @app.agent(feedback_in)
+    async def feedback(stream):
+        """Officers' reports (接受 / 到达 / 处置结果 / 在岗状态) applied to their orders."""
+        async for event in stream.events():
+            metrics.count_in([event])
+            try:
+                fb = schemas.DISPATCH_FEEDBACK.decode_wire(event.value)
+            except schemas.DecodeError as exc:
+                await send_dead(event, "undecodable", str(exc))
+                continue
+            now_us = int(time.time() * US)
+            try:
+                applied = await until_written(
+                    "orders", partial(apply_feedback, fb, order_sink, registry, now_us)
+                )
+            except OrderRefused as exc:
+                await send_dead(event, f"feedback_{exc.reason}", str(exc))
+                continue
+            metrics.feedback.labels(fb["kind"], applied.result.split(":")[0]).inc()
+            if applied.result.startswith("status:"):  # it moved on (a second tap, a race)
+                await send_dead(event, "feedback_order_status", f"order is {applied.result[7:]}")
+
+    @app.timer(2.0)
+    async def escalate():
+        """Orders nobody accepted within ``accept_timeout_s`` go to the next unit."""
+        now_us = int(time.time() * US)
+        successors = await until_written(
+            "orders",
+            partial(
+                escalate_overdue,
+                order_sink,
+                registry,
+                await unit_states(),
+                now_us,
+                settings.accept_timeout_s,
+            ),
+        )
+        if successors:
+            await send_orders(successors, {o["order_id"] for o in successors})
+
+    @app.task
+    async def serve_pages():
+        if not settings.web_port:
+            return
+
+        async def send_feedback(fb: dict[str, Any]) -> None:
+            encode = schemas.DISPATCH_FEEDBACK.encode_wire
+            await send_all(T.DISPATCH_FEEDBACK, [(fb["unit_id"].encode(), encode(fb))])
+
+        pages = web_app(
+            redis,
+            registry,
+            send_feedback,
+            settings.heartbeat_interval_s,
+            settings.accept_timeout_s,
+        )
+        runners.append(await serve(pages, settings.web_addr, settings.web_port))
+        log.info("pages on http://%s:%d/", settings.web_addr, settings.web_port)
+
     @app.on_partitions_assigned.connect
     async def mark_ready(sender, assigned, **kwargs):
         # before any record of these partitions is read: what their sites have decided already
@@ -471,7 +540,9 @@ def create_app(settings: Settings) -> faust.App:
             )
 
     async def close() -> None:
-        """Release the Redis connections (the worker does this when it stops)."""
+        """Stop the pages and release the Redis connections (when the worker stops)."""
+        for runner in runners:
+            await runner.cleanup()
         await redis.aclose()
 
     app._zhichao_close = close

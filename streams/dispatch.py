@@ -9,19 +9,17 @@ before the vehicle (the truck is off the road soonest), and there the unit with 
 An expressway entrance (入口称重) with a toll-lane point at the site needs no unit: the toll lane
 refuses entry (劝返).
 
-``DispatchBook`` holds one open dispatch per vehicle, escalates to the next unit when an order
-is not accepted within ``accept_timeout_s`` (and to the command centre when no unit is left), and
-closes with the officer's outcome. Pure: times are passed in, nothing is read from a clock.
+What happens to an order afterwards (accept, arrive, outcome, escalation) is
+``streams.order_life``. Pure: times are passed in, nothing is read from a clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from schemas.registry import InterceptionPoint, Registry, Site, Unit
 
 COMMAND_CENTRE = "command_centre"
-OUTCOMES = ("intercepted", "not_found", "refused_entry", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -118,85 +116,6 @@ def plan_interception(
     return Plan(COMMAND_CENTRE, reason="no available unit reaches a point before the vehicle")
 
 
-@dataclass
-class Dispatch:
-    """One vehicle's open dispatch."""
-
-    key: str  # the vehicle: plate, or passage id when unidentified
-    passage_id: str
-    site_id: str
-    speed_kmh: float
-    weighed_s: float
-    plan: Plan
-    ordered_s: float
-    tried: frozenset[str] = frozenset()
-    accepted_s: float | None = None
-    outcome: str | None = None
-    escalations: int = 0
-
-
-@dataclass
-class DispatchBook:
-    registry: Registry
-    accept_timeout_s: float = 60.0
-    open: dict[str, Dispatch] = field(default_factory=dict)
-
-    def order(
-        self,
-        key: str,
-        passage_id: str,
-        site_id: str,
-        speed_kmh: float,
-        weighed_s: float,
-        now_s: float,
-        states: dict[str, UnitState],
-    ) -> Dispatch | None:
-        """Open a dispatch for a vehicle; None if it already has one open."""
-        if key in self.open:
-            return None
-        site = self.registry.sites[site_id]
-        plan = plan_interception(site, speed_kmh, weighed_s, now_s, self.registry, states)
-        tried = frozenset({plan.unit_id}) if plan.unit_id else frozenset()
-        dispatch = Dispatch(key, passage_id, site_id, speed_kmh, weighed_s, plan, now_s, tried)
-        self.open[key] = dispatch
-        return dispatch
-
-    def accept(self, key: str, unit_id: str, now_s: float) -> bool:
-        d = self.open.get(key)
-        if d is None or d.plan.unit_id != unit_id or d.accepted_s is not None:
-            return False
-        d.accepted_s = now_s
-        return True
-
-    def escalate_overdue(self, now_s: float, states: dict[str, UnitState]) -> list[Dispatch]:
-        """Orders not accepted within the timeout go to the next unit (or the command centre)."""
-        moved = []
-        for d in self.open.values():
-            if d.plan.action != "intercept" or d.accepted_s is not None:
-                continue
-            if now_s - d.ordered_s < self.accept_timeout_s:
-                continue
-            site = self.registry.sites[d.site_id]
-            plan = plan_interception(
-                site, d.speed_kmh, d.weighed_s, now_s, self.registry, states, exclude=d.tried
-            )
-            d.plan = replace(plan, reason=f"escalated: {plan.reason}")
-            d.ordered_s = now_s
-            d.escalations += 1
-            if plan.unit_id:
-                d.tried = d.tried | {plan.unit_id}
-            moved.append(d)
-        return moved
-
-    def close(self, key: str, outcome: str) -> Dispatch | None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}; one of {OUTCOMES}")
-        d = self.open.pop(key, None)
-        if d is not None:
-            d.outcome = outcome
-        return d
-
-
 INSTRUCTION = {
     "intercept": "拦截",
     "refuse_entry": "劝返",
@@ -205,10 +124,21 @@ INSTRUCTION = {
 
 
 def order_for(
-    alert: dict, plan: Plan, registry: Registry, now_us: int, escalation: int = 0
+    alert: dict,
+    plan: Plan,
+    registry: Registry,
+    now_us: int,
+    speed_kmh: float = 0.0,
+    local: bool | None = None,
+    escalation: int = 0,
+    tried: tuple[str, ...] = (),
+    first_ordered_us: int | None = None,
 ) -> dict:
-    """The ``zhichao.DispatchOrder`` record of a plan, with its instruction in Chinese."""
+    """The order record of a plan, with its instruction in Chinese. Redis keeps all of it (the
+    officer page shows the vehicle); the ``zhichao.DispatchOrder`` topic takes its schema's
+    fields."""
     point = registry.interception_points.get(plan.point_id or "")
+    site = registry.sites.get(alert["site_id"])
     plate = alert["plate"] or "车牌未识别"
     if plan.action == "intercept":
         minutes = (plan.vehicle_eta_s or 0) / 60
@@ -217,16 +147,56 @@ def order_for(
         text = f"劝返：{plate}，{point.name}，禁止驶入高速"
     else:
         text = f"{alert['message']}；无单位可及时到达，请指挥中心调度"
+    unit_id = plan.unit_id or COMMAND_CENTRE
     return {
         "order_id": f"{alert['alert_id']}:{escalation}",
         "alert_id": alert["alert_id"],
-        "unit_id": plan.unit_id or COMMAND_CENTRE,
+        "unit_id": unit_id,
+        "action": plan.action,
         "point_id": plan.point_id,
+        "point_name": point.name if point else None,
         "plate": alert["plate"],
         "ts_us": now_us,
+        "first_ordered_us": now_us if first_ordered_us is None else first_ordered_us,
         "unit_eta_s": plan.unit_eta_s,
         "vehicle_eta_s": plan.vehicle_eta_s,
         "status": "open",
         "escalation": escalation,
+        "tried": sorted({*tried, unit_id} - {COMMAND_CENTRE}),
         "instruction": text,
+        "reason": plan.reason,
+        "vehicle": {
+            "passage_id": alert["passage_id"],
+            "site_id": alert["site_id"],
+            "site_name": site.name if site else alert["site_id"],
+            "device_id": alert["device_id"],
+            "weighed_us": alert["ts_us"],
+            "speed_kmh": speed_kmh,
+            "local": local,
+            "vehicle_class": alert["vehicle_class"],
+            "gvw_kg": alert["gvw_kg"],
+            "limit_kg": alert["limit_kg"],
+            "overload_pct": alert["overload_pct"],
+            "alert_reason": alert["reason"],
+            "message": alert["message"],
+        },
+    }
+
+
+def alert_of(order: dict) -> dict:
+    """The alert fields of an order's vehicle, to plan it again (escalation)."""
+    v = order["vehicle"]
+    return {
+        "alert_id": order["alert_id"],
+        "plate": order["plate"],
+        "reason": v["alert_reason"],
+        "message": v["message"],
+        "site_id": v["site_id"],
+        "passage_id": v["passage_id"],
+        "device_id": v["device_id"],
+        "ts_us": v["weighed_us"],
+        "vehicle_class": v["vehicle_class"],
+        "gvw_kg": v["gvw_kg"],
+        "limit_kg": v["limit_kg"],
+        "overload_pct": v["overload_pct"],
     }

@@ -77,6 +77,12 @@ class Metrics:
             ["to"],
             registry=r,
         )
+        self.feedback = Counter(
+            "zhichao_dispatch_feedback",
+            "Officers' reports applied, by kind and result (ok, duplicate, status)",
+            ["kind", "result"],
+            registry=r,
+        )
         self.devices_online = Gauge(
             "zhichao_devices_online_ratio",
             "Registered devices heard within 3 intervals",

@@ -9,7 +9,6 @@ import pytest
 
 from streams.dispatch import (
     COMMAND_CENTRE,
-    DispatchBook,
     UnitState,
     plan_interception,
 )
@@ -95,33 +94,6 @@ def test_the_plan_is_eta_optimal_against_brute_force(registry):
                     in_time = [u for u in free if u.travel_s[point.id] + 60 <= vehicle_eta]
                     best = min(in_time, key=lambda u: (u.travel_s[point.id], u.id))
                     assert plan.unit_id == best.id
-
-
-def test_an_unaccepted_order_goes_to_the_next_unit_then_the_command_centre(registry):
-    book = DispatchBook(registry, accept_timeout_s=60)
-    d = book.order("浙D12345", "P-1", "SX-G104-K1260-D", 60, 0.0, 0.0, {})
-    assert d.plan.unit_id == "U-KQ-02"
-    assert book.order("浙D12345", "P-2", "SX-G104-K1260-D", 60, 5.0, 5.0, {}) is None  # one open
-    assert book.escalate_overdue(30.0, {}) == []  # not yet
-    [moved] = book.escalate_overdue(61.0, {})
-    assert moved.plan.unit_id == "U-GS-01" and moved.escalations == 1
-    [moved] = book.escalate_overdue(122.0, {})
-    assert moved.plan.unit_id == "U-KQ-01"  # 900+60 s <= 1260-122 s
-    [moved] = book.escalate_overdue(183.0, {})
-    assert moved.plan.action == COMMAND_CENTRE
-    assert book.accept("浙D12345", "U-KQ-01", 190.0) is False  # no longer its order
-
-
-def test_accept_then_outcome_closes_the_dispatch(registry):
-    book = DispatchBook(registry)
-    book.order("浙D12345", "P-1", "SX-G104-K1234-U", 60, 0.0, 0.0, {})
-    assert book.accept("浙D12345", "U-KQ-01", 20.0)
-    assert book.escalate_overdue(500.0, {}) == []  # accepted orders are not moved
-    closed = book.close("浙D12345", "intercepted")
-    assert closed.outcome == "intercepted" and closed.accepted_s == 20.0
-    assert "浙D12345" not in book.open
-    with pytest.raises(ValueError, match="unknown outcome"):
-        book.close("x", "vanished")
 
 
 def test_a_unit_away_from_home_is_timed_from_where_it_is(registry):

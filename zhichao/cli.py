@@ -308,6 +308,90 @@ def verify(sites: tuple[str, ...], files: tuple[Path, ...], export: Path | None)
         sys.exit(1)
 
 
+@main.group()
+def token() -> None:
+    """Access tokens of the officer and dashboard pages (per unit, revocable)."""
+
+
+def _redis_client():
+    import redis.asyncio as aioredis
+
+    from zhichao.settings import Settings
+
+    return aioredis.Redis.from_url(Settings.load().redis_dsn)
+
+
+@token.command("issue")
+@click.option("--unit", "unit_id", default=None, help="a unit id of the registry")
+@click.option("--command", "command_centre", is_flag=True, help="a command-centre token")
+@click.option("--label", default="", help="who holds it (shown in the list)")
+def token_issue(unit_id: str | None, command_centre: bool, label: str) -> None:
+    """Issue a token and print it (it is shown only this once; Redis keeps its SHA-256)."""
+    import asyncio
+
+    from sinks.web import access
+
+    if bool(unit_id) == command_centre:
+        raise click.UsageError("give either --unit UNIT or --command")
+    registry = load_registry(CITY_DIR / "example-city.yaml")
+    if unit_id and unit_id not in registry.units:
+        raise click.UsageError(f"unknown unit {unit_id}; one of {', '.join(registry.units)}")
+
+    async def run() -> str:
+        client = _redis_client()
+        try:
+            return await access.issue(client, "unit" if unit_id else "command", unit_id, label)
+        finally:
+            await client.aclose()
+
+    click.echo(asyncio.run(run()))
+
+
+@token.command("revoke")
+@click.argument("value", required=False)
+@click.option("--unit", "unit_id", default=None, help="revoke every token of this unit")
+def token_revoke(value: str | None, unit_id: str | None) -> None:
+    """Revoke a token (or all of a unit's); open pages are logged out within seconds."""
+    import asyncio
+
+    from sinks.web import access
+
+    if bool(value) == bool(unit_id):
+        raise click.UsageError("give either a TOKEN or --unit UNIT")
+
+    async def run() -> int:
+        client = _redis_client()
+        try:
+            return await access.revoke(client, value, unit_id)
+        finally:
+            await client.aclose()
+
+    n = asyncio.run(run())
+    click.echo(f"revoked {n} token(s)")
+    if not n:
+        sys.exit(1)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Issued tokens (role, unit, label, when; the tokens themselves are not kept)."""
+    import asyncio
+    import datetime as dt
+
+    from sinks.web import access
+
+    async def run() -> dict:
+        client = _redis_client()
+        try:
+            return await access.tokens(client)
+        finally:
+            await client.aclose()
+
+    for d, r in sorted(asyncio.run(run()).items(), key=lambda kv: kv[1]["issued_us"]):
+        when = dt.datetime.fromtimestamp(r["issued_us"] / 1e6).isoformat(timespec="seconds")
+        click.echo(f"{d[:12]}  {r['role']:<8} {r['unit_id'] or '-':<10} {r['label']}  {when}")
+
+
 @main.command()
 @click.option(
     "--for",
@@ -324,7 +408,14 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
 
     from streams.embedded import EmbeddedError, embedded_stack, free_port
     from streams.topics import ensure_topics
-    from zhichao.up import DEMO_EVENT_AHEAD_S, run_up, start_worker, stop_worker
+    from zhichao.up import (
+        DEMO_EVENT_AHEAD_S,
+        issue_demo_tokens,
+        login_url,
+        run_up,
+        start_worker,
+        stop_worker,
+    )
 
     def say(text: str) -> None:
         click.echo(text, err=seconds is not None)
@@ -338,15 +429,23 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
                 f"logs in {workdir}; Ctrl-C stops everything"
             )
             asyncio.run(ensure_topics(stack.bootstrap, partitions))
-            metrics_port = free_port()
+            metrics_port, web_port = free_port(), free_port()
             worker = start_worker(
                 stack,
                 partitions,
                 workdir / "worker.log",
                 metrics_port,
                 {"ZHICHAO_MAX_EVENT_AHEAD_S": str(DEMO_EVENT_AHEAD_S)},
+                web_port,
             )
             say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
+            tokens = asyncio.run(issue_demo_tokens(stack, registry))
+            say(f"指挥中心 dashboard: {login_url(web_port, tokens['command'])}")
+            for unit_id, unit in registry.units.items():
+                say(
+                    f"执法终端 officer page {unit.name} ({unit_id}): "
+                    f"{login_url(web_port, tokens[unit_id])}"
+                )
             try:
                 result = asyncio.run(
                     run_up(

@@ -39,6 +39,11 @@ class Settings:
     max_event_ahead_s: float = 600.0  # so do inputs this far ahead of the worker's clock
     metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off
     metrics_addr: str = "127.0.0.1"
+    # officer and command-centre pages (sinks.web); 0 turns them off. Behind a TLS proxy in
+    # production: tokens travel in a cookie
+    web_port: int = 8640
+    web_addr: str = "127.0.0.1"
+    accept_timeout_s: float = 60.0  # an order nobody accepts in this time goes to the next unit
     # HMAC key of the evidence chain (sinks.evidence): a long random secret; none by default,
     # a worker will not start without it (``zhichao up`` makes one for the demo)
     evidence_key: str = dataclasses.field(default="", repr=False)

@@ -26,6 +26,7 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.devices import health
 from sinks.kpi import day_of
+from sinks.web import access
 from streams.embedded import EmbeddedError, EmbeddedStack
 from streams.topics import DEAD_LETTERS
 
@@ -194,6 +195,22 @@ async def wait_ready(
     echo(f"worker ready after {time.monotonic() - started:.1f} s (consumer group joined)")
 
 
+async def issue_demo_tokens(stack: EmbeddedStack, registry: Registry) -> dict[str, str]:
+    """The demo's page tokens, fresh per stack: the command centre's and one per unit."""
+    client = aioredis.Redis.from_url(stack.redis_dsn)
+    try:
+        tokens = {"command": await access.issue(client, "command")}
+        for unit_id in registry.units:
+            tokens[unit_id] = await access.issue(client, "unit", unit_id)
+    finally:
+        await client.aclose()
+    return tokens
+
+
+def login_url(web_port: int, token: str) -> str:
+    return f"http://127.0.0.1:{web_port}/login?token={token}"
+
+
 # the demo's simulated city runs ``speedup`` times faster than the wall clock, so its event
 # times run ahead of it: the worker's "not too far ahead" check must allow that
 DEMO_EVENT_AHEAD_S = 30 * 24 * 3600
@@ -205,7 +222,9 @@ def start_worker(
     log_path: Path,
     metrics_port: int = 0,
     extra_env: dict[str, str] | None = None,
+    web_port: int = 0,
 ) -> subprocess.Popen:
+    """A worker on the embedded stack; ``metrics_port``/``web_port`` 0: no metrics/pages."""
     env = {
         **os.environ,
         **(extra_env or {}),
@@ -213,6 +232,7 @@ def start_worker(
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
         "ZHICHAO_METRICS_PORT": str(metrics_port),
+        "ZHICHAO_WEB_PORT": str(web_port),
         "ZHICHAO_EVIDENCE_KEY": stack.evidence_key,
     }
     with open(log_path, "wb") as log:

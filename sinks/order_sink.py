@@ -1,0 +1,133 @@
+"""Dispatch orders in Redis after they are written with their alerts (``sinks.redis_sink``): the
+changes of ``streams.order_life`` applied atomically, each only if the order still has the status
+it was decided on (compare-and-set), with its effects — the order's new body in the unit's and
+the command centre's streams (what the pages push), the unit's state, the dispatch KPIs and the
+WIM-vs-static drift — and, for an escalation, the successor order. A feedback id is applied once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from sinks import constants as K
+from sinks.kpi import day_of
+from streams.order_life import Change
+
+# KEYS[1] the order. ARGV: expected status, new body, once key ('' none), ttl, stream maxlen,
+# unit stream, closes ('1' or ''), vehicle's open-dispatch key, unit id ('' none), unit state,
+# KPI key, KPI ttl, drift device ('' none), drift %, successor key ('' none), successor body,
+# successor's unit stream, successor ts, n counters, then (counter, amount) pairs.
+# Returns 'ok', 'missing', 'duplicate' or 'status:<what the order is now>'.
+CHANGE_ORDER = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 'missing' end
+local status = cjson.decode(cur)['status']
+if status ~= ARGV[1] then return 'status:' .. status end
+if ARGV[3] ~= '' and not redis.call('SET', ARGV[3], '1', 'NX', 'EX', ARGV[4]) then
+  return 'duplicate'
+end
+local maxlen = ARGV[5]
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+redis.call('XADD', ARGV[6], 'MAXLEN', '~', maxlen, '*', 'update', ARGV[2])
+redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'update', ARGV[2])
+if ARGV[7] == '1' or ARGV[15] ~= '' then
+  redis.call('ZREM', 'zc:dispatch:active', KEYS[1])
+end
+if ARGV[7] == '1' and redis.call('GET', ARGV[8]) == KEYS[1] then
+  redis.call('DEL', ARGV[8])
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', 'zc:units', ARGV[9], ARGV[10])
+end
+local n = tonumber(ARGV[19])
+for j = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', ARGV[11], ARGV[20 + 2 * j], ARGV[21 + 2 * j])
+end
+if n > 0 then redis.call('EXPIRE', ARGV[11], ARGV[12]) end
+if ARGV[13] ~= '' then
+  local pct = tonumber(ARGV[14])
+  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':n', 1)
+  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':sum', pct)
+  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':sumsq', pct * pct)
+end
+if ARGV[15] ~= '' then
+  redis.call('SET', ARGV[15], ARGV[16], 'EX', ARGV[4])
+  redis.call('XADD', ARGV[17], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[16])
+  redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[16])
+  redis.call('ZADD', 'zc:dispatch:active', ARGV[18], ARGV[15])
+  if redis.call('GET', ARGV[8]) == KEYS[1] then
+    redis.call('SET', ARGV[8], ARGV[15], 'KEEPTTL')
+  end
+end
+return 'ok'
+"""
+
+
+def order_key(order_id: str) -> str:
+    return K.ORDER_KEY.format(order_id=order_id)
+
+
+def change_args(change: Change, ttl_s: int, now_us: int, feedback_id: str | None) -> list[Any]:
+    o, succ = change.order, change.successor
+    counters = [x for name, amount in change.counters.items() for x in (name, amount)]
+    device, pct = change.drift or ("", 0.0)
+    return [
+        change.expected_status,
+        orjson.dumps(o),
+        K.FEEDBACK_ONCE_KEY.format(feedback_id=feedback_id) if feedback_id else "",
+        ttl_s,
+        K.VERDICT_STREAM_MAXLEN,
+        K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
+        "1" if change.closes else "",
+        K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
+        o["unit_id"] if change.unit_state is not None else "",
+        orjson.dumps(change.unit_state) if change.unit_state is not None else "",
+        K.DISPATCH_KPI_KEY.format(day=day_of(now_us)),
+        K.KPI_TTL_S,
+        device,
+        pct,
+        order_key(succ["order_id"]) if succ else "",
+        orjson.dumps(succ) if succ else "",
+        K.UNIT_ORDERS_KEY.format(unit_id=succ["unit_id"]) if succ else "",
+        succ["ts_us"] if succ else 0,
+        len(change.counters),
+        *counters,
+    ]
+
+
+class OrderSink:
+    def __init__(self, client: aioredis.Redis, ttl_s: int):
+        self.client = client
+        self.ttl_s = ttl_s
+        self._change = client.register_script(CHANGE_ORDER)
+
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        raw = await self.client.get(order_key(order_id))
+        return orjson.loads(raw) if raw else None
+
+    async def apply(self, change: Change, now_us: int, feedback_id: str | None = None) -> str:
+        """Write a change if the order still has ``change.expected_status``; what Redis said."""
+        result = await self._change(
+            keys=[order_key(change.order["order_id"])],
+            args=change_args(change, self.ttl_s, now_us, feedback_id),
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def active(self, ordered_before_us: float | str = "+inf") -> list[dict[str, Any]]:
+        """Orders not yet closed (or escalated), oldest first."""
+        keys = await self.client.zrangebyscore(K.ACTIVE_ORDERS_KEY, "-inf", ordered_before_us)
+        if not keys:
+            return []
+        bodies = await self.client.mget(keys)
+        return [orjson.loads(b) for b in bodies if b]
+
+    async def set_unit_state(self, unit_id: str, state: dict[str, Any], once: str) -> bool:
+        """A unit's own status report; False if this report was applied before."""
+        key = K.FEEDBACK_ONCE_KEY.format(feedback_id=once)
+        if not await self.client.set(key, "1", nx=True, ex=self.ttl_s):
+            return False
+        await self.client.hset(K.UNITS_KEY, unit_id, orjson.dumps(state))
+        return True

@@ -1,0 +1,117 @@
+"""The officer loop in the worker: a unit's reports from ``dispatch.feedback`` applied to its
+orders and its state, and unaccepted orders escalated when their time is up. Decisions are the
+pure functions of ``streams.order_life``; ``sinks.order_sink`` writes them compare-and-set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.registry import Registry
+from sinks.order_sink import OrderSink
+from streams.dispatch import COMMAND_CENTRE, UnitState, alert_of, order_for, plan_interception
+from streams.order_life import OrderRefused, accept, arrive, close, escalate, overdue, unit_status
+
+log = logging.getLogger(__name__)
+US = 1_000_000
+ORDER_KINDS = ("accept", "arrived", "outcome")
+STATUS_KINDS = ("status", "position")
+
+
+@dataclass(frozen=True)
+class Applied:
+    result: str  # 'ok', 'duplicate' (applied before), 'status:<now>' (the order moved on)
+    order: dict[str, Any] | None = None
+
+
+def change_for(order: dict[str, Any], fb: dict[str, Any], now_us: int):
+    """What a unit's report does to one of its orders (raises ``OrderRefused``)."""
+    by = fb["unit_id"]
+    if fb["kind"] == "accept":
+        return accept(order, by, now_us)
+    if fb["kind"] == "arrived":
+        return arrive(order, by, now_us)
+    if fb["outcome"] is None:
+        raise OrderRefused("bad_outcome", "an outcome report needs its outcome")
+    return close(order, by, fb["outcome"], now_us, fb["static_gvw_kg"], fb["note"])
+
+
+async def apply_feedback(
+    fb: dict[str, Any], orders: OrderSink, registry: Registry, now_us: int
+) -> Applied:
+    """Apply one ``zhichao.DispatchFeedback`` record; raises ``OrderRefused`` for a report that
+    names an unknown unit or order, or a change the order does not allow."""
+    unit = fb["unit_id"]
+    if unit not in registry.units and unit != COMMAND_CENTRE:
+        raise OrderRefused("unknown_unit", f"unknown unit {unit!r}")
+    if fb["kind"] in STATUS_KINDS:
+        if unit == COMMAND_CENTRE:
+            raise OrderRefused("bad_status", "the command centre has no position")
+        state = unit_status(
+            fb["status"] or "available", fb["location_id"], set(registry.interception_points)
+        )
+        fresh = await orders.set_unit_state(unit, state, fb["feedback_id"])
+        return Applied("ok" if fresh else "duplicate")
+    if fb["kind"] not in ORDER_KINDS:
+        raise OrderRefused("bad_kind", f"unknown feedback kind {fb['kind']!r}")
+    order = await orders.order(fb["order_id"] or "")
+    if order is None:
+        raise OrderRefused("unknown_order", f"unknown order {fb['order_id']!r}")
+    change = change_for(order, fb, now_us)
+    return Applied(await orders.apply(change, now_us, fb["feedback_id"]), change.order)
+
+
+async def escalate_overdue(
+    orders: OrderSink,
+    registry: Registry,
+    states: dict[str, UnitState],
+    now_us: int,
+    accept_timeout_s: float,
+) -> list[dict[str, Any]]:
+    """Orders nobody accepted in time go to the next unit that can still make it (or the
+    command centre); the successors written, for the ``dispatch.orders`` topic."""
+    written = []
+    for order in await orders.active(now_us - accept_timeout_s * US):
+        if not overdue(order, now_us, accept_timeout_s):
+            continue
+        successor = successor_of(order, registry, states, now_us)
+        result = await orders.apply(escalate(order, successor, now_us), now_us)
+        if result == "ok":
+            log.warning(
+                "order %s not accepted in %.0f s: escalated to %s",
+                order["order_id"],
+                accept_timeout_s,
+                successor["unit_id"],
+            )
+            written.append(successor)
+    return written
+
+
+def successor_of(
+    order: dict[str, Any], registry: Registry, states: dict[str, UnitState], now_us: int
+) -> dict[str, Any]:
+    """The order that takes over an unaccepted one: planned again from now, without the units
+    tried before (the command centre when none is left in time)."""
+    v = order["vehicle"]
+    plan = plan_interception(
+        registry.sites[v["site_id"]],
+        v["speed_kmh"],
+        v["weighed_us"] / US,
+        now_us / US,
+        registry,
+        states,
+        exclude=frozenset(order["tried"]),
+    )
+    return order_for(
+        alert_of(order),
+        plan,
+        registry,
+        now_us,
+        v["speed_kmh"],
+        v["local"],
+        order["escalation"] + 1,
+        tuple(order["tried"]),
+        order["first_ordered_us"],
+    )
