@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?= all
 
-.PHONY: help setup native redis demo test bench fuzz crash lint format annotate clean
+.PHONY: help setup native redis demo screenshots test bench fuzz crash lint format annotate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)  ## compile the Cython kernels in place (fails if they cannot be built)
 	KERNELS_REQUIRE_NATIVE=1 $(PY) setup.py -q build_ext --inplace
 
-redis:  ## install Debian's redis-server and chromium (browser tests) when missing (runs as root)
+redis:  ## install Debian's redis-server, chromium and a CJK font (browser tests, screenshots)
 	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
 	  test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	  test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
@@ -32,6 +33,9 @@ setup: $(STAMP) native redis  ## venv, package with extras, native kernels, redi
 
 demo: setup  ## the example city live: broker, Redis, a worker, the simulator (Ctrl-C stops)
 	$(VENV)/bin/zhichao up
+
+screenshots: setup  ## run the demo 100 s and write docs/img/{dashboard,officer}.png for the README
+	$(VENV)/bin/zhichao up --for 100 --screenshots docs/img
 
 test: setup  ## the whole test suite (fails if no test ran)
 	NUMBA_CACHE_DIR=$$(mktemp -d) KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest $(PYTEST_ARGS); \

@@ -17,6 +17,7 @@ class DeviceHealth:
     online: int
     normal: int
     offline_ids: tuple[str, ...]
+    abnormal_ids: tuple[str, ...] = ()  # online, but reporting something other than ok
 
     @property
     def online_rate(self) -> float:
@@ -42,15 +43,18 @@ def health(
 ) -> DeviceHealth:
     """Which of ``device_ids`` are online (heard within the allowance) and normal at ``now_us``."""
     allowance_us = MISSED_HEARTBEATS_OFFLINE * interval_s * 1e6
-    online, normal, offline = 0, 0, []
+    online, normal, offline, abnormal = 0, 0, [], []
     for device_id in device_ids:
         state = states.get(device_id)
         if state is None or now_us - int(state["last_seen_us"]) > allowance_us:
             offline.append(device_id)
             continue
         online += 1
-        normal += state.get("status") == "ok"
-    return DeviceHealth(len(device_ids), online, normal, tuple(offline))
+        if state.get("status") == "ok":
+            normal += 1
+        else:
+            abnormal.append(device_id)
+    return DeviceHealth(len(device_ids), online, normal, tuple(offline), tuple(abnormal))
 
 
 async def write_heartbeats(client: Any, heartbeats: list[dict[str, Any]], ttl_s: int) -> None:

@@ -49,9 +49,9 @@ end
 if n > 0 then redis.call('EXPIRE', ARGV[11], ARGV[12]) end
 if ARGV[13] ~= '' then
   local pct = tonumber(ARGV[14])
-  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':n', 1)
-  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':sum', pct)
-  redis.call('HINCRBYFLOAT', 'zc:kpi:drift', ARGV[13] .. ':sumsq', pct * pct)
+  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':n', 1)
+  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':sum', pct)
+  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':sumsq', pct * pct)
 end
 if ARGV[15] ~= '' then
   redis.call('SET', ARGV[15], ARGV[16], 'EX', ARGV[4])

@@ -129,6 +129,22 @@ return {new, appended, lost, alerted, ordered}
 """
 
 
+# KEYS: one per record; ARGV: ttl, stream, maxlen, then the bodies. A record whose key is new is
+# stored and added to the stream; returns 1/0 per record.
+WRITE_ONCE = """
+local out = {}
+for j = 1, #KEYS do
+  if redis.call('SET', KEYS[j], ARGV[3 + j], 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[3], '*', 'alert', ARGV[3 + j])
+    out[j] = 1
+  else
+    out[j] = 0
+  end
+end
+return out
+"""
+
+
 def verdict_body(verdict: dict[str, Any]) -> bytes:
     """The JSON stored and streamed for a verdict (UTF-8, plates as characters)."""
     return orjson.dumps(verdict)
@@ -225,6 +241,7 @@ class VerdictSink:
         self.ttl_s = verdict_ttl_s
         self.sighting_retention_s = sighting_retention_s
         self._write = self.client.register_script(WRITE_BATCH)
+        self._once = self.client.register_script(WRITE_ONCE)
 
     async def write(
         self,
@@ -261,6 +278,17 @@ class VerdictSink:
             [a[a_prefix:].decode() for a in alerted],
             [o[o_prefix:].decode() for o in ordered],
         )
+
+    async def write_ops_alerts(self, alerts: list[dict[str, Any]]) -> list[str]:
+        """Operators' alerts (devices), each once per (device, reason, day); the new ids."""
+        if not alerts:
+            return []
+        keys = [K.OPS_ALERT_KEY.format(alert_id=a["alert_id"]) for a in alerts]
+        bodies = [orjson.dumps(a) for a in alerts]
+        new = await self._once(
+            keys=keys, args=[self.ttl_s, K.OPS_ALERT_STREAM, K.VERDICT_STREAM_MAXLEN, *bodies]
+        )
+        return [a["alert_id"] for a, fresh in zip(alerts, new, strict=True) if fresh]
 
     async def unit_states(self) -> dict[str, Any]:
         """Each unit's reported state (``dispatch.feedback``): JSON by unit id."""

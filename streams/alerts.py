@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from schemas.registry import Registry
+from sinks.devices import DeviceHealth
 
 RULES_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy" / "alerts.yaml"
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -32,6 +33,7 @@ class AlertRules:
     repeat_cases: int
     repeat_window_days: int
     reasons: dict[str, dict[str, str]]
+    cert_warning_days: int = 30
 
 
 def load_alert_rules(path: Path = RULES_PATH) -> AlertRules:
@@ -42,6 +44,7 @@ def load_alert_rules(path: Path = RULES_PATH) -> AlertRules:
         repeat_cases=int(data["repeat_offender"]["cases"]),
         repeat_window_days=int(data["repeat_offender"]["window_days"]),
         reasons=data["reasons"],
+        cert_warning_days=int(data.get("cert_warning_days", 30)),
     )
 
 
@@ -121,6 +124,54 @@ def alerts_for(
                 "overload_pct": v["overload_pct"],
                 "image_refs": [],
                 "message": _message(rule["label"], v, plate, site.name if site else v["site_id"]),
+                "window": window,
+            }
+        )
+    return out
+
+
+def device_alerts(
+    h: DeviceHealth, registry: Registry, rules: AlertRules, now_us: int
+) -> list[dict[str, Any]]:
+    """Alerts for operators (运维): devices offline or reporting trouble, and WIM devices whose
+    检定 certificate runs out within ``cert_warning_days`` (or has: their weighings can no longer
+    support a fine). One per (device, reason, day)."""
+    window = window_of(now_us)
+    found: list[tuple[str, str, str]] = []
+    for device_id in h.offline_ids:
+        found.append((device_id, "device_offline", "无心跳，视为离线"))
+    for device_id in h.abnormal_ids:
+        found.append((device_id, "device_abnormal", "上报状态异常"))
+    today = dt.datetime.fromtimestamp(now_us / US, CHINA).date()
+    for device in registry.wim_devices.values():
+        left = (device.cert_valid_to - today).days
+        if left <= rules.cert_warning_days:
+            what = f"已于 {device.cert_valid_to} 过期" if left < 0 else f"{left} 天后到期"
+            found.append((device.id, "cert_expiring", f"检定证书 {device.cert_no} {what}"))
+    out = []
+    for device_id, reason, detail in found:
+        device = registry.wim_devices.get(device_id) or registry.cameras.get(device_id)
+        site = registry.sites.get(device.site) if device else None
+        where = site.name if site else "未知站点"
+        rule = rules.reasons[reason]
+        out.append(
+            {
+                "alert_id": alert_id(device_id, reason, window),
+                "reason": reason,
+                "severity": rule["severity"],
+                "ts_us": now_us,
+                "site_id": device.site if device else "",
+                "plate": None,
+                "plate_rear": None,
+                "passage_id": None,
+                "device_id": device_id,
+                "vehicle_class": None,
+                "gvw_kg": None,
+                "limit_kg": None,
+                "excess_kg": None,
+                "overload_pct": None,
+                "image_refs": [],
+                "message": f"{rule['label']}：{device_id}（{where}）{detail}",
                 "window": window,
             }
         )

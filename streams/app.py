@@ -35,7 +35,7 @@ from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
 from sinks.web.server import serve, web_app
 from streams import topics as T
-from streams.alerts import alerts_for, load_alert_rules
+from streams.alerts import alerts_for, device_alerts, load_alert_rules
 from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.intake import Intake, sort_events
@@ -280,7 +280,10 @@ def create_app(settings: Settings) -> faust.App:
         encode = schemas.ALERT.encode_wire
         await send_all(
             T.ALERTS,
-            [((a["plate"] or a["passage_id"]).encode(), encode(a)) for a in fresh.values()],
+            [
+                ((a["plate"] or a["passage_id"] or a["device_id"]).encode(), encode(a))
+                for a in fresh.values()
+            ],
         )
 
     async def plan_orders(
@@ -522,6 +525,9 @@ def create_app(settings: Settings) -> faust.App:
         )
         metrics.devices_online.set(h.online_rate)
         metrics.devices_normal.set(h.normal_rate)
+        alerts = device_alerts(h, registry, alert_rules, int(time.time() * US))
+        new = await until_written("devices", partial(sink.write_ops_alerts, alerts))
+        await send_alerts(alerts, set(new))
 
     @app.timer(5.0)
     async def measure_lag():

@@ -58,7 +58,7 @@ async def apply_feedback(
         raise OrderRefused("bad_kind", f"unknown feedback kind {fb['kind']!r}")
     order = await orders.order(fb["order_id"] or "")
     if order is None:
-        raise OrderRefused("unknown_order", f"unknown order {fb['order_id']!r}")
+        raise OrderRefused("unknown_order", "no such order")
     change = change_for(order, fb, now_us)
     return Applied(await orders.apply(change, now_us, fb["feedback_id"]), change.order)
 
@@ -79,9 +79,9 @@ async def escalate_overdue(
         successor = successor_of(order, registry, states, now_us)
         result = await orders.apply(escalate(order, successor, now_us), now_us)
         if result == "ok":
-            log.warning(
-                "order %s not accepted in %.0f s: escalated to %s",
-                order["order_id"],
+            log.warning(  # no plate in the log (the order id carries it): units and times
+                "an order to %s was not accepted in %.0f s: escalated to %s",
+                order["unit_id"],
                 accept_timeout_s,
                 successor["unit_id"],
             )

@@ -48,10 +48,11 @@ class Change:
 
 
 def _check(order: dict[str, Any], by: str, statuses: tuple[str, ...]) -> None:
+    # messages name no order id: it carries the plate, and these reach logs and dead letters
     if order["status"] not in statuses:
-        raise OrderRefused("order_status", f"order {order['order_id']} is {order['status']}")
+        raise OrderRefused("order_status", f"the order is {order['status']}")
     if by not in (order["unit_id"], COMMAND_CENTRE):
-        raise OrderRefused("not_your_order", f"order {order['order_id']} is not {by}'s")
+        raise OrderRefused("not_your_order", f"the order is {order['unit_id']}'s, not {by}'s")
 
 
 def _since_ordered_s(order: dict[str, Any], now_us: int) -> float:

@@ -9,7 +9,7 @@ import schemas
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
-from streams.alerts import INTERCEPTING, alerts_for, load_alert_rules
+from streams.alerts import CHINA, INTERCEPTING, alerts_for, load_alert_rules
 from streams.stages import decide, measure_passages
 
 
@@ -90,3 +90,34 @@ def test_one_alert_per_vehicle_reason_and_day(verdicts, registry, rules):
     next_day = {**v, "passage_id": "tomorrow", "ts_us": v["ts_us"] + 86_400_000_000}
     [tomorrow] = alerts_for(next_day, registry, rules)
     assert first["alert_id"] == again["alert_id"] != tomorrow["alert_id"]
+
+
+def test_operators_hear_of_offline_abnormal_and_uncertified_devices(registry):
+    import datetime as dt
+
+    from sinks.devices import DeviceHealth
+    from streams.alerts import device_alerts, load_alert_rules
+
+    rules = load_alert_rules()
+    wim = sorted(registry.wim_devices.values(), key=lambda d: d.cert_valid_to)
+    cam = sorted(registry.cameras)[0]
+    # a day on which the first certificate has 10 days left
+    day = wim[0].cert_valid_to - dt.timedelta(days=10)
+    now_us = int(dt.datetime(day.year, day.month, day.day, 12, tzinfo=CHINA).timestamp() * 1e6)
+    h = DeviceHealth(3, 1, 0, (wim[-1].id,), (cam,))
+    alerts = device_alerts(h, registry, rules, now_us)
+    got = {(a["device_id"], a["reason"]) for a in alerts}
+    assert (wim[-1].id, "device_offline") in got
+    assert (cam, "device_abnormal") in got
+    assert (wim[0].id, "cert_expiring") in got
+    expiring = [a for a in alerts if a["reason"] == "cert_expiring"]
+    # only certificates within 30 days (or expired) of this day
+    for a in expiring:
+        left = (registry.wim_devices[a["device_id"]].cert_valid_to - day).days
+        assert left <= rules.cert_warning_days
+    assert "10 天后到期" in next(a for a in expiring if a["device_id"] == wim[0].id)["message"]
+    assert all(a["plate"] is None and a["window"] == day.isoformat() for a in alerts)
+    # the same day again: the same ids (written once)
+    assert [a["alert_id"] for a in device_alerts(h, registry, rules, now_us + 3600 * 10**6)] == [
+        a["alert_id"] for a in alerts
+    ]

@@ -70,7 +70,7 @@ def test_unaccepted_orders_go_to_the_next_unit_then_the_command_centre(registry)
     # U-GS-01 (500+60 s) next, then U-KQ-01 (900+60 <= 1260-122 s), then nobody in time
     assert units == ["U-GS-01", "U-KQ-01", COMMAND_CENTRE]
     assert not overdue(order, now + 3600 * US, 60)  # the command centre's orders wait for it
-    with pytest.raises(OrderRefused, match="is not U-KQ-02's"):
+    with pytest.raises(OrderRefused, match="not U-KQ-02's"):
         accept(order, "U-KQ-02", now)
 
 
@@ -173,3 +173,15 @@ def test_any_sequence_of_reports_keeps_the_order_consistent(registry, steps):
         order = change.order
     assert closes <= 1
     assert order["status"] in ("open", "accepted", "arrived", "closed")
+
+
+def test_the_redis_scripts_name_the_keys_of_sinks_constants():
+    """The Lua scripts build some key names themselves: they must be the constants'."""
+    from sinks import constants as K
+    from sinks.order_sink import CHANGE_ORDER
+    from sinks.redis_sink import WRITE_BATCH
+
+    for name in (K.ACTIVE_ORDERS_KEY, K.UNITS_KEY, K.ORDER_STREAM, K.DRIFT_KEY):
+        assert f"'{name}'" in CHANGE_ORDER
+    for name in (K.ACTIVE_ORDERS_KEY, K.ORDER_STREAM, K.ALERT_STREAM):
+        assert f"'{name}'" in WRITE_BATCH

@@ -402,7 +402,27 @@ def token_list() -> None:
 )
 @click.option("--speedup", default=10.0, show_default=True, help="simulated time x real time")
 @click.option("--partitions", default=4, show_default=True)
-def up(seconds: float | None, speedup: float, partitions: int) -> None:
+@click.option(
+    "--screenshots",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="write PNGs of the dashboard and an officer page here (after 75 s)",
+)
+@click.option(
+    "--human",
+    "human_units",
+    multiple=True,
+    default=("U-KQ-01",),
+    show_default=True,
+    help="units answered by a person at the officer page (the others are simulated)",
+)
+def up(
+    seconds: float | None,
+    speedup: float,
+    partitions: int,
+    screenshots: Path | None,
+    human_units: tuple[str, ...],
+) -> None:
     """The whole stack on this machine: broker, Redis, a worker, the example city streaming live."""
     import asyncio
 
@@ -410,6 +430,7 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
     from streams.topics import ensure_topics
     from zhichao.up import (
         DEMO_EVENT_AHEAD_S,
+        DemoPages,
         issue_demo_tokens,
         login_url,
         run_up,
@@ -421,6 +442,12 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
         click.echo(text, err=seconds is not None)
 
     registry = load_registry(CITY_DIR / "example-city.yaml")
+    if unknown := set(human_units) - set(registry.units):
+        raise click.UsageError(
+            f"unknown units {sorted(unknown)}; one of {', '.join(registry.units)}"
+        )
+    if screenshots and not human_units:
+        raise click.UsageError("--screenshots shows the page of a --human unit")
     workdir = Path(tempfile.mkdtemp(prefix="zhichao-up-"))
     try:
         with embedded_stack(workdir) as stack:
@@ -442,14 +469,24 @@ def up(seconds: float | None, speedup: float, partitions: int) -> None:
             tokens = asyncio.run(issue_demo_tokens(stack, registry))
             say(f"指挥中心 dashboard: {login_url(web_port, tokens['command'])}")
             for unit_id, unit in registry.units.items():
+                who = "你 (you)" if unit_id in human_units else "模拟 (simulated)"
                 say(
-                    f"执法终端 officer page {unit.name} ({unit_id}): "
+                    f"执法终端 officer page {unit.name} ({unit_id}, {who}): "
                     f"{login_url(web_port, tokens[unit_id])}"
                 )
+            pages = DemoPages(
+                f"http://127.0.0.1:{web_port}", tokens, frozenset(human_units), screenshots
+            )
             try:
                 result = asyncio.run(
                     run_up(
-                        registry, stack, speedup=speedup, seconds=seconds, echo=say, worker=worker
+                        registry,
+                        stack,
+                        speedup=speedup,
+                        seconds=seconds,
+                        echo=say,
+                        worker=worker,
+                        pages=pages,
                     )
                 )
             finally:

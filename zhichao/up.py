@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from schemas.registry import Registry
 from sim.config import SimConfig
+from sim.officers import run_officers
 from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator
 from sinks import constants as K
@@ -29,6 +30,7 @@ from sinks.kpi import day_of
 from sinks.web import access
 from streams.embedded import EmbeddedError, EmbeddedStack
 from streams.topics import DEAD_LETTERS
+from zhichao.screenshots import take_screenshots
 
 US = 1_000_000
 CHUNK_VEHICLES = 400  # the simulator runs ahead of the clock in chunks of this many vehicles
@@ -38,6 +40,9 @@ CHUNK_VEHICLES = 400  # the simulator runs ahead of the clock in chunks of this 
 class Tally:
     published_at: dict[str, float] = field(default_factory=dict)  # passage_id -> wall clock
     latencies_ms: list[float] = field(default_factory=list)
+    # passage published -> its order in the unit's stream (what the officer page pushes)
+    order_latencies_ms: list[float] = field(default_factory=list)
+    order_stream_id: str = "0-0"
     verdicts: int = 0
     overlimit: int = 0
     enforceable: int = 0
@@ -49,18 +54,20 @@ class Tally:
         self.published_at.setdefault(passage_id, time.time())
 
     def summary(self) -> dict[str, Any]:
-        lat = np.array(self.latencies_ms)
+        def pct(values: list[float], q: float) -> float | None:
+            return round(float(np.percentile(values, q)), 1) if values else None
 
-        def pct(q: float) -> float | None:
-            return round(float(np.percentile(lat, q)), 1) if lat.size else None
-
+        lat, orders = self.latencies_ms, self.order_latencies_ms
         return {
             "passages_in": len(self.published_at),
             "verdicts_out": self.verdicts,
             "overlimit": self.overlimit,
             "enforceable": self.enforceable,
-            "p50_weigh_to_verdict_ms": pct(50),
-            "p99_weigh_to_verdict_ms": pct(99),
+            "p50_weigh_to_verdict_ms": pct(lat, 50),
+            "p99_weigh_to_verdict_ms": pct(lat, 99),
+            "orders": len(orders),
+            "p50_passage_to_order_ms": pct(orders, 50),
+            "p99_passage_to_order_ms": pct(orders, 99),
             "devices_online": self.devices_online,
             "devices_total": self.devices_total,
         }
@@ -120,7 +127,8 @@ async def _feed(
 
 
 async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
-    """Read the verdict feed: counts and weigh -> verdict latency (publish to Redis)."""
+    """Read the verdict and order feeds: counts, weigh -> verdict and passage -> order latency
+    (published to written in Redis, on Redis' clock)."""
     client = aioredis.Redis.from_url(stack.redis_dsn)
     try:
         entries = await client.xread({K.VERDICT_STREAM: tally.stream_id}, count=5000)
@@ -135,6 +143,17 @@ async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
                 sent_s = tally.published_at.get(v["passage_id"])
                 if sent_s is not None:
                     tally.latencies_ms.append((written_s - sent_s) * 1000.0)
+        entries = await client.xread({K.ORDER_STREAM: tally.order_stream_id}, count=5000)
+        for _, items in entries or []:
+            for entry_id, fields in items:
+                tally.order_stream_id = entry_id.decode()
+                if b"order" not in fields:
+                    continue  # a change of an order, not a new one
+                order = json.loads(fields[b"order"])
+                sent_s = tally.published_at.get(order["vehicle"]["passage_id"])
+                if sent_s is not None and order["escalation"] == 0:
+                    written_s = int(entry_id.decode().split("-")[0]) / 1000.0
+                    tally.order_latencies_ms.append((written_s - sent_s) * 1000.0)
     finally:
         await client.aclose()
 
@@ -211,6 +230,21 @@ def login_url(web_port: int, token: str) -> str:
     return f"http://127.0.0.1:{web_port}/login?token={token}"
 
 
+@dataclass(frozen=True)
+class DemoPages:
+    """The demo's pages: simulated officers answer for every unit but ``human`` (whose page a
+    person can use), and screenshots are taken once after ``screenshot_at_s``."""
+
+    base_url: str
+    tokens: dict[str, str]
+    human: frozenset[str]
+    screenshots: Path | None = None
+    screenshot_at_s: float = 75.0
+
+    def url(self, who: str) -> str:
+        return f"{self.base_url}/login?token={self.tokens[who]}"
+
+
 # the demo's simulated city runs ``speedup`` times faster than the wall clock, so its event
 # times run ahead of it: the worker's "not too far ahead" check must allow that
 DEMO_EVENT_AHEAD_S = 30 * 24 * 3600
@@ -281,6 +315,7 @@ async def run_up(
     seconds: float | None,
     echo,
     worker: subprocess.Popen | None = None,
+    pages: DemoPages | None = None,
 ) -> dict[str, Any]:
     tally = Tally()
     stop = asyncio.Event()
@@ -289,6 +324,11 @@ async def run_up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     feeder = asyncio.create_task(_feed(registry, stack, speedup, tally, stop))
+    officers = None
+    if pages is not None:
+        officers = asyncio.create_task(
+            run_officers(stack.redis_dsn, pages.base_url, pages.tokens, stop, pages.human)
+        )
     started = time.monotonic()
     last_print = 0.0
     while not stop.is_set():
@@ -299,9 +339,20 @@ async def run_up(
             await _devices(stack, registry, tally)
             echo(_line(tally, elapsed))
             last_print = elapsed
+        if pages is not None and pages.screenshots and elapsed >= pages.screenshot_at_s:
+            shots = await asyncio.to_thread(
+                take_screenshots,
+                pages.url("command"),
+                pages.url(min(pages.human)),
+                pages.screenshots,
+            )
+            echo("screenshots: " + ", ".join(map(str, shots)))
+            pages = DemoPages(pages.base_url, pages.tokens, pages.human)  # once
         if seconds is not None and elapsed >= seconds:
             stop.set()
     await feeder
+    if officers is not None:
+        await officers
     drain_until = time.monotonic() + 20.0  # the last weighings wait for their reads
     while tally.verdicts < len(tally.published_at) and time.monotonic() < drain_until:
         await asyncio.sleep(0.5)

@@ -156,13 +156,14 @@ async def dashboard_state(
         pipe.hgetall(K.DEVICE_KPI_KEY)
         pipe.hgetall(K.DRIFT_KEY)
         pipe.xrevrange(K.ALERT_STREAM, count=20)
+        pipe.xrevrange(K.OPS_ALERT_STREAM, count=20)
         pipe.zrange(K.ACTIVE_ORDERS_KEY, 0, 99)
         for site in sites:
             for hour in HOURS:
                 pipe.hgetall(K.KPI_SITE_HOUR_KEY.format(site_id=site.id, day=day, hour=hour))
         for d in device_ids:
             pipe.hgetall(K.DEVICE_KEY.format(device_id=d))
-        city, dispatch, devices, drift, alerts, active, *rest = await pipe.execute()
+        city, dispatch, devices, drift, alerts, ops, active, *rest = await pipe.execute()
     hourly_raw, device_raw = rest[: 24 * len(sites)], rest[24 * len(sites) :]
     bodies = await client.mget(active) if active else []
     health = {k.decode(): v.decode() for k, v in devices.items()}
@@ -196,6 +197,7 @@ async def dashboard_state(
             for d, raw in zip(device_ids, device_raw, strict=True)
         ],
         "alerts": [orjson.loads(fields[b"alert"]) for _, fields in alerts],
+        "ops_alerts": [orjson.loads(fields[b"alert"]) for _, fields in ops],
         "orders": [
             {**o, "age_s": round((now_us - o["ts_us"]) / US, 1), "timeout_s": accept_timeout_s}
             for o in map(orjson.loads, filter(None, bodies))

@@ -20,26 +20,19 @@ from sinks import constants as K
 from streams.embedded import embedded_stack, free_port
 from streams.topics import ensure_topics
 from tests.integration.helpers import publish_events
+from zhichao.screenshots import CHROMIUM as CHROMIUM_PATH
+from zhichao.screenshots import CHROMIUM_ARGS
 from zhichao.up import issue_demo_tokens, login_url, start_worker, stop_worker, wait_ready
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(CHROMIUM_PATH)
 PARTITIONS = 2
 CHINA = dt.timezone(dt.timedelta(hours=8))
-# what Chromium needs on a machine without a screen or network beyond loopback
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Live:
-    def __init__(self, stack, web_port: int, tokens: dict[str, str], client):
+    def __init__(self, stack, web_port: int, tokens: dict[str, str], client, log_path: Path):
         self.stack, self.web_port, self.tokens, self.redis = stack, web_port, tokens, client
+        self.log_path = log_path
 
     def url(self, who: str) -> str:
         return login_url(self.web_port, self.tokens[who])
@@ -84,7 +77,8 @@ def live(tmp_path_factory, registry):
         try:
             asyncio.run(wait_ready(stack, lambda _: None, worker))
             tokens = asyncio.run(issue_demo_tokens(stack, registry))
-            yield Live(stack, web_port, tokens, redis.Redis.from_url(stack.redis_dsn))
+            client = redis.Redis.from_url(stack.redis_dsn)
+            yield Live(stack, web_port, tokens, client, work / "worker.log")
         finally:
             stop_worker(worker)
 

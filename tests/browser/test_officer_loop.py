@@ -155,3 +155,11 @@ def test_a_dropped_connection_catches_up_on_what_it_missed(live, pages, unit_ord
         "id => window.zc.orders.get(id).status === 'closed'", arg=order["order_id"], timeout=30_000
     )
     assert page.evaluate("window.zc.connected") is True
+
+
+def test_no_plate_reaches_the_worker_log(live, unit_orders):
+    """Officers' reports, refusals and escalations are logged without plates (privacy)."""
+    text = live.log_path.read_text(encoding="utf-8", errors="replace")
+    plates = {o["plate"] for o in live.orders() if o["plate"]}
+    assert plates, "no order with a plate in this run"
+    assert not [p for p in plates if p in text]
