@@ -2,9 +2,10 @@
 cameras and checkpoint cameras — kept for a retention window, for the trajectory questions of
 the alert stage (likely plate of an unidentified weighing, clone plates, bypass routes).
 
-One sorted set per normalised plate, scored by capture time; members carry the camera, site and
-read id. Written with the verdicts, in the sink's batch script: idempotent (a redelivered read
-is the same member) and trimmed to the retention window as they happen.
+One sorted set per normalised plate, scored by capture time, members carrying the camera, site
+and read id; and one per checkpoint camera, members carrying the plate and its colour. Written
+with the verdicts, in the sink's batch script: idempotent (a redelivered read is the same
+member) and trimmed to the retention window as they happen.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from kernels.plate_grammar import normalise
 
 SIGHTINGS_KEY = "zc:sightings:{plate}"
+# per checkpoint (卡口) camera, the plates it read by time: where an unidentified truck came from
+CAMERA_SIGHTINGS_KEY = "zc:cam-sightings:{camera_id}"
 MIN_CONFIDENCE = 0.5  # reads less sure than this say too little about where a plate was
 
 
@@ -53,7 +56,20 @@ def sighting_args(reads: list[dict[str, Any]]) -> list[Any]:
         plate = normalise(read["plate"])
         if plate and read["confidence"] >= MIN_CONFIDENCE:
             args += [SIGHTINGS_KEY.format(plate=plate), read["ts_us"], member_of(read)]
+            if read["view"] == "checkpoint":
+                key = CAMERA_SIGHTINGS_KEY.format(camera_id=read["camera_id"])
+                args += [key, read["ts_us"], camera_member(plate, read)]
     return args
+
+
+def camera_member(plate: str, read: dict[str, Any]) -> str:
+    return "|".join((plate, str(read["ts_us"]), read["plate_color"], read["read_id"]))
+
+
+def parse_camera_member(member: bytes | str) -> tuple[str, int, str]:
+    """(plate, ts_us, colour) of a checkpoint camera's sighting."""
+    plate, ts, colour, _ = (member.decode() if isinstance(member, bytes) else member).split("|")
+    return plate, int(ts), colour
 
 
 class Sightings:
@@ -62,8 +78,19 @@ class Sightings:
     def __init__(self, client: Any):
         self.client = client
 
+    async def at_camera(self, camera_id: str, lo_us: int, hi_us: int) -> list[tuple[str, int, str]]:
+        """(plate, ts_us, colour) read by a checkpoint camera between ``lo_us`` and ``hi_us``."""
+        key = CAMERA_SIGHTINGS_KEY.format(camera_id=camera_id)
+        return [parse_camera_member(m) for m in await self.client.zrangebyscore(key, lo_us, hi_us)]
+
     async def of(self, plate: str, since_us: int = 0) -> list[Sighting]:
         """Sightings of a plate since ``since_us``, oldest first."""
         key = SIGHTINGS_KEY.format(plate=normalise(plate))
         members = await self.client.zrangebyscore(key, since_us, "+inf")
         return [parse_member(normalise(plate), m) for m in members]
+
+    async def sites_between(self, plate: str, lo_us: int, hi_us: int) -> set[str]:
+        """The sites where ``plate`` was read between ``lo_us`` and ``hi_us``."""
+        key = SIGHTINGS_KEY.format(plate=normalise(plate))
+        members = await self.client.zrangebyscore(key, lo_us, hi_us)
+        return {parse_member(plate, m).site_id for m in members}

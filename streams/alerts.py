@@ -123,6 +123,7 @@ def alerts_for(
                 "excess_kg": v["excess_kg"],
                 "overload_pct": v["overload_pct"],
                 "image_refs": [],
+                "likely_plates": [],
                 "message": _message(rule["label"], v, plate, site.name if site else v["site_id"]),
                 "window": window,
             }
@@ -171,6 +172,7 @@ def device_alerts(
                 "excess_kg": None,
                 "overload_pct": None,
                 "image_refs": [],
+                "likely_plates": [],
                 "message": f"{rule['label']}：{device_id}（{where}）{detail}",
                 "window": window,
             }

@@ -33,6 +33,7 @@ from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
 from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
+from sinks.sightings import Sightings
 from sinks.web.server import serve, web_app
 from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules
@@ -40,6 +41,7 @@ from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_intercep
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
+from streams.likely_plate import rank, upstream_probe
 from streams.matching import MatchBuffers
 from streams.metrics import Metrics
 from streams.order_life import OrderRefused
@@ -122,6 +124,7 @@ def create_app(settings: Settings) -> faust.App:
     clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
+    sightings = Sightings(redis)
     order_sink = OrderSink(redis, settings.verdict_ttl_s)
     chain = EvidenceChain(settings.evidence_key.encode())
     alert_rules = load_alert_rules()
@@ -269,7 +272,28 @@ def create_app(settings: Settings) -> faust.App:
             out += alerts_for(v, registry, alert_rules, cases.get(plate, 0), plate in blacklisted)
             if plate and is_case(v):
                 cases[plate] = cases.get(plate, 0) + 1  # a later verdict in this batch sees it
+        for a in out:
+            if a["reason"] == "unidentified":
+                await until_written("sightings", partial(add_likely_plates, a))
         return out
+
+    async def add_likely_plates(alert: dict[str, Any]) -> None:
+        """An unidentified weighing's likely plates from the checkpoint before it (M7)."""
+        probe = upstream_probe(registry.sites[alert["site_id"]], alert["ts_us"], registry)
+        if probe is None:
+            return
+        reads = await sightings.at_camera(probe.camera_id, probe.lo_us, probe.hi_us)
+        spread = (probe.hi_us - probe.lo_us) // 2
+        lo, hi = alert["ts_us"] - spread, alert["ts_us"] + spread
+        seen = set()
+        for plate in {r[0] for r in reads}:
+            if alert["site_id"] in await sightings.sites_between(plate, lo, hi):
+                seen.add(plate)
+        found = rank(probe, reads, seen)
+        if found:
+            alert["likely_plates"] = [c.plate for c in found]
+            name = registry.sites[probe.site_id].name
+            alert["message"] += f"；疑似车牌 {'、'.join(alert['likely_plates'])}（{name}）"
 
     async def send_alerts(alerts: list[dict[str, Any]], new_ids: set[str]) -> None:
         """The alerts Redis took for the first time, to the ``alerts`` topic (Redis is their

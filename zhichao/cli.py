@@ -406,7 +406,7 @@ def token_list() -> None:
     "--screenshots",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="write PNGs of the dashboard and an officer page here (after 75 s)",
+    help="write PNGs of the dashboard and an officer page here (after 90 s)",
 )
 @click.option(
     "--human",

@@ -239,7 +239,7 @@ class DemoPages:
     tokens: dict[str, str]
     human: frozenset[str]
     screenshots: Path | None = None
-    screenshot_at_s: float = 75.0
+    screenshot_at_s: float = 90.0
 
     def url(self, who: str) -> str:
         return f"{self.base_url}/login?token={self.tokens[who]}"

@@ -83,19 +83,22 @@ def live(tmp_path_factory, registry):
             stop_worker(worker)
 
 
-def publish_traffic(live: Live, registry, vehicles: int = 160, seed: int = 7) -> None:
-    """Simulated traffic whose event times start now (interception plans are timed from now)."""
+def publish_traffic(live: Live, registry, vehicles: int = 160, seed: int = 7):
+    """Simulated traffic whose event times start now (interception plans are timed from now),
+    rich in over-limit trucks and covered plates; returns it (with its truth)."""
     config = SimConfig(
         seed=seed,
         vehicles=vehicles,
         start=dt.datetime.now(CHINA),
         overloaded_share=0.4,
+        coverer_share=0.15,
     )
     traffic = CitySimulator(config, registry).run()
     events = events_of(traffic)
     # Playwright's sync API keeps an event loop on this thread: publish from another one
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, publish_events(events, live.stack.bootstrap, PARTITIONS)).result()
+    return traffic
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def pages(live, browser, registry):
 @pytest.fixture(scope="module")
 def unit_orders(live, pages, registry):
     """Publish traffic; the first orders to units (not the command centre)."""
-    publish_traffic(live, registry)
+    live.traffic = publish_traffic(live, registry)
 
     def to_units():
         """orders to at least two different units"""
@@ -163,3 +163,24 @@ def test_no_plate_reaches_the_worker_log(live, unit_orders):
     plates = {o["plate"] for o in live.orders() if o["plate"]}
     assert plates, "no order with a plate in this run"
     assert not [p for p in plates if p in text]
+
+
+def test_unidentified_weighings_name_the_likely_plate(live, unit_orders):
+    """An over-limit truck with its plate covered at the site: its alert names the plates read
+    at the checkpoint before the site at the predicted time, and the truck's is among them."""
+    import orjson
+
+    from kernels.plate_grammar import normalise
+    from sinks import constants as K
+
+    covered = {
+        t["passage_id"]: normalise(t["plate_front"]) for t in live.traffic.truth if t["covered"]
+    }
+    alerts = [
+        orjson.loads(live.redis.get(k)) for k in live.redis.keys(K.ALERT_KEY.format(alert_id="*"))
+    ]
+    unidentified = [a for a in alerts if a["reason"] == "unidentified"]
+    assert unidentified, "no unidentified over-limit weighing in this run"
+    named = [a for a in unidentified if covered.get(a["passage_id"]) in a["likely_plates"]]
+    assert named, [(a["passage_id"], a["likely_plates"]) for a in unidentified]
+    assert all("疑似车牌" in a["message"] for a in unidentified if a["likely_plates"])
