@@ -133,9 +133,13 @@ def tansu(workdir: Path, port: int | None = None) -> ManagedProcess:
 
 
 def redis_server(
-    workdir: Path, port: int | None = None, password: str | None = None
+    workdir: Path,
+    port: int | None = None,
+    password: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> ManagedProcess:
-    """A throw-away Redis on 127.0.0.1 (no persistence), with AUTH when ``password`` is given."""
+    """A throw-away Redis on 127.0.0.1 (no persistence), with AUTH when ``password`` is given
+    and only TLS (no plain port) when ``tls`` = (certificate, key) is."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedError("redis-server is not installed (make redis installs Debian's)")
@@ -157,6 +161,11 @@ def redis_server(
     ]
     if password:
         argv += ["--requirepass", password]
+    if tls:
+        cert, key = tls
+        argv[argv.index("--port") + 1] = "0"
+        argv += ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+        argv += ["--tls-auth-clients", "no"]
     return ManagedProcess("redis", argv, port, workdir / "redis.log")
 
 

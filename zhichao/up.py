@@ -261,13 +261,13 @@ def start_worker(
     """A worker on the embedded stack; ``metrics_port``/``web_port`` 0: no metrics/pages."""
     env = {
         **os.environ,
-        **(extra_env or {}),
         "ZHICHAO_BROKER_URL": stack.broker_url,
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
         "ZHICHAO_METRICS_PORT": str(metrics_port),
         "ZHICHAO_WEB_PORT": str(web_port),
         "ZHICHAO_EVIDENCE_KEY": stack.evidence_key,
+        **(extra_env or {}),  # last: a test may point the worker elsewhere
     }
     with open(log_path, "wb") as log:
         return subprocess.Popen(  # noqa: S603 - our own CLI
