@@ -279,16 +279,55 @@ class VerdictSink:
             [o[o_prefix:].decode() for o in ordered],
         )
 
-    async def write_ops_alerts(self, alerts: list[dict[str, Any]]) -> list[str]:
-        """Operators' alerts (devices), each once per (device, reason, day); the new ids."""
+    async def write_alerts_once(
+        self,
+        alerts: list[dict[str, Any]],
+        key_format: str = K.ALERT_KEY,
+        stream: str = K.ALERT_STREAM,
+    ) -> list[str]:
+        """Alerts raised without a verdict (trajectories; operators' device alerts with
+        ``K.OPS_ALERT_KEY``), each once per id; the ids written for the first time."""
         if not alerts:
             return []
-        keys = [K.OPS_ALERT_KEY.format(alert_id=a["alert_id"]) for a in alerts]
+        keys = [key_format.format(alert_id=a["alert_id"]) for a in alerts]
         bodies = [orjson.dumps(a) for a in alerts]
         new = await self._once(
-            keys=keys, args=[self.ttl_s, K.OPS_ALERT_STREAM, K.VERDICT_STREAM_MAXLEN, *bodies]
+            keys=keys, args=[self.ttl_s, stream, K.VERDICT_STREAM_MAXLEN, *bodies]
         )
         return [a["alert_id"] for a, fresh in zip(alerts, new, strict=True) if fresh]
+
+    async def weighings_of(
+        self, probes: list[tuple[str, int, int]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The verdicts of each plate weighed between ``lo`` and ``hi`` µs, per (plate, lo, hi):
+        two round trips for a batch (plate histories, then the verdicts)."""
+        if not probes:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for plate, lo, hi in probes:
+                pipe.zrangebyscore(K.PLATE_HISTORY_KEY.format(plate=plate), lo, hi)
+            ids = await pipe.execute()
+        wanted = sorted({i.decode() for found in ids for i in found})
+        if not wanted:
+            return {}
+        bodies = await self.client.mget([K.VERDICT_KEY.format(passage_id=i) for i in wanted])
+        verdicts = {i: orjson.loads(b) for i, b in zip(wanted, bodies, strict=True) if b}
+        return {
+            plate: [verdicts[i.decode()] for i in found if i.decode() in verdicts]
+            for (plate, _, _), found in zip(probes, ids, strict=True)
+        }
+
+    async def count_clone_conflict(
+        self, plate: str, passage_id: str, ts_us: int, since_us: int
+    ) -> int:
+        """Record an impossible journey of a plate; how many it has had since ``since_us``."""
+        key = K.CLONE_CONFLICTS_KEY.format(plate=plate)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {passage_id: ts_us})
+            pipe.expire(key, K.KPI_TTL_S)
+            pipe.zcount(key, since_us, "+inf")
+            *_, count = await pipe.execute()
+        return int(count)
 
     async def unit_states(self) -> dict[str, Any]:
         """Each unit's reported state (``dispatch.feedback``): JSON by unit id."""

@@ -29,11 +29,12 @@ from faust.exceptions import ConsumerNotStarted
 import schemas
 from schemas.policy import load_policy
 from schemas.registry import load_registry
+from sinks import constants as K
 from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
 from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
-from sinks.sightings import Sightings
+from sinks.sightings import MIN_CONFIDENCE, Sightings
 from sinks.web.server import serve, web_app
 from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules
@@ -46,6 +47,18 @@ from streams.matching import MatchBuffers
 from streams.metrics import Metrics
 from streams.order_life import OrderRefused
 from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
+from streams.trajectory import (
+    CLONE_CONFIDENCE,
+    CLONE_CONFLICTS,
+    CLONE_DAYS,
+    CLONE_WINDOW_S,
+    LOOKBACK_S,
+    bypass_cameras,
+    clashes,
+    clone_alert,
+    impossible_journeys,
+    suspected_bypass,
+)
 from streams.transport import App, broker_answers
 from streams.validation import Clock, read_problem
 from zhichao.settings import Settings
@@ -125,6 +138,7 @@ def create_app(settings: Settings) -> faust.App:
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
     sightings = Sightings(redis)
+    bypass_cams = bypass_cameras(registry)
     order_sink = OrderSink(redis, settings.verdict_ttl_s)
     chain = EvidenceChain(settings.evidence_key.encode())
     alert_rules = load_alert_rules()
@@ -277,6 +291,53 @@ def create_app(settings: Settings) -> faust.App:
                 await until_written("sightings", partial(add_likely_plates, a))
         return out
 
+    async def raise_trajectory_alerts(reads: list[dict[str, Any]]) -> None:
+        """Suspected bypasses (绕行, M6), judged when a bypass road's camera reads a truck,
+        from the plate's sightings (those of this batch are written by now)."""
+        alerts = []
+        for r in reads:
+            checkpoint = bypass_cams.get(r["camera_id"])
+            if checkpoint is None or r["confidence"] < MIN_CONFIDENCE or not r["plate"]:
+                continue
+            since = r["ts_us"] - LOOKBACK_S * US
+            history = await until_written("sightings", partial(sightings.of, r["plate"], since))
+            alert = suspected_bypass(r, checkpoint, history, registry)
+            if alert is not None:
+                alerts.append(alert)
+        if alerts:
+            new = await until_written("alerts", partial(sink.write_alerts_once, alerts))
+            await send_alerts(alerts, set(new))
+
+    async def raise_clone_alerts(verdicts: list[dict[str, Any]]) -> None:
+        """Suspected cloned plates (套牌, M5): confident weighings of one plate at places no
+        truck could have driven between (this batch's verdicts are written by now)."""
+        window_us = CLONE_WINDOW_S * US
+        sure = [
+            v for v in verdicts if v["plate_front"] and v["plate_confidence"] >= CLONE_CONFIDENCE
+        ]
+        probes = [(v["plate_front"], v["ts_us"] - window_us, v["ts_us"] + window_us) for v in sure]
+        if not probes:
+            return
+        weighed = await until_written("alerts", partial(sink.weighings_of, probes))
+        alerts = []
+        for v in sure:
+            conflicts = impossible_journeys(v, weighed.get(v["plate_front"], []), registry)
+            if not conflicts:
+                continue
+            since = v["ts_us"] - CLONE_DAYS * 86_400 * US
+            count = await until_written(
+                "alerts",
+                partial(
+                    sink.count_clone_conflict, v["plate_front"], v["passage_id"], v["ts_us"], since
+                ),
+            )
+            clash = next((o for o in conflicts if clashes(v, o)), None)
+            if clash is not None or count >= CLONE_CONFLICTS:
+                alerts.append(clone_alert(v, clash or conflicts[0], count, registry))
+        if alerts:
+            new = await until_written("alerts", partial(sink.write_alerts_once, alerts))
+            await send_alerts(alerts, set(new))
+
     async def add_likely_plates(alert: dict[str, Any]) -> None:
         """An unidentified weighing's likely plates from the checkpoint before it (M7)."""
         probe = upstream_probe(registry.sites[alert["site_id"]], alert["ts_us"], registry)
@@ -394,6 +455,8 @@ def create_app(settings: Settings) -> faust.App:
                 chain.restore(await until_written("evidence", sink.evidence_heads))
             await send_alerts(alerts, set(written.alerts))
             await send_orders(orders, set(written.orders))
+            await raise_trajectory_alerts(reads)
+            await raise_clone_alerts(verdicts)
         if verdicts:
             now = time.time()
             for v in verdicts:
@@ -550,7 +613,10 @@ def create_app(settings: Settings) -> faust.App:
         metrics.devices_online.set(h.online_rate)
         metrics.devices_normal.set(h.normal_rate)
         alerts = device_alerts(h, registry, alert_rules, int(time.time() * US))
-        new = await until_written("devices", partial(sink.write_ops_alerts, alerts))
+        new = await until_written(
+            "devices",
+            partial(sink.write_alerts_once, alerts, K.OPS_ALERT_KEY, K.OPS_ALERT_STREAM),
+        )
         await send_alerts(alerts, set(new))
 
     @app.timer(5.0)

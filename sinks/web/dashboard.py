@@ -40,6 +40,12 @@ def tile(key: str, label: str, value: Any, unit: str, target: str = "", ok: bool
     return {"id": key, "label": label, "value": value, "unit": unit, "target": target, "ok": ok}
 
 
+def device_tile(key: str, label: str, ratio: float | None) -> dict[str, Any]:
+    """A device rate against the seeds' target of 90 %."""
+    value = None if ratio is None else round(100 * ratio, 1)
+    return tile(key, label, value, "%", "≥ 90 %", None if ratio is None else ratio >= 0.9)
+
+
 def tiles(city: dict[str, float], dispatch: dict[str, float], devices: dict[str, Any]):
     """The KPI tiles, each with its target where the seeds name one (DESIGN §5)."""
     vehicles = city.get("vehicles", 0)
@@ -56,22 +62,8 @@ def tiles(city: dict[str, float], dispatch: dict[str, float], devices: dict[str,
         tile(
             "unidentified_rate", "未识别车牌率", _rate(city.get("unidentified", 0), vehicles), "%"
         ),
-        tile(
-            "device_online",
-            "设备在线率",
-            None if online is None else round(100 * online, 1),
-            "%",
-            "≥ 90 %",
-            None if online is None else online >= 0.9,
-        ),
-        tile(
-            "device_normal",
-            "设备正常率",
-            None if normal is None else round(100 * normal, 1),
-            "%",
-            "≥ 90 %",
-            None if normal is None else normal >= 0.9,
-        ),
+        device_tile("device_online", "设备在线率", online),
+        device_tile("device_normal", "设备正常率", normal),
         tile(
             "local_handled",
             "本地车辆处置率",

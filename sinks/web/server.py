@@ -137,10 +137,15 @@ def web_app(
         response.del_cookie(COOKIE, path="/")
         raise response
 
-    @routes.get("/officer")
-    async def officer_page(request: web.Request) -> web.Response:
-        await need(request, "unit")
-        return web.Response(text=page("officer.html"), content_type="text/html")
+    def html_page(name: str, role: str):
+        async def handler(request: web.Request) -> web.Response:
+            await need(request, role)
+            return web.Response(text=page(name), content_type="text/html")
+
+        return handler
+
+    routes.get("/officer")(html_page("officer.html", "unit"))
+    routes.get("/dashboard")(html_page("dashboard.html", "command"))
 
     @routes.get("/officer/me")
     async def officer_me(request: web.Request) -> web.Response:
@@ -255,11 +260,6 @@ def web_app(
         fb = feedback_record(who.unit_id, "status", body)
         await send_feedback(fb)
         return web.json_response({"feedback_id": fb["feedback_id"]}, status=202)
-
-    @routes.get("/dashboard")
-    async def dashboard_page(request: web.Request) -> web.Response:
-        await need(request, "command")
-        return web.Response(text=page("dashboard.html"), content_type="text/html")
 
     @routes.get("/dashboard/state")
     async def dashboard_json(request: web.Request) -> web.Response:

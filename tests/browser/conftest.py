@@ -71,7 +71,8 @@ def live(tmp_path_factory, registry):
             stack,
             PARTITIONS,
             work / "worker.log",
-            extra_env={"ZHICHAO_ACCEPT_TIMEOUT_S": "900"},
+            # bypass roads are read up to 15 min after the traffic published now
+            extra_env={"ZHICHAO_ACCEPT_TIMEOUT_S": "900", "ZHICHAO_MAX_EVENT_AHEAD_S": "3600"},
             web_port=web_port,
         )
         try:
@@ -85,13 +86,14 @@ def live(tmp_path_factory, registry):
 
 def publish_traffic(live: Live, registry, vehicles: int = 160, seed: int = 7):
     """Simulated traffic whose event times start now (interception plans are timed from now),
-    rich in over-limit trucks and covered plates; returns it (with its truth)."""
+    rich in over-limit trucks, covered plates and bypassers; returns it (with its truth)."""
     config = SimConfig(
         seed=seed,
         vehicles=vehicles,
         start=dt.datetime.now(CHINA),
         overloaded_share=0.4,
         coverer_share=0.15,
+        bypasser_share=0.15,
     )
     traffic = CitySimulator(config, registry).run()
     events = events_of(traffic)

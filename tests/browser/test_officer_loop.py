@@ -184,3 +184,23 @@ def test_unidentified_weighings_name_the_likely_plate(live, unit_orders):
     named = [a for a in unidentified if covered.get(a["passage_id"]) in a["likely_plates"]]
     assert named, [(a["passage_id"], a["likely_plates"]) for a in unidentified]
     assert all("疑似车牌" in a["message"] for a in unidentified if a["likely_plates"])
+
+
+def test_bypassers_raise_a_suspected_bypass(live, unit_orders):
+    """Trucks read before a weigh site and then on the road around it, never at the site."""
+    import orjson
+
+    from kernels.plate_grammar import normalise
+    from sinks import constants as K
+
+    bypassers = {normalise(p) for p in live.traffic.bypassers}
+    assert bypassers, "no bypasser in this run"
+
+    def alerted():
+        """suspected-bypass alerts"""
+        feed = [orjson.loads(f[b"alert"]) for _, f in live.redis.xrange(K.ALERT_STREAM, "-", "+")]
+        return [a for a in feed if a["reason"] == "bypass_suspected"]
+
+    alerts = live.wait(alerted, timeout_s=30)
+    assert all(a["plate"] in bypassers for a in alerts), alerts  # never a truck weighed there
+    assert all("疑似绕行" in a["message"] for a in alerts)

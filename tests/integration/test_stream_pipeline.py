@@ -29,6 +29,7 @@ from streams import topics as T
 from streams.embedded import embedded_stack, free_port
 from streams.stages import measure_passages
 from tests.integration.helpers import (
+    alert_feed_count,
     alerts_in_redis,
     check_one_order_per_vehicle,
     evidence_in_redis,
@@ -129,7 +130,7 @@ def run(tmp_path_factory, registry):
             stop_worker(worker)
         evidence = evidence_in_redis(client)
         alerts = alerts_in_redis(client)
-        alert_feed = client.xlen(K.ALERT_STREAM)
+        alert_feed = alert_feed_count(client)
         orders = orders_in_redis(client)
         verified = zhichao_verify(stack, "--export", str(work / "evidence"))
         log = (work / "worker.log").read_text(errors="replace")

@@ -25,6 +25,7 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
 from tests.integration.helpers import (
+    alert_feed_count,
     alerts_in_redis,
     check_one_order_per_vehicle,
     evidence_in_redis,
@@ -95,7 +96,7 @@ def run(tmp_path_factory, registry):
             del os.environ["ZHICHAO_SESSION_TIMEOUT_S"]
         evidence = evidence_in_redis(client)
         alerts = alerts_in_redis(client)
-        alert_feed = client.xlen(K.ALERT_STREAM)
+        alert_feed = alert_feed_count(client)
         orders = orders_in_redis(client)
         verified = zhichao_verify(stack)
     print(f"\nkilled {len(kills)} times, at {kills} verdicts of {VEHICLES}")
