@@ -26,6 +26,7 @@ FEEDBACK_ONCE_KEY = "zc:feedback:{feedback_id}"  # a unit's report applied once
 TOKENS_KEY = "zc:tokens"  # hash: SHA-256 of an access token -> JSON {role, unit_id, label}
 UNITS_KEY = "zc:units"  # hash: unit id -> JSON {available, at} from dispatch.feedback
 BLACKLIST_KEY = "zc:blacklist"  # set of plates with unhandled cases (黑名单)
+BLACKLIST_INFO_KEY = "zc:blacklist:info"  # hash: plate -> JSON {reason, case_ref, ts_us, source}
 MATCH_PROGRESS_KEY = "zc:match:progress"  # hash: site id -> JSON of what the site has decided
 WORKER_READY_KEY = "zc:worker:ready"  # set when a worker has been given its partitions
 DEVICE_KEY = "zc:device:{device_id}"  # hash: site_id, last_seen_us, status, detail

@@ -178,3 +178,38 @@ def device_alerts(
             }
         )
     return out
+
+
+def sighting_alert(
+    read: dict[str, Any], plate: str, rules: AlertRules, registry: Registry, why: str = ""
+) -> dict[str, Any]:
+    """A 黑名单 plate read by a checkpoint camera (卡口): where it was seen, once per plate and
+    day. Its own reason: the alert of a weighing (``blacklist``, which calls for an
+    interception) must not be taken for a duplicate of it."""
+    rule = rules.reasons["blacklist_sighting"]
+    site = registry.sites.get(read["site_id"])
+    window = window_of(read["ts_us"])
+    when = dt.datetime.fromtimestamp(read["ts_us"] / US, CHINA).strftime("%H:%M:%S")
+    return {
+        "alert_id": alert_id(plate, "blacklist_sighting", window),
+        "reason": "blacklist_sighting",
+        "severity": rule["severity"],
+        "ts_us": read["ts_us"],
+        "site_id": read["site_id"],
+        "plate": plate,
+        "plate_rear": None,
+        "passage_id": None,
+        "device_id": read["camera_id"],
+        "vehicle_class": None,
+        "gvw_kg": None,
+        "limit_kg": None,
+        "excess_kg": None,
+        "overload_pct": None,
+        "image_refs": [read["image_ref"]] if read.get("image_ref") else [],
+        "likely_plates": [],
+        "message": (
+            f"{rule['label']}：{plate} 经过{site.name if site else read['site_id']} {when}"
+            + (f"（{why}）" if why else "")
+        ),
+        "window": window,
+    }

@@ -27,9 +27,11 @@ import redis.exceptions as redis_errors
 from faust.exceptions import ConsumerNotStarted
 
 import schemas
+from kernels.plate_grammar import normalise
 from schemas.policy import load_policy
 from schemas.registry import load_registry
 from sinks import constants as K
+from sinks.blacklist import apply_updates, listed, update_problem
 from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
 from sinks.order_sink import OrderSink
@@ -37,7 +39,7 @@ from sinks.redis_sink import VerdictSink, is_case
 from sinks.sightings import MIN_CONFIDENCE, Sightings
 from sinks.web.server import serve, web_app
 from streams import topics as T
-from streams.alerts import alerts_for, device_alerts, load_alert_rules
+from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
 from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.intake import Intake, sort_events
@@ -132,6 +134,7 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     feedback_in = app.topic(T.DISPATCH_FEEDBACK)
+    blacklist_in = app.topic(T.BLACKLIST_UPDATES)
     broker_time = BrokerTime()
     buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s, clock=broker_time.now)
     clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
@@ -292,9 +295,16 @@ def create_app(settings: Settings) -> faust.App:
         return out
 
     async def raise_trajectory_alerts(reads: list[dict[str, Any]]) -> None:
-        """Suspected bypasses (绕行, M6), judged when a bypass road's camera reads a truck,
-        from the plate's sightings (those of this batch are written by now)."""
-        alerts = []
+        """黑名单 plates read by any camera (checkpoints too), and suspected bypasses (绕行, M6),
+        judged when a bypass road's camera reads a truck, from the plate's sightings (those of
+        this batch are written by now)."""
+        sure = {}  # weigh-site reads are alerted with their weighing
+        for r in reads:
+            plate = normalise(r["plate"]) if r["confidence"] >= MIN_CONFIDENCE else ""
+            if plate and r["view"] == "checkpoint":
+                sure.setdefault(plate, r)
+        hits = await until_written("alerts", partial(listed, redis, sorted(sure)))
+        alerts = [sighting_alert(sure[p], p, alert_rules, registry) for p in sorted(hits)]
         for r in reads:
             checkpoint = bypass_cams.get(r["camera_id"])
             if checkpoint is None or r["confidence"] < MIN_CONFIDENCE or not r["plate"]:
@@ -516,6 +526,27 @@ def create_app(settings: Settings) -> faust.App:
                 except schemas.DecodeError as exc:
                     await send_dead(event, "undecodable", str(exc))
             await until_written("heartbeats", partial(sink.write_heartbeats, batch))
+
+    @app.agent(blacklist_in)
+    async def blacklist(stream):
+        """黑名单 updates (add / remove a plate) into Redis, in the order sent."""
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.batch_timeout_s
+        ):
+            metrics.count_in(events)
+            updates = []
+            for event in events:
+                try:
+                    update = schemas.BLACKLIST_UPDATE.decode_wire(event.value)
+                except schemas.DecodeError as exc:
+                    await send_dead(event, "undecodable", str(exc))
+                    continue
+                problem = update_problem(update)
+                if problem is not None:
+                    await send_dead(event, *problem)
+                    continue
+                updates.append(update)
+            await until_written("blacklist", partial(apply_updates, redis, updates))
 
     @app.agent(feedback_in)
     async def feedback(stream):

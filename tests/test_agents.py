@@ -94,6 +94,15 @@ async def _until(condition, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _settled(outbox: RecordingProducer, quiet_s: float = 0.5) -> None:
+    """Until the agent has sent nothing for ``quiet_s``: leaving a ``test_context`` while the
+    agent is between two ``noack_take`` batches can hang Faust's shutdown of the agent."""
+    seen = -1
+    while seen != len(outbox.sent):
+        seen = len(outbox.sent)
+        await asyncio.sleep(quiet_s)
+
+
 def test_match_agent_decides_passages_with_their_reads_like_replay(
     app_and_outbox, registry, client, loop
 ):
@@ -113,6 +122,7 @@ def test_match_agent_decides_passages_with_their_reads_like_replay(
                 await agent.put(value, key=key, wait=False)
             # all but the last few weighings are decided by cuts, without the wall clock
             await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= 50)
+            await _settled(outbox)
 
     loop.run_until_complete(scenario())
     sent = [schemas.VERDICT.decode_wire(v) for v in outbox.of(T.VEHICLES_VERDICTS)]
@@ -143,6 +153,7 @@ def test_bad_records_go_to_dead_letters_and_the_agent_carries_on(app_and_outbox,
             for value in (b"\x00garbage", unknown_device, heartbeat, good):
                 await agent.put(value, key=b"k", wait=False)
             await _until(lambda: len(outbox.of(T.DEAD_LETTERS)) >= 3)
+            await _settled(outbox)
 
     loop.run_until_complete(scenario())
     reasons = sorted(
@@ -170,3 +181,68 @@ def test_heartbeat_agent_records_device_state(app_and_outbox, registry, client, 
     for hb in beats:
         state = client.hgetall(K.DEVICE_KEY.format(device_id=hb["device_id"]))
         assert int(state[b"last_seen_us"]) >= hb["ts_us"]
+
+
+def _blacklist_update(plate: str, action: str) -> bytes:
+    return schemas.BLACKLIST_UPDATE.encode_wire(
+        {
+            "plate": plate,
+            "action": action,
+            "reason": "有未处理的超限案件",
+            "case_ref": "AJ-2026-001",
+            "ts_us": 1,
+            "source": "test",
+        }
+    )
+
+
+def test_blacklist_agent_keeps_the_list_and_dead_letters_bad_plates(app_and_outbox, client, loop):
+    app, outbox = app_and_outbox
+
+    async def scenario():
+        async with app.agents["streams.app.blacklist"].test_context() as agent:
+            for plate, action in [("浙D12345", "add"), ("浙A7", "add"), ("浙D7Q71J", "add")]:
+                await agent.put(_blacklist_update(plate, action), key=b"k", wait=False)
+            await _until(lambda: client.scard(K.BLACKLIST_KEY) == 2)
+            await agent.put(_blacklist_update("浙D12345", "remove"), key=b"k", wait=False)
+            await _until(lambda: client.scard(K.BLACKLIST_KEY) == 1)
+
+    loop.run_until_complete(scenario())
+    assert client.smembers(K.BLACKLIST_KEY) == {"浙D7Q71J".encode()}
+    info = json.loads(client.hget(K.BLACKLIST_INFO_KEY, "浙D7Q71J"))
+    assert info["case_ref"] == "AJ-2026-001"
+    assert client.hget(K.BLACKLIST_INFO_KEY, "浙D12345") is None
+    [letter] = [schemas.DEAD_LETTER.decode_wire(v) for v in outbox.of(T.DEAD_LETTERS)]
+    assert letter["reason"] == "bad_plate"
+
+
+def test_a_blacklisted_truck_is_alerted_where_it_is_weighed_and_where_it_is_seen(
+    app_and_outbox, registry, client, loop
+):
+    app, outbox = app_and_outbox
+    traffic = CitySimulator(SimConfig(vehicles=60, seed=12), registry).run()
+    checkpoint_plates = {
+        r["plate"] for r in traffic.reads if r["view"] == "checkpoint" and r["confidence"] >= 0.9
+    }
+    weighed = [
+        t
+        for t in traffic.truth
+        if t["plate_front"] in checkpoint_plates and t["front_read_correct"] and not t["covered"]
+    ]
+    plate = weighed[0]["plate_front"]
+    client.sadd(K.BLACKLIST_KEY, plate)
+    inputs = [e for e in events_of(traffic) if e[1] in (T.WIM_PASSAGES, T.ANPR_READS)]
+
+    async def scenario():
+        async with app.agents["streams.app.match"].test_context() as agent:
+            for _, _, key, value, _ in inputs:
+                await agent.put(value, key=key, wait=False)
+            await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= 50)
+            await _settled(outbox)
+
+    loop.run_until_complete(scenario())
+    alerts = [schemas.ALERT.decode_wire(v) for v in outbox.of(T.ALERTS)]
+    mine = {a["reason"] for a in alerts if a["plate"] == plate}
+    assert {"blacklist", "blacklist_sighting"} <= mine, mine
+    orders = [schemas.DISPATCH_ORDER.decode_wire(v) for v in outbox.of(T.DISPATCH_ORDERS)]
+    assert [o for o in orders if o["plate"] == plate]  # the weighing calls for an interception

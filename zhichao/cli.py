@@ -309,6 +309,68 @@ def verify(sites: tuple[str, ...], files: tuple[Path, ...], export: Path | None)
 
 
 @main.group()
+def blacklist() -> None:
+    """Put plates on the 黑名单 or take them off (published to ``blacklist.updates``)."""
+
+
+def _publish_blacklist(plate: str, action: str, reason: str, case_ref: str | None) -> None:
+    import asyncio
+    import getpass
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    import schemas
+    from sinks.blacklist import update_problem
+    from streams.kafka_security import aiokafka_options
+    from streams.topics import BLACKLIST_UPDATES
+    from zhichao.settings import Settings
+
+    settings = Settings.load()
+    update = {
+        "plate": plate,
+        "action": action,
+        "reason": reason,
+        "case_ref": case_ref,
+        "ts_us": int(time.time() * 1e6),
+        "source": f"zhichao-cli:{getpass.getuser()}",
+    }
+    if problem := update_problem(update):
+        raise click.UsageError(problem[1])
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_of(settings.broker_url), **aiokafka_options(settings)
+        )
+        await producer.start()
+        try:
+            value = schemas.BLACKLIST_UPDATE.encode_wire(update)
+            await producer.send_and_wait(BLACKLIST_UPDATES, value, key=plate.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    click.echo(f"{action}: sent to {BLACKLIST_UPDATES}")
+
+
+@blacklist.command("add")
+@click.argument("plate")
+@click.option("--reason", default="有未处理的超限案件", show_default=True)
+@click.option("--case", "case_ref", default=None, help="the case number")
+def blacklist_add(plate: str, reason: str, case_ref: str | None) -> None:
+    """Put a plate on the 黑名单: its weighings call for an interception, checkpoints alert."""
+    _publish_blacklist(plate, "add", reason, case_ref)
+
+
+@blacklist.command("remove")
+@click.argument("plate")
+@click.option("--reason", default="案件已处理", show_default=True)
+def blacklist_remove(plate: str, reason: str) -> None:
+    """Take a plate off the 黑名单 (its case is handled)."""
+    _publish_blacklist(plate, "remove", reason, None)
+
+
+@main.group()
 def token() -> None:
     """Access tokens of the officer and dashboard pages (per unit, revocable)."""
 

@@ -65,7 +65,7 @@ def zhichao_verify(stack: Any, *args: str) -> subprocess.CompletedProcess:
 
 # alerts from where plates have been (streams.trajectory): they depend on what other sightings
 # were in Redis when decided, so replay's verdicts do not predict them; tested on their own
-TRAJECTORY_REASONS = ("bypass_suspected", "clone_suspected")
+TRAJECTORY_REASONS = ("bypass_suspected", "clone_suspected", "blacklist_sighting")
 
 
 def alerts_in_redis(client: Any) -> dict[str, str]:
