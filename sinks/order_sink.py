@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from sinks import constants as K
 from sinks.kpi import day_of
+from streams.dispatch import UnitState
 from streams.order_life import Change
 
 # KEYS[1] the order. ARGV: expected status, new body, once key ('' none), ttl, stream maxlen,
@@ -123,6 +124,12 @@ class OrderSink:
             return []
         bodies = await self.client.mget(keys)
         return [orjson.loads(b) for b in bodies if b]
+
+    async def unit_state(self, unit_id: str) -> UnitState:
+        """Where a unit last said it was, and whether it is free."""
+        raw = await self.client.hget(K.UNITS_KEY, unit_id)
+        s = orjson.loads(raw) if raw else {}
+        return UnitState(unit_id, s.get("available", True), s.get("at"))
 
     async def set_unit_state(self, unit_id: str, state: dict[str, Any], once: str) -> bool:
         """A unit's own status report; False if this report was applied before."""

@@ -567,6 +567,8 @@ def create_app(settings: Settings) -> faust.App:
                 await send_dead(event, f"feedback_{exc.reason}", str(exc))
                 continue
             metrics.feedback.labels(fb["kind"], applied.result.split(":")[0]).inc()
+            if applied.result == "ok" and applied.successor is not None:
+                await send_orders([applied.successor], {applied.successor["order_id"]})
             if applied.result.startswith("status:"):  # it moved on (a second tap, a race)
                 await send_dead(event, "feedback_order_status", f"order is {applied.result[7:]}")
 

@@ -200,3 +200,32 @@ def alert_of(order: dict) -> dict:
         "limit_kg": v["limit_kg"],
         "overload_pct": v["overload_pct"],
     }
+
+
+def plan_for_unit(
+    site: Site,
+    speed_kmh: float,
+    weighed_s: float,
+    now_s: float,
+    registry: Registry,
+    unit: Unit,
+    state: UnitState,
+    setup_s: float = 60.0,
+) -> Plan | None:
+    """The command centre's choice of unit (指派): the nearest point ahead it reaches before the
+    vehicle, or else the farthest point ahead (the most time to get there); None if there is no
+    point ahead that the unit has a travel time to."""
+    road = registry.roads.get(site.road)
+    speed = speed_kmh if speed_kmh and speed_kmh > 5 else (road.truck_speed_kmh if road else 60.0)
+    elapsed = now_s - weighed_s
+    options = []
+    for km, point in points_ahead(site, list(registry.interception_points.values())):
+        t = travel_s(unit, state, point.id, registry)
+        if t is not None:
+            options.append((km / speed * 3600.0 - elapsed, t + setup_s, point))
+    if not options:
+        return None
+    in_time = [o for o in options if o[1] <= o[0]]
+    vehicle_eta, unit_eta, point = in_time[0] if in_time else options[-1]
+    reason = "assigned by the command centre" + ("" if in_time else " (late)")
+    return Plan("intercept", point.id, unit.id, unit_eta, vehicle_eta, reason)

@@ -11,12 +11,28 @@ from typing import Any
 
 from schemas.registry import Registry
 from sinks.order_sink import OrderSink
-from streams.dispatch import COMMAND_CENTRE, UnitState, alert_of, order_for, plan_interception
-from streams.order_life import OrderRefused, accept, arrive, close, escalate, overdue, unit_status
+from streams.dispatch import (
+    COMMAND_CENTRE,
+    UnitState,
+    alert_of,
+    order_for,
+    plan_for_unit,
+    plan_interception,
+)
+from streams.order_life import (
+    OrderRefused,
+    accept,
+    arrive,
+    close,
+    escalate,
+    overdue,
+    reassign,
+    unit_status,
+)
 
 log = logging.getLogger(__name__)
 US = 1_000_000
-ORDER_KINDS = ("accept", "arrived", "outcome")
+ORDER_KINDS = ("accept", "arrived", "outcome", "assign")
 STATUS_KINDS = ("status", "position")
 
 
@@ -24,11 +40,21 @@ STATUS_KINDS = ("status", "position")
 class Applied:
     result: str  # 'ok', 'duplicate' (applied before), 'status:<now>' (the order moved on)
     order: dict[str, Any] | None = None
+    successor: dict[str, Any] | None = None  # the order that took over (指派)
 
 
-def change_for(order: dict[str, Any], fb: dict[str, Any], now_us: int):
-    """What a unit's report does to one of its orders (raises ``OrderRefused``)."""
+def change_for(
+    order: dict[str, Any],
+    fb: dict[str, Any],
+    now_us: int,
+    registry: Registry | None = None,
+    target: UnitState | None = None,
+):
+    """What a report does to an order (raises ``OrderRefused``); an assignment by the command
+    centre needs the registry and the chosen unit's state."""
     by = fb["unit_id"]
+    if fb["kind"] == "assign":
+        return assignment(order, fb, now_us, registry, target)
     if fb["kind"] == "accept":
         return accept(order, by, now_us)
     if fb["kind"] == "arrived":
@@ -36,6 +62,47 @@ def change_for(order: dict[str, Any], fb: dict[str, Any], now_us: int):
     if fb["outcome"] is None:
         raise OrderRefused("bad_outcome", "an outcome report needs its outcome")
     return close(order, by, fb["outcome"], now_us, fb["static_gvw_kg"], fb["note"])
+
+
+def assignment(
+    order: dict[str, Any],
+    fb: dict[str, Any],
+    now_us: int,
+    registry: Registry,
+    target: UnitState | None,
+):
+    """The command centre gives an unaccepted order to the unit it chose (指派)."""
+    if fb["unit_id"] != COMMAND_CENTRE:
+        raise OrderRefused("not_command_centre", "only the command centre assigns orders")
+    unit = registry.units.get(fb.get("assign_to") or "")
+    if unit is None:
+        raise OrderRefused("unknown_unit", f"unknown unit {fb.get('assign_to')!r}")
+    if unit.id == order["unit_id"]:
+        raise OrderRefused("same_unit", "the order is that unit's already")
+    v = order["vehicle"]
+    plan = plan_for_unit(
+        registry.sites[v["site_id"]],
+        v["speed_kmh"],
+        v["weighed_us"] / US,
+        now_us / US,
+        registry,
+        unit,
+        target or UnitState(unit.id),
+    )
+    if plan is None:
+        raise OrderRefused("no_point", "该单位没有可到达的拦截点")
+    successor = order_for(
+        alert_of(order),
+        plan,
+        registry,
+        now_us,
+        v["speed_kmh"],
+        v["local"],
+        order["escalation"] + 1,
+        tuple(order["tried"]),
+        order["first_ordered_us"],
+    )
+    return reassign(order, successor, now_us)
 
 
 async def apply_feedback(
@@ -59,8 +126,12 @@ async def apply_feedback(
     order = await orders.order(fb["order_id"] or "")
     if order is None:
         raise OrderRefused("unknown_order", "no such order")
-    change = change_for(order, fb, now_us)
-    return Applied(await orders.apply(change, now_us, fb["feedback_id"]), change.order)
+    target = None
+    if fb["kind"] == "assign" and fb.get("assign_to"):
+        target = await orders.unit_state(fb["assign_to"])
+    change = change_for(order, fb, now_us, registry, target)
+    result = await orders.apply(change, now_us, fb["feedback_id"])
+    return Applied(result, change.order, change.successor)
 
 
 async def escalate_overdue(

@@ -177,3 +177,15 @@ def unit_status(status: str, location_id: str | None, points: set[str]) -> dict[
     if location_id is not None and location_id not in points:
         raise OrderRefused("unknown_location", f"unknown interception point {location_id!r}")
     return {"available": status == "available", "at": location_id, "status": status}
+
+
+def reassign(order: dict[str, Any], successor: dict[str, Any], now_us: int) -> Change:
+    """The command centre gives an order nobody has accepted to a unit it chooses (指派)."""
+    _check(order, COMMAND_CENTRE, ("open",))
+    after = {
+        **order,
+        "status": "escalated",
+        "escalated_us": now_us,
+        "successor": successor["order_id"],
+    }
+    return Change(after, "open", counters={"assigned": 1}, successor=successor)

@@ -185,3 +185,27 @@ def test_the_redis_scripts_name_the_keys_of_sinks_constants():
         assert f"'{name}'" in CHANGE_ORDER
     for name in (K.ACTIVE_ORDERS_KEY, K.ORDER_STREAM, K.ALERT_STREAM):
         assert f"'{name}'" in WRITE_BATCH
+
+
+def test_the_command_centre_assigns_an_order_to_the_unit_it_chooses(registry):
+    from streams.feedback import change_for
+
+    order = first_order(registry)  # to U-KQ-02
+    fb = {"unit_id": COMMAND_CENTRE, "kind": "assign", "assign_to": "U-YC-01"}
+    change = change_for(order, fb, 30 * US, registry)
+    succ = change.successor
+    assert change.order["status"] == "escalated" and change.counters == {"assigned": 1}
+    assert succ["unit_id"] == "U-YC-01" and succ["escalation"] == 1
+    assert succ["point_id"] == order["point_id"]  # the only point ahead on that road
+    # U-YC-01 needs 1700 + 60 s to IP-G104-K05, the truck 1260 - 30 s: sent, marked late
+    assert "late" in succ["reason"]
+    with pytest.raises(OrderRefused) as refused:
+        change_for(order, {**fb, "unit_id": "U-KQ-02"}, 30 * US, registry)
+    assert refused.value.reason == "not_command_centre"
+    with pytest.raises(OrderRefused):
+        change_for(order, {**fb, "assign_to": "U-KQ-02"}, 30 * US, registry)  # its unit already
+    with pytest.raises(OrderRefused):
+        change_for(order, {**fb, "assign_to": "U-NOBODY"}, 30 * US, registry)
+    accepted = accept(order, "U-KQ-02", 10 * US).order
+    with pytest.raises(OrderRefused):  # an accepted order is the unit's
+        change_for(accepted, fb, 30 * US, registry)

@@ -195,6 +195,7 @@ async def dashboard_state(
             for o in map(orjson.loads, filter(None, bodies))
         ],
         "drift": drift_of(_num(drift)),
+        "units": [{"id": u.id, "name": u.name} for u in registry.units.values()],
     }
 
 

@@ -33,7 +33,7 @@ from schemas.registry import Registry
 from sinks import constants as K
 from sinks.web import access
 from sinks.web.dashboard import dashboard_state
-from streams.dispatch import COMMAND_CENTRE
+from streams.dispatch import COMMAND_CENTRE, UnitState
 from streams.feedback import change_for
 from streams.order_life import OrderRefused
 
@@ -72,6 +72,7 @@ def feedback_record(unit_id: str, kind: str, body: dict[str, Any]) -> dict[str, 
         "outcome": body.get("outcome"),
         "static_gvw_kg": static,
         "note": (str(body["note"])[:200] if body.get("note") else None),
+        "assign_to": body.get("unit_id") if kind == "assign" else None,
     }
 
 
@@ -230,15 +231,18 @@ def web_app(
 
     async def report(by: str, order_id: str, body: dict[str, Any]) -> web.Response:
         kind = body.get("action")
-        if kind not in ("accept", "arrived", "outcome"):
-            raise web.HTTPBadRequest(text="action: accept, arrived 或 outcome")
+        kinds = ("accept", "arrived", "outcome") + (("assign",) if by == COMMAND_CENTRE else ())
+        if kind not in kinds:
+            raise web.HTTPBadRequest(text=f"action: {', '.join(kinds)}")
         raw = await client.get(K.ORDER_KEY.format(order_id=order_id))
         order = orjson.loads(raw) if raw else None
         if order is None or (by != COMMAND_CENTRE and order["unit_id"] != by):
             raise web.HTTPNotFound(text="没有这条指令")  # another unit's order does not exist here
         try:
             fb = feedback_record(by, kind, {**body, "order_id": order_id})
-            change_for(order, fb, fb["ts_us"])  # refuse now what the worker would refuse
+            target = UnitState(fb["assign_to"]) if fb["assign_to"] else None
+            # refuse now what the worker would refuse
+            change_for(order, fb, fb["ts_us"], registry, target)
         except OrderRefused as exc:
             return web.json_response({"error": exc.reason, "message": str(exc)}, status=409)
         await send_feedback(fb)

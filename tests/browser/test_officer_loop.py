@@ -204,3 +204,27 @@ def test_bypassers_raise_a_suspected_bypass(live, unit_orders):
     alerts = live.wait(alerted, timeout_s=30)
     assert all(a["plate"] in bypassers for a in alerts), alerts  # never a truck weighed there
     assert all("疑似绕行" in a["message"] for a in alerts)
+
+
+def test_the_command_centre_assigns_an_open_order_to_another_unit(live, pages, registry):
+    order = next(
+        o
+        for o in (live.order(x["order_id"]) for x in live.orders())
+        if o["status"] == "open" and o["action"] == "intercept"
+    )
+    target = next(u for u in registry.units if u != order["unit_id"])
+    status = pages["command"].evaluate(
+        POST, [f"/dashboard/orders/{order['order_id']}", {"action": "assign", "unit_id": target}]
+    )
+    assert status == 202
+    successor = f"{order['alert_id']}:{order['escalation'] + 1}"
+    pages[target].wait_for_function("id => window.zc.orders.has(id)", arg=successor)
+    assert live.order(successor)["unit_id"] == target
+    pages[order["unit_id"]].wait_for_function(
+        "id => window.zc.orders.get(id).status === 'escalated'", arg=order["order_id"]
+    )
+    # a unit cannot assign
+    status = pages[target].evaluate(
+        POST, [f"/officer/orders/{successor}", {"action": "assign", "unit_id": order["unit_id"]}]
+    )
+    assert status == 400
