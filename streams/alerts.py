@@ -188,14 +188,30 @@ def sighting_alert(
     interception) must not be taken for a duplicate of it."""
     rule = rules.reasons["blacklist_sighting"]
     site = registry.sites.get(read["site_id"])
-    window = window_of(read["ts_us"])
     when = dt.datetime.fromtimestamp(read["ts_us"] / US, CHINA).strftime("%H:%M:%S")
+    message = f"{rule['label']}：{plate} 经过{site.name if site else read['site_id']} {when}"
+    return read_alert(
+        read,
+        plate,
+        "blacklist_sighting",
+        rule["severity"],
+        read["site_id"],
+        message + (f"（{why}）" if why else ""),
+    )
+
+
+def read_alert(
+    read: dict[str, Any], plate: str, reason: str, severity: str, site_id: str, message: str
+) -> dict[str, Any]:
+    """An alert raised by a camera read (no weighing: no weight fields), once per (plate,
+    reason, day)."""
+    window = window_of(read["ts_us"])
     return {
-        "alert_id": alert_id(plate, "blacklist_sighting", window),
-        "reason": "blacklist_sighting",
-        "severity": rule["severity"],
+        "alert_id": alert_id(plate, reason, window),
+        "reason": reason,
+        "severity": severity,
         "ts_us": read["ts_us"],
-        "site_id": read["site_id"],
+        "site_id": site_id,
         "plate": plate,
         "plate_rear": None,
         "passage_id": None,
@@ -207,9 +223,6 @@ def sighting_alert(
         "overload_pct": None,
         "image_refs": [read["image_ref"]] if read.get("image_ref") else [],
         "likely_plates": [],
-        "message": (
-            f"{rule['label']}：{plate} 经过{site.name if site else read['site_id']} {when}"
-            + (f"（{why}）" if why else "")
-        ),
+        "message": message,
         "window": window,
     }

@@ -13,6 +13,7 @@ from schemas.registry import Registry
 from sinks.order_sink import OrderSink
 from streams.dispatch import (
     COMMAND_CENTRE,
+    Plan,
     UnitState,
     alert_of,
     order_for,
@@ -91,18 +92,7 @@ def assignment(
     )
     if plan is None:
         raise OrderRefused("no_point", "该单位没有可到达的拦截点")
-    successor = order_for(
-        alert_of(order),
-        plan,
-        registry,
-        now_us,
-        v["speed_kmh"],
-        v["local"],
-        order["escalation"] + 1,
-        tuple(order["tried"]),
-        order["first_ordered_us"],
-    )
-    return reassign(order, successor, now_us)
+    return reassign(order, next_order(order, plan, registry, now_us), now_us)
 
 
 async def apply_feedback(
@@ -175,6 +165,14 @@ def successor_of(
         states,
         exclude=frozenset(order["tried"]),
     )
+    return next_order(order, plan, registry, now_us)
+
+
+def next_order(
+    order: dict[str, Any], plan: Plan, registry: Registry, now_us: int
+) -> dict[str, Any]:
+    """The order of ``plan`` that takes over from ``order`` (same vehicle, next escalation)."""
+    v = order["vehicle"]
     return order_for(
         alert_of(order),
         plan,

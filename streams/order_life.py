@@ -151,6 +151,16 @@ def overdue(order: dict[str, Any], now_us: int, accept_timeout_s: float) -> bool
 
 def escalate(order: dict[str, Any], successor: dict[str, Any], now_us: int) -> Change:
     """Hand an unaccepted order over to ``successor`` (the next unit, or the command centre)."""
+    counters = {"escalated": 1}
+    if successor["unit_id"] == COMMAND_CENTRE:
+        counters["escalated_to_command_centre"] = 1
+    return _handed_over(order, successor, now_us, counters)
+
+
+def _handed_over(
+    order: dict[str, Any], successor: dict[str, Any], now_us: int, counters: dict[str, float]
+) -> Change:
+    """An open order that ``successor`` takes over (status ``escalated``)."""
     _check(order, COMMAND_CENTRE, ("open",))
     after = {
         **order,
@@ -158,9 +168,6 @@ def escalate(order: dict[str, Any], successor: dict[str, Any], now_us: int) -> C
         "escalated_us": now_us,
         "successor": successor["order_id"],
     }
-    counters = {"escalated": 1}
-    if successor["unit_id"] == COMMAND_CENTRE:
-        counters["escalated_to_command_centre"] = 1
     return Change(after, "open", counters=counters, successor=successor)
 
 
@@ -181,11 +188,4 @@ def unit_status(status: str, location_id: str | None, points: set[str]) -> dict[
 
 def reassign(order: dict[str, Any], successor: dict[str, Any], now_us: int) -> Change:
     """The command centre gives an order nobody has accepted to a unit it chooses (指派)."""
-    _check(order, COMMAND_CENTRE, ("open",))
-    after = {
-        **order,
-        "status": "escalated",
-        "escalated_us": now_us,
-        "successor": successor["order_id"],
-    }
-    return Change(after, "open", counters={"assigned": 1}, successor=successor)
+    return _handed_over(order, successor, now_us, {"assigned": 1})

@@ -21,7 +21,7 @@ from typing import Any
 from kernels.plate_grammar import normalise
 from schemas.registry import Registry, Site
 from sinks.sightings import Sighting
-from streams.alerts import alert_id, window_of
+from streams.alerts import alert_id, read_alert, window_of
 
 US = 1_000_000
 LOOKBACK_S = 2 * 3600  # an upstream read this long before the bypass read still counts
@@ -71,30 +71,11 @@ def suspected_bypass(
     if any(s.site_id == site.id and s.ts_us >= last.ts_us for s in earlier):
         return None  # it was read at the site: weighed, not bypassed
     plate = normalise(read["plate"])
-    window = window_of(t)
-    return {
-        "alert_id": alert_id(plate, "bypass_suspected", window),
-        "reason": "bypass_suspected",
-        "severity": "warning",
-        "ts_us": t,
-        "site_id": site.id,
-        "plate": plate,
-        "plate_rear": None,
-        "passage_id": None,
-        "device_id": read["camera_id"],
-        "vehicle_class": None,
-        "gvw_kg": None,
-        "limit_kg": None,
-        "excess_kg": None,
-        "overload_pct": None,
-        "image_refs": [read["image_ref"]] if read.get("image_ref") else [],
-        "likely_plates": [],
-        "message": (
-            f"疑似绕行：{plate} 经{checkpoint.name}后未经{site.name}称重，"
-            f"出现在绕行道路 {bypass.road}（{bypass.name}）"
-        ),
-        "window": window,
-    }
+    message = (
+        f"疑似绕行：{plate} 经{checkpoint.name}后未经{site.name}称重，"
+        f"出现在绕行道路 {bypass.road}（{bypass.name}）"
+    )
+    return read_alert(read, plate, "bypass_suspected", "warning", site.id, message)
 
 
 # -- cloned plates (套牌, M5) ------------------------------------------------------------------
