@@ -67,6 +67,11 @@ return 'ok'
 """
 
 
+def state_of(unit_id: str, raw: bytes | None) -> UnitState:
+    s = orjson.loads(raw) if raw else {}
+    return UnitState(unit_id, s.get("available", True), s.get("at"))
+
+
 def order_key(order_id: str) -> str:
     return K.ORDER_KEY.format(order_id=order_id)
 
@@ -127,9 +132,12 @@ class OrderSink:
 
     async def unit_state(self, unit_id: str) -> UnitState:
         """Where a unit last said it was, and whether it is free."""
-        raw = await self.client.hget(K.UNITS_KEY, unit_id)
-        s = orjson.loads(raw) if raw else {}
-        return UnitState(unit_id, s.get("available", True), s.get("at"))
+        return state_of(unit_id, await self.client.hget(K.UNITS_KEY, unit_id))
+
+    async def unit_states(self) -> dict[str, UnitState]:
+        """Every unit that has reported (``dispatch.feedback``); the others are at home, free."""
+        raw = await self.client.hgetall(K.UNITS_KEY)
+        return {u.decode(): state_of(u.decode(), s) for u, s in raw.items()}
 
     async def set_unit_state(self, unit_id: str, state: dict[str, Any], once: str) -> bool:
         """A unit's own status report; False if this report was applied before."""

@@ -329,11 +329,6 @@ class VerdictSink:
             *_, count = await pipe.execute()
         return int(count)
 
-    async def unit_states(self) -> dict[str, Any]:
-        """Each unit's reported state (``dispatch.feedback``): JSON by unit id."""
-        raw = await self.client.hgetall(K.UNITS_KEY)
-        return {u.decode(): orjson.loads(state) for u, state in raw.items()}
-
     async def alert_context(
         self, verdicts: list[dict[str, Any]], since_us: int
     ) -> tuple[set[str], dict[str, int]]:

@@ -40,7 +40,7 @@ from sinks.sightings import MIN_CONFIDENCE, Sightings
 from sinks.web.server import serve, web_app
 from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
-from streams.dispatch import COMMAND_CENTRE, UnitState, order_for, plan_interception
+from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
@@ -392,7 +392,7 @@ def create_app(settings: Settings) -> faust.App:
                 acting.setdefault(a["plate"] or a["passage_id"], a)
         if not acting:
             return []
-        states = await unit_states()
+        states = await until_written("units", order_sink.unit_states)
         seen = {v["passage_id"]: v for v in verdicts}
         now = time.time()
         orders = []
@@ -405,10 +405,6 @@ def create_app(settings: Settings) -> faust.App:
             local = v["local"] if a["plate"] else None
             orders.append(order_for(a, plan, registry, int(now * US), v["speed_kmh"], local))
         return orders
-
-    async def unit_states() -> dict[str, UnitState]:
-        reported = await until_written("units", sink.unit_states)
-        return {u: UnitState(u, s.get("available", True), s.get("at")) for u, s in reported.items()}
 
     async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
         fresh = [o for o in orders if o["order_id"] in new_ids]
@@ -578,14 +574,7 @@ def create_app(settings: Settings) -> faust.App:
         now_us = int(time.time() * US)
         successors = await until_written(
             "orders",
-            partial(
-                escalate_overdue,
-                order_sink,
-                registry,
-                await unit_states(),
-                now_us,
-                settings.accept_timeout_s,
-            ),
+            partial(escalate_overdue, order_sink, registry, now_us, settings.accept_timeout_s),
         )
         if successors:
             await send_orders(successors, {o["order_id"] for o in successors})

@@ -61,6 +61,14 @@ def points_ahead(
     return sorted(ahead, key=lambda dp: (dp[0], dp[1].id))
 
 
+def planning_speed_kmh(site: Site, speed_kmh: float, registry: Registry) -> float:
+    """The measured speed, or the road's truck speed when none was measured."""
+    if speed_kmh and speed_kmh > 5:
+        return speed_kmh
+    road = registry.roads.get(site.road)
+    return road.truck_speed_kmh if road else 60.0
+
+
 def travel_s(unit: Unit, state: UnitState, point_id: str, registry: Registry) -> float | None:
     """A unit's travel time to a point. The registry's tables are per unit, from its home
     point; from another point the table of the unit based there is used, and with none, the
@@ -92,8 +100,7 @@ def plan_interception(
                 return Plan(
                     "refuse_entry", p.id, reason="expressway entrance: 劝返 at the toll lane"
                 )
-    road = registry.roads.get(site.road)
-    speed = speed_kmh if speed_kmh and speed_kmh > 5 else (road.truck_speed_kmh if road else 60.0)
+    speed = planning_speed_kmh(site, speed_kmh, registry)
     elapsed = now_s - weighed_s
     ahead = points_ahead(site, points)
     if not ahead:
@@ -215,8 +222,7 @@ def plan_for_unit(
     """The command centre's choice of unit (指派): the nearest point ahead it reaches before the
     vehicle, or else the farthest point ahead (the most time to get there); None if there is no
     point ahead that the unit has a travel time to."""
-    road = registry.roads.get(site.road)
-    speed = speed_kmh if speed_kmh and speed_kmh > 5 else (road.truck_speed_kmh if road else 60.0)
+    speed = planning_speed_kmh(site, speed_kmh, registry)
     elapsed = now_s - weighed_s
     options = []
     for km, point in points_ahead(site, list(registry.interception_points.values())):

@@ -127,16 +127,20 @@ async def apply_feedback(
 async def escalate_overdue(
     orders: OrderSink,
     registry: Registry,
-    states: dict[str, UnitState],
     now_us: int,
     accept_timeout_s: float,
 ) -> list[dict[str, Any]]:
     """Orders nobody accepted in time go to the next unit that can still make it (or the
-    command centre); the successors written, for the ``dispatch.orders`` topic."""
+    command centre); the successors written, for the ``dispatch.orders`` topic. The units'
+    states are read only when some order is overdue (this runs every 2 s)."""
     written = []
-    for order in await orders.active(now_us - accept_timeout_s * US):
-        if not overdue(order, now_us, accept_timeout_s):
-            continue
+    due = [
+        o
+        for o in await orders.active(now_us - accept_timeout_s * US)
+        if overdue(o, now_us, accept_timeout_s)
+    ]
+    states = await orders.unit_states() if due else {}
+    for order in due:
         successor = successor_of(order, registry, states, now_us)
         result = await orders.apply(escalate(order, successor, now_us), now_us)
         if result == "ok":

@@ -1,5 +1,6 @@
-"""The Redis side of the cloned-plate check (套牌) on a real throw-away Redis: a plate's
-weighings read back from its history, and its impossible journeys counted once each."""
+"""The Redis side of the cloned-plate check (套牌) and of escalation on a real throw-away Redis:
+a plate's weighings read back from its history, its impossible journeys counted once each; an
+overdue order handed to the next unit once."""
 
 from __future__ import annotations
 
@@ -73,6 +74,42 @@ def test_two_weighings_of_one_plate_far_apart_are_found_and_counted(redis_dsn, r
             alert = clone_alert(b, journeys[0], first, registry)
             assert await sink.write_alerts_once([alert]) == [alert["alert_id"]]
             assert await sink.write_alerts_once([alert]) == []  # once per plate and day
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_overdue_order_is_escalated_once_in_redis(redis_dsn, registry):
+    """``streams.feedback.escalate_overdue`` on a real Redis: the order nobody accepted goes to
+    the next unit; a second pass (another worker's timer) changes nothing."""
+    import orjson
+
+    from sinks import constants as K
+    from sinks.order_sink import OrderSink, order_key
+    from streams.dispatch import order_for, plan_interception
+    from streams.feedback import escalate_overdue
+    from tests.test_order_life import alert
+
+    a = alert()
+    plan = plan_interception(registry.sites[a["site_id"]], 60, 0.0, 0.0, registry, {})
+    order = order_for(a, plan, registry, 0, 60.0, True)
+
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_dsn)
+        try:
+            await client.flushdb()
+            await client.set(order_key(order["order_id"]), orjson.dumps(order))
+            await client.zadd(K.ACTIVE_ORDERS_KEY, {order_key(order["order_id"]): 0})
+            orders = OrderSink(client, 3600)
+            assert await escalate_overdue(orders, registry, 30 * US, 60) == []  # not yet
+            [succ] = await escalate_overdue(orders, registry, 61 * US, 60)
+            assert succ["unit_id"] == "U-GS-01" and succ["escalation"] == 1
+            assert (await orders.order(order["order_id"]))["status"] == "escalated"
+            assert [o["order_id"] for o in await orders.active()] == [succ["order_id"]]
+            assert await escalate_overdue(orders, registry, 62 * US, 60) == []  # not due again
+            unit_feed = await client.xrange(K.UNIT_ORDERS_KEY.format(unit_id="U-GS-01"))
+            assert len(unit_feed) == 1
         finally:
             await client.aclose()
 
