@@ -16,7 +16,13 @@ from streams.transport import App
 KEY = "zc:bench:bare"
 
 
-def create_app(broker_url: str, redis_dsn: str, app_id: str) -> App:
+def create_app(
+    broker_url: str,
+    redis_dsn: str,
+    app_id: str,
+    topics: tuple[str, ...] = (T.WIM_PASSAGES, T.ANPR_READS),
+    key: str = KEY,
+) -> App:
     app = App(
         app_id,
         broker=broker_url,
@@ -27,7 +33,7 @@ def create_app(broker_url: str, redis_dsn: str, app_id: str) -> App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
-    source = app.topic(T.WIM_PASSAGES, T.ANPR_READS)
+    source = app.topic(*topics)
     client = redis.Redis.from_url(redis_dsn)
 
     seen = {"n": 0, "first": 0.0, "last": 0.0}
@@ -44,7 +50,7 @@ def create_app(broker_url: str, redis_dsn: str, app_id: str) -> App:
     @app.timer(0.2)
     async def report():
         if seen["n"]:
-            client.hset(KEY, mapping=seen)
+            client.hset(key, mapping=seen)
 
     return app
 
@@ -54,6 +60,8 @@ def main() -> None:
         os.environ["ZHICHAO_BROKER_URL"],
         os.environ["ZHICHAO_REDIS_DSN"],
         os.environ.get("BENCH_APP_ID", "bench-bare"),
+        tuple(os.environ.get("BENCH_TOPICS", f"{T.WIM_PASSAGES},{T.ANPR_READS}").split(",")),
+        os.environ.get("BENCH_KEY", KEY),
     )
     sys.argv = ["bare-faust", "worker", "--loglevel", "warn", "--without-web"]
     app.main()

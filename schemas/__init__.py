@@ -27,6 +27,8 @@ DEVICE_HEARTBEAT = CODECS["zhichao.DeviceHeartbeat"]
 KPI_SNAPSHOT = CODECS["zhichao.KpiSnapshot"]
 DEAD_LETTER = CODECS["zhichao.DeadLetter"]
 BLACKLIST_UPDATE = CODECS["zhichao.BlacklistUpdate"]
+VEHICLE_BATCH = CODECS["zhichao.VehicleBatch"]
+VERDICT_BATCH = CODECS["zhichao.VerdictBatch"]
 
 encode_wim_passage, decode_wim_passage = WIM_PASSAGE.encode, WIM_PASSAGE.decode
 encode_wim_vehicle, decode_wim_vehicle = WIM_VEHICLE.encode, WIM_VEHICLE.decode

@@ -128,6 +128,11 @@ def _misread(rng: np.random.Generator, plate: str) -> tuple[str, set[int], str]:
     return text, changed, kind
 
 
+def misread(rng: np.random.Generator, plate: str) -> str:
+    """A wrong reading of ``plate`` (one of the error kinds of ``plates.md`` §2)."""
+    return _misread(rng, plate)[0]
+
+
 def camera_read(
     rng: np.random.Generator,
     plate: str,

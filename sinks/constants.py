@@ -3,6 +3,8 @@
 VERDICT_KEY = "zc:verdict:{passage_id}"  # JSON of the verdict, expires after verdict_ttl_s
 VERDICT_STREAM = "zc:verdicts"  # live feed for dashboards
 VERDICT_STREAM_MAXLEN = 10_000
+GATEWAY_BATCH_STREAM = "zc:verdict-batches"  # one summary per gateway batch (batched mode)
+GATEWAY_BATCH_SEEN_KEY = "zc:gw-batch:{batch_id}"  # a gateway batch counted once
 PLATE_HISTORY_KEY = "zc:plate:{plate}"  # sorted set: passage_id by ts_us
 KPI_SITE_DAY_KEY = "zc:kpi:site:{site_id}:{day}"  # hash of counters, day in China time
 KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"

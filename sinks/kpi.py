@@ -45,11 +45,11 @@ def counters_of(verdict: dict[str, Any]) -> list[str]:
 
 def scopes_of(verdict: dict[str, Any]) -> tuple[str, ...]:
     """The Redis hashes a verdict counts in."""
-    return _scopes(verdict["site_id"], verdict.get("lane", 0), verdict["ts_us"] // HOUR_US)
+    return scopes_at(verdict["site_id"], verdict.get("lane", 0), verdict["ts_us"] // HOUR_US)
 
 
 @lru_cache(maxsize=4096)
-def _scopes(site: str, lane: int, hour_index: int) -> tuple[str, ...]:
+def scopes_at(site: str, lane: int, hour_index: int) -> tuple[str, ...]:
     t = china_time(hour_index * HOUR_US)
     day, hour = t.strftime("%Y-%m-%d"), f"{t.hour:02d}"
     return (

@@ -159,12 +159,15 @@ def write_args(
     evidence: list[Link] = (),
     alerts: list[dict[str, Any]] = (),
     orders: list[dict[str, Any]] = (),
+    count: bool = True,
 ) -> list[Any]:
-    """The script's arguments for a batch: counters numbered once per batch."""
+    """The script's arguments for a batch: counters numbered once per batch (none when the
+    verdicts are counted elsewhere: ``count=False``)."""
     numbers: dict[tuple[str, str], int] = {}
     per_verdict: list[Any] = []
     for v in verdicts:
-        indices = [numbers.setdefault(pair, len(numbers) + 1) for pair in increments_of(v)]
+        pairs = increments_of(v) if count else []
+        indices = [numbers.setdefault(pair, len(numbers) + 1) for pair in pairs]
         plate = v["plate_front"] or v["plate_rear"]
         per_verdict += [
             K.VERDICT_KEY.format(passage_id=v["passage_id"]),
@@ -251,9 +254,11 @@ class VerdictSink:
         evidence: list[Link] = (),
         alerts: list[dict[str, Any]] = (),
         orders: list[dict[str, Any]] = (),
+        count: bool = True,
     ) -> Written:
         """Write a batch of verdicts with their evidence records and alerts, the sites' match
-        progress and the sightings of camera reads, atomically."""
+        progress and the sightings of camera reads, atomically; ``count=False``: the verdicts'
+        KPI counters were written already (gateway batches count as a whole)."""
         if not verdicts and not reads and not progress:
             return Written(0, 0, 0, [], [])
         args = write_args(
@@ -265,6 +270,7 @@ class VerdictSink:
             list(evidence),
             list(alerts),
             list(orders),
+            count,
         )
         new, appended, lost, alerted, ordered = await self._write(
             keys=[K.MATCH_PROGRESS_KEY, HEADS_KEY], args=args

@@ -34,6 +34,7 @@ from sinks import constants as K
 from sinks.blacklist import apply_updates, listed, update_problem
 from sinks.devices import device_kpis
 from sinks.evidence import EvidenceChain, evidence_body
+from sinks.gateway_sink import BatchCount, GatewaySink
 from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
 from sinks.sightings import MIN_CONFIDENCE, Sightings
@@ -42,6 +43,15 @@ from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
+from streams.gateway import (
+    BatchProblem,
+    judge,
+    rejected_message,
+    summary_of,
+    unpack,
+    vehicle_plates,
+    verdict_batch,
+)
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
@@ -132,6 +142,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.conf.zhichao = settings  # what the agents were built with, for the operator
     inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
+    gateway_in = app.topic(T.WIM_BATCHES)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     feedback_in = app.topic(T.DISPATCH_FEEDBACK)
     blacklist_in = app.topic(T.BLACKLIST_UPDATES)
@@ -143,6 +154,7 @@ def create_app(settings: Settings) -> faust.App:
     sightings = Sightings(redis)
     bypass_cams = bypass_cameras(registry)
     order_sink = OrderSink(redis, settings.verdict_ttl_s)
+    gateway_sink = GatewaySink(redis, settings.verdict_ttl_s)
     chain = EvidenceChain(settings.evidence_key.encode())
     alert_rules = load_alert_rules()
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
@@ -451,14 +463,7 @@ def create_app(settings: Settings) -> faust.App:
                     "verdicts",
                     partial(sink.write, verdicts, reads, progress, links, alerts, orders),
                 )
-            appended, lost = written.appended, written.lost
-            if lost:
-                # another writer moved a chain (a rebalance race): these records are not linked
-                metrics.evidence_conflicts.inc(lost)
-                log.error("evidence chain moved under this worker: %d records not appended", lost)
-            if appended < len(links):  # the chains in Redis are not where this worker sealed
-                chain.heads.clear()
-                chain.restore(await until_written("evidence", sink.evidence_heads))
+            await check_chain(written, links)
             await send_alerts(alerts, set(written.alerts))
             await send_orders(orders, set(written.orders))
             await raise_trajectory_alerts(reads)
@@ -476,6 +481,76 @@ def create_app(settings: Settings) -> faust.App:
         for event in tokens + buffers.take_released():
             if event is not None:
                 event.ack()
+
+    async def check_chain(written: Any, links: list[Any]) -> None:
+        """After a write: records another writer's chain move left unlinked are counted, and
+        the heads are read again when Redis' chains are not where this worker sealed."""
+        if written.lost:
+            # another writer moved a chain (a rebalance race): these records are not linked
+            metrics.evidence_conflicts.inc(written.lost)
+            log.error(
+                "evidence chain moved under this worker: %d records not appended", written.lost
+            )
+        if written.appended < len(links):
+            chain.heads.clear()
+            chain.restore(await until_written("evidence", sink.evidence_heads))
+
+    async def judge_gateway_batches(events: list[Any]) -> None:
+        """Batched gateway mode: each ``VehicleBatch`` judged as arrays (``streams.gateway``);
+        full records, alerts and orders only for the vehicles that need them."""
+        unpacked = []
+        for event in events:
+            try:
+                name, record = schemas.decode_any_wire(event.value)
+                if name != "zhichao.VehicleBatch":
+                    await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
+                    continue
+                columns, rejected = unpack(record, registry, clock)
+            except schemas.DecodeError as exc:
+                await send_dead(event, "undecodable", str(exc))
+                continue
+            except BatchProblem as exc:
+                await send_dead(event, exc.reason, str(exc))
+                continue
+            if rejected:  # the batch's other rows go on
+                await send_dead(
+                    event, "bad_rows", rejected_message(rejected, len(record["passage_ids"]))
+                )
+            if len(columns):
+                unpacked.append(columns)
+        if not unpacked:
+            return
+        plates = sorted(set().union(*map(vehicle_plates, unpacked)))
+        hits = await until_written("alerts", partial(listed, redis, plates))
+        with metrics.stage_seconds.labels("gateway_judge").time():
+            judged = [judge(c, registry, policy, hits) for c in unpacked]
+        flagged = [v for j in judged for v in j.flagged]
+        links = chain.extend(
+            [
+                (v, evidence_body(v, j.support, registry))
+                for j in judged
+                for v in j.flagged
+                if v["enforceable"]
+            ]
+        )
+        alerts = await raise_alerts(flagged)
+        orders = await plan_orders(alerts, flagged)
+        with metrics.stage_seconds.labels("sink").time():
+            written = await until_written(
+                "verdicts",
+                partial(sink.write, flagged, (), None, links, alerts, orders, count=False),
+            )
+            counted = [BatchCount(j.columns.batch_id, summary_of(j), j.counters) for j in judged]
+            await until_written("verdicts", partial(gateway_sink.write, counted))
+        await check_chain(written, links)
+        await send_alerts(alerts, set(written.alerts))
+        await send_orders(orders, set(written.orders))
+        encode = schemas.VERDICT_BATCH.encode_wire
+        await send_all(
+            T.VERDICT_BATCHES,
+            [(j.columns.site_id.encode(), encode(verdict_batch(j, policy))) for j in judged],
+        )
+        metrics.count_verdict_arrays([j.result for j in judged])
 
     def partition_lags() -> dict[tuple[str, int], int | None]:
         """Per assigned partition: records fetched or in the log beyond the last one the agent
@@ -508,6 +583,17 @@ def create_app(settings: Settings) -> faust.App:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             await admit(sort_events(events, clock))
             await decide_ready()
+
+    @app.agent(gateway_in)
+    async def gateway(stream):
+        async for events in stream.take_events(
+            settings.gateway_take, within=settings.batch_timeout_s
+        ):
+            metrics.count_in(events)
+            await judge_gateway_batches(events)
+            now = time.time()
+            for event in events:
+                metrics.weigh_to_verdict.observe(max(now - event.message.timestamp, 0.0))
 
     @app.agent(heartbeats_in)
     async def heartbeats(stream):

@@ -8,7 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kernels.verdicts import VERDICT_NAMES
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 KERNEL_BUCKETS_S = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -125,3 +128,14 @@ class Metrics:
             per_kind[key] = per_kind.get(key, 0) + 1
         for (verdict, enforceable), n in per_kind.items():
             self.verdicts.labels(verdict, enforceable).inc(n)
+
+    def count_verdict_arrays(self, results: list[Any]) -> None:
+        """The same counts for verdict-kernel results (gateway batches)."""
+        for r in results:
+            for code, name in enumerate(VERDICT_NAMES):
+                of_kind = r.verdict == code
+                enforced = int(np.count_nonzero(of_kind & r.enforceable))
+                others = int(np.count_nonzero(of_kind)) - enforced
+                for label, n in (("yes", enforced), ("no", others)):
+                    if n:
+                        self.verdicts.labels(name, label).inc(n)

@@ -19,7 +19,7 @@ from kernels import flags as F
 from kernels import plates
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
 from kernels.plate_grammar import is_trailer, normalise, plate_format
-from kernels.verdicts import VERDICT_NAMES, VerdictInputs
+from kernels.verdicts import VERDICT_NAMES, VerdictInputs, VerdictResult
 from kernels.verdicts import decide as decide_kernel
 from schemas.policy import Policy
 from schemas.registry import Registry
@@ -307,47 +307,57 @@ def decide_with_support(
     )
     verdicts, support = [], []
     for i, (m, ident) in enumerate(zip(measured, identities, strict=True)):
-        site = registry.sites.get(m["site_id"])
-        c = int(result.class_index[i])
-        identified = bool(ident.plate_front or ident.plate_rear)
-        verdict = {
-            "passage_id": m["passage_id"],
-            "site_id": m["site_id"],
-            "lane": m["lane"],
-            "direction": m["direction"],
-            "ts_us": m["ts_us"],
-            "speed_kmh": round(m["speed_kmh"], 3),
-            "axle_count": m["axle_count"],
-            "axle_loads_kg": [round(x, 1) for x in m["axle_loads_kg"]],
-            "axle_spacings_m": [round(x, 3) for x in m["axle_spacings_m"]],
-            "gvw_kg": round(m["gvw_kg"], 1),
-            "vehicle_class": policy.class_codes[c] if c >= 0 else "unclassified",
-            "limit_kg": _finite(result.limit_kg[i]),
-            "excess_kg": _finite(result.excess_kg[i], 1),
-            "overload_pct": _finite(result.overload_pct[i], 2),
-            "verdict": VERDICT_NAMES[int(result.verdict[i])],
-            "enforceable": bool(result.enforceable[i]),
-            "plate_front": ident.plate_front,
-            "plate_rear": ident.plate_rear,
-            "plate_confidence": round(ident.confidence, 4),
-            "local": bool(
-                site
-                and identified
-                and plates.is_local(ident.plate_front or ident.plate_rear, site.authority)
-            ),
-            "flags": F.to_names(result.flags[i]),
-            "policy_version": policy.version,
-            "evidence_hash": "",
-            "device_id": m["device_id"],
-            "fine_cny": policy.fine_cny(float(result.excess_kg[i]))
-            if result.verdict[i] == 2
-            else 0,
-            "enforce_threshold_kg": _finite(result.enforce_threshold_kg[i], 1),
-        }
-        verdict["evidence_hash"] = _evidence_hash(verdict, m.get("samples_sha256"), ident.read_ids)
-        verdicts.append(verdict)
+        verdicts.append(verdict_record(m, ident, result, i, registry, policy))
         support.append({"samples_sha256": m.get("samples_sha256"), "read_ids": ident.read_ids})
     return verdicts, support
+
+
+def verdict_record(
+    m: dict[str, Any],
+    ident: Identity,
+    result: VerdictResult,
+    i: int,
+    registry: Registry,
+    policy: Policy,
+) -> dict[str, Any]:
+    """The verdict of measured vehicle ``m`` (row ``i`` of the kernel's ``result``)."""
+    site = registry.sites.get(m["site_id"])
+    c = int(result.class_index[i])
+    identified = bool(ident.plate_front or ident.plate_rear)
+    verdict = {
+        "passage_id": m["passage_id"],
+        "site_id": m["site_id"],
+        "lane": m["lane"],
+        "direction": m["direction"],
+        "ts_us": m["ts_us"],
+        "speed_kmh": round(m["speed_kmh"], 3),
+        "axle_count": m["axle_count"],
+        "axle_loads_kg": [round(x, 1) for x in m["axle_loads_kg"]],
+        "axle_spacings_m": [round(x, 3) for x in m["axle_spacings_m"]],
+        "gvw_kg": round(m["gvw_kg"], 1),
+        "vehicle_class": policy.class_codes[c] if c >= 0 else "unclassified",
+        "limit_kg": _finite(result.limit_kg[i]),
+        "excess_kg": _finite(result.excess_kg[i], 1),
+        "overload_pct": _finite(result.overload_pct[i], 2),
+        "verdict": VERDICT_NAMES[int(result.verdict[i])],
+        "enforceable": bool(result.enforceable[i]),
+        "plate_front": ident.plate_front,
+        "plate_rear": ident.plate_rear,
+        "plate_confidence": round(ident.confidence, 4),
+        "local": bool(
+            site
+            and identified
+            and plates.is_local(ident.plate_front or ident.plate_rear, site.authority)
+        ),
+        "flags": F.to_names(result.flags[i]),
+        "policy_version": policy.version,
+        "evidence_hash": "",
+        "device_id": m["device_id"],
+        "fine_cny": policy.fine_cny(float(result.excess_kg[i])) if result.verdict[i] == 2 else 0,
+        "enforce_threshold_kg": _finite(result.enforce_threshold_kg[i], 1),
+    }
+    verdict["evidence_hash"] = _evidence_hash(verdict, m.get("samples_sha256"), ident.read_ids)
+    return verdict
 
 
 def _finite(value: float, digits: int = 1) -> float:

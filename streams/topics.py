@@ -7,8 +7,10 @@ from typing import Any
 
 WIM_PASSAGES = "wim.passages"
 WIM_VEHICLES = "wim.vehicles"
+WIM_BATCHES = "wim.batches"  # batched gateway mode (zhichao.VehicleBatch)
 ANPR_READS = "anpr.reads"
 VEHICLES_VERDICTS = "vehicles.verdicts"
+VERDICT_BATCHES = "vehicles.verdict-batches"  # zhichao.VerdictBatch
 ALERTS = "alerts"
 DISPATCH_ORDERS = "dispatch.orders"
 DISPATCH_FEEDBACK = "dispatch.feedback"
@@ -22,8 +24,10 @@ SITE_KEYED = (WIM_PASSAGES, WIM_VEHICLES, ANPR_READS)
 ALL = (
     WIM_PASSAGES,
     WIM_VEHICLES,
+    WIM_BATCHES,
     ANPR_READS,
     VEHICLES_VERDICTS,
+    VERDICT_BATCHES,
     ALERTS,
     DISPATCH_ORDERS,
     DISPATCH_FEEDBACK,

@@ -1,0 +1,435 @@
+"""Batched gateway mode: a site gateway's ``VehicleBatch`` (many WIM vehicle records of one lane,
+with the gateway's own plate reads) judged as arrays, end to end. No Faust, no I/O.
+
+``unpack``: the Avro record -> validated columns; a batch that cannot be read as a whole (unknown
+site or device, columns of different lengths) is one problem; rows that fail a check are left
+out with their reasons and the rest goes on.
+``judge``: identity, one verdict-kernel call for the batch, the KPI counters of the batch
+(aggregated per hour scope, the same names as ``sinks.kpi``), and full verdict records only
+for the vehicles that need one: over the limit, or on the 黑名单. Compliant vehicles exist as a
+row of the batch's ``VerdictBatch`` and in the counters, which is what a gateway's volume can
+afford (a full record costs more than the whole rest of a row).
+
+Identity of a gateway row (the gateway already paired reads and weighing, so there is no site
+join here): a rear plate ending in 挂 is the trailer's, the vehicle is its front plate; front
+and rear reading the same plate corroborate each other (confidence 1 − (1 − c_f)(1 − c_r)); two
+different readings leave the more confident one with the margin between them as confidence, and
+flag a conflict when both are sure; one reading stands with its own confidence. The verdict
+kernel then applies the same enforceability rule as everywhere (检定 valid, plate confidence,
+excess beyond the warning band and the device's error bound).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from kernels import flags as F
+from kernels.axles import MAX_AXLES
+from kernels.plate_grammar import is_trailer, normalise, plate_format
+from kernels.plates import authority_of
+from kernels.verdicts import OVERLIMIT, VerdictInputs, VerdictResult
+from kernels.verdicts import decide as decide_kernel
+from schemas.policy import Policy
+from schemas.registry import Registry
+from sinks.kpi import HEAVY_MIN_GVW_KG, HOUR_US, scopes_at
+from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
+from streams.validation import MAX_PLATE_CHARS, MAX_SPEED_KMH, Clock, _common, _device
+
+US = 1_000_000
+MAX_BATCH_VEHICLES = 100_000
+ID_LIMIT = 128
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int
+    passage_id: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The valid rows of a batch; per-vehicle arrays of equal length n."""
+
+    batch_id: str
+    site_id: str
+    device_id: str
+    lane: int
+    direction: str
+    sent_us: int
+    passage_ids: list[str]
+    ts_us: np.ndarray  # int64
+    last_axle_ts_us: np.ndarray  # int64
+    speed_kmh: np.ndarray  # float64
+    axle_count: np.ndarray  # int64
+    axle_loads_kg: np.ndarray  # float64 [n, MAX_AXLES], zero beyond axle_count
+    axle_spacings_m: np.ndarray  # float64 [n, MAX_AXLES - 1], zero beyond axle_count - 1
+    plate_front: list[str]  # normalised, '' when unread
+    plate_rear: list[str]
+    front_confidence: np.ndarray  # float64
+    rear_confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.passage_ids)
+
+
+class BatchProblem(ValueError):
+    """A batch that cannot be read as a whole: (reason, message) for the dead-letter topic."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def rejected_message(rejected: list[RowProblem], rows: int, shown: int = 20) -> str:
+    """One dead letter's text for the rows of a batch that were left out."""
+    parts = [f"row {p.row} ({p.passage_id}): {p.reason}: {p.message}" for p in rejected[:shown]]
+    more = f"; and {len(rejected) - shown} more" if len(rejected) > shown else ""
+    return f"{len(rejected)} of {rows} rows left out: " + "; ".join(parts) + more
+
+
+def _packed(record: dict[str, Any], name: str, dtype: str, n: int) -> np.ndarray:
+    raw = record[name]
+    size = np.dtype(dtype).itemsize
+    if len(raw) != n * size:
+        raise BatchProblem("bad_batch_shape", f"{name}: {len(raw)} bytes for {n} values")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def unpack(
+    record: dict[str, Any], registry: Registry, clock: Clock | None = None
+) -> tuple[Columns, list[RowProblem]]:
+    """The valid rows of a decoded ``VehicleBatch`` and the problems of the others; raises
+    ``BatchProblem`` when the batch as a whole is unusable."""
+    found = _common({**record, "ts_us": record["sent_us"]}, registry) or _device(record, registry)
+    if found:
+        raise BatchProblem(*found)
+    n = record["count"]
+    if not 0 < n <= MAX_BATCH_VEHICLES:
+        raise BatchProblem("bad_batch_shape", f"count {n} outside 1..{MAX_BATCH_VEHICLES}")
+    if len(record["batch_id"]) > ID_LIMIT or not record["batch_id"]:
+        raise BatchProblem("bad_batch_id", "batch_id must be 1..128 characters")
+    for name in ("passage_ids", "plate_front", "plate_rear"):
+        if len(record[name]) != n:
+            raise BatchProblem("bad_batch_shape", f"{name}: {len(record[name])} values for {n}")
+    ts = _packed(record, "ts_us", "<i8", n).astype(np.int64)
+    last = _packed(record, "last_axle_ts_us", "<i8", n).astype(np.int64)
+    speed = _packed(record, "speed_kmh", "<f4", n).astype(np.float64)
+    counts = _packed(record, "axle_count", "u1", n).astype(np.int64)
+    conf_f = _packed(record, "front_confidence", "<f4", n).astype(np.float64)
+    conf_r = _packed(record, "rear_confidence", "<f4", n).astype(np.float64)
+    total = int(counts.sum())
+    loads_flat = _packed(record, "axle_loads_kg", "<f4", total).astype(np.float64)
+    spacing_flat = _packed(record, "axle_spacings_m", "<f4", total - n).astype(np.float64)
+
+    problems: dict[int, tuple[str, str]] = {}
+
+    def mark(mask: np.ndarray, reason: str, message: str) -> None:
+        for i in np.flatnonzero(mask):
+            problems.setdefault(int(i), (reason, message))
+
+    mark((counts < 2) | (counts > MAX_AXLES), "bad_axles", f"axle count outside 2..{MAX_AXLES}")
+    rows = np.repeat(np.arange(n), counts)
+    bad_load = ~np.isfinite(loads_flat) | (loads_flat < 0) | (loads_flat >= 100_000)
+    mark(np.bincount(rows[bad_load], minlength=n) > 0, "bad_axles", "axle loads 0..100000 kg")
+    gaps = np.maximum(counts - 1, 0)
+    gap_rows = np.repeat(np.arange(n), gaps)
+    bad_gap = ~np.isfinite(spacing_flat) | (spacing_flat <= 0) | (spacing_flat >= 30)
+    mark(np.bincount(gap_rows[bad_gap], minlength=n) > 0, "bad_axles", "axle spacings 0..30 m")
+    mark(~np.isfinite(speed) | (speed <= 0) | (speed > MAX_SPEED_KMH), "bad_speed", "speed")
+    for conf in (conf_f, conf_r):
+        mark(~np.isfinite(conf) | (conf < 0) | (conf > 1), "bad_confidence", "outside 0..1")
+    mark((ts <= 0) | (last < ts) | (last > ts + 60 * US), "bad_timestamp", "axle times")
+    if clock is not None:  # the clock check of every input, on the column at once
+        now = time.time()
+        lo, hi = (now - clock.max_age_s) * US, (now + clock.max_ahead_s) * US
+        mark((ts < lo) | (ts > hi), "bad_timestamp", "event time too far from now")
+    ids, fronts, rears = record["passage_ids"], record["plate_front"], record["plate_rear"]
+    if len(set(ids)) < n or not all(ids) or max(map(len, ids)) > ID_LIMIT:
+        seen: set[str] = set()
+        for i, pid in enumerate(ids):
+            if not pid or len(pid) > ID_LIMIT or pid in seen:
+                problems.setdefault(i, ("bad_passage_id", "empty, too long or twice in the batch"))
+            seen.add(pid)
+    for plates_read in (fronts, rears):
+        text = "".join(plates_read)
+        if (text and not text.isalnum()) or max(map(len, plates_read)) > MAX_PLATE_CHARS:
+            for i, plate in enumerate(plates_read):
+                if len(plate) > MAX_PLATE_CHARS or not (plate.isalnum() or plate == ""):
+                    problems.setdefault(i, ("bad_plate", "text is not a plate reading"))
+    fronts = list(map(normalise, fronts))
+    rears = list(map(normalise, rears))
+
+    keep = np.ones(n, dtype=bool)
+    keep[list(problems)] = False
+    loads = np.zeros((n, MAX_AXLES))
+    spacings = np.zeros((n, MAX_AXLES - 1))
+    fits = (counts >= 2) & (counts <= MAX_AXLES)  # rows whose axles fit the padded arrays
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    gap_starts = np.concatenate([[0], np.cumsum(gaps)[:-1]])
+    flat_fits = np.repeat(fits, counts)
+    pos = np.arange(total) - np.repeat(starts, counts)
+    loads[rows[flat_fits], pos[flat_fits]] = loads_flat[flat_fits]
+    gap_fits = np.repeat(fits, gaps)
+    gpos = np.arange(total - n) - np.repeat(gap_starts, gaps)
+    spacings[gap_rows[gap_fits], gpos[gap_fits]] = spacing_flat[gap_fits]
+
+    idx = np.flatnonzero(keep)
+    columns = Columns(
+        batch_id=record["batch_id"],
+        site_id=record["site_id"],
+        device_id=record["device_id"],
+        lane=record["lane"],
+        direction=record["direction"],
+        sent_us=record["sent_us"],
+        passage_ids=[ids[i] for i in idx],
+        ts_us=ts[idx],
+        last_axle_ts_us=last[idx],
+        speed_kmh=speed[idx],
+        axle_count=counts[idx],
+        axle_loads_kg=np.ascontiguousarray(loads[idx]),
+        axle_spacings_m=np.ascontiguousarray(spacings[idx]),
+        plate_front=[fronts[i] for i in idx],
+        plate_rear=[rears[i] for i in idx],
+        front_confidence=conf_f[idx],
+        rear_confidence=conf_r[idx],
+    )
+    rejected = [RowProblem(i, str(ids[i]), *problems[i]) for i in sorted(problems)]
+    return columns, rejected
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Per row: the vehicle's plate (front/rear as on a verdict), its confidence, flags."""
+
+    plate_front: list[str]
+    plate_rear: list[str]
+    confidence: np.ndarray
+    flags: np.ndarray  # uint32
+
+
+def identify(c: Columns) -> Identities:
+    """The plate of every row from the gateway's two reads (rule in the module doc)."""
+    n = len(c)
+    fronts, rears = c.plate_front, c.plate_rear
+    cf = np.where([bool(p) for p in fronts], c.front_confidence, 0.0)
+    cr = np.where([bool(p) for p in rears], c.rear_confidence, 0.0)
+    has_f, has_r = cf > 0, cr > 0
+    front_arr = np.array(fronts, dtype=object)
+    rear_arr = np.array(rears, dtype=object)
+    trailer = np.array([is_trailer(p) for p in rears], dtype=bool)
+    same = front_arr == rear_arr
+    flags = np.zeros(n, dtype=np.uint32)
+    flags[~has_f] |= F.NO_FRONT
+    flags[~has_r] |= F.NO_REAR
+    both = has_f & has_r & ~trailer
+    agree = both & same
+    differ = both & ~same
+    conf = np.where(has_f, cf, np.where(has_r & ~trailer, cr, 0.0))
+    conf = np.where(agree, 1.0 - (1.0 - cf) * (1.0 - cr), conf)
+    conf = np.where(differ, np.abs(cf - cr), conf)
+    flags[differ & (np.minimum(cf, cr) >= CONFLICT_CONFIDENCE)] |= F.FRONT_REAR_CONFLICT
+    use_rear = (differ & (cf < cr)) | (~has_f & has_r & ~trailer)
+    named = has_f | (has_r & ~trailer)
+    vehicle = np.where(use_rear, rear_arr, np.where(named, front_arr, ""))
+    invalid = {p for p in set(vehicle.tolist()) if p and plate_format(p) is None}
+    if invalid:
+        flags[[p in invalid for p in vehicle.tolist()]] |= F.PLATE_FORMAT_INVALID
+    plate_front = vehicle.tolist()
+    plate_rear = np.where(has_r, rear_arr, "").tolist()
+    conf = np.where(named, conf, 0.0)
+    return Identities(plate_front, plate_rear, conf, flags)
+
+
+@dataclass(frozen=True)
+class Judged:
+    columns: Columns
+    identities: Identities
+    result: VerdictResult
+    local: np.ndarray  # bool
+    flagged: list[dict[str, Any]]  # full verdicts of the rows that need one
+    counters: Counter[tuple[str, str]]  # (KPI hash key, counter) -> increment
+
+    @property
+    def support(self) -> dict[str, Any]:
+        """What the flagged verdicts' evidence rests on: the gateway's batch, no samples."""
+        return {"samples_sha256": None, "read_ids": gateway_read_ids(self.columns)}
+
+
+def judge(
+    c: Columns,
+    registry: Registry,
+    policy: Policy,
+    blacklisted: frozenset[str] | set[str] = frozenset(),
+) -> Judged:
+    """Verdicts of a batch's valid rows: one kernel call; full records for over-limit and
+    blacklisted vehicles; the KPI increments of every row."""
+    ident = identify(c)
+    device = registry.wim_devices[c.device_id]
+    result = decide_kernel(
+        VerdictInputs(
+            axle_count=c.axle_count,
+            axle_spacings_m=c.axle_spacings_m,
+            gvw_kg=c.axle_loads_kg.sum(axis=1),
+            speed_kmh=c.speed_kmh,
+            flags=ident.flags,
+            ts_us=c.ts_us,
+            cert_from_us=device.cert_from_us,
+            cert_to_us=device.cert_to_us,
+            device_error_pct=policy.device_error_pct(device.accuracy_class),
+            plate_confidence=ident.confidence,
+            air_suspension=-1,
+            single_tyre_axles=-1,
+        ),
+        policy,
+    )
+    authority = registry.sites[c.site_id].authority
+    local = np.array(
+        [
+            bool(p) and authority_of(p) == authority
+            for p in (f or r for f, r in zip(ident.plate_front, ident.plate_rear, strict=True))
+        ],
+        dtype=bool,
+    )
+    wanted = result.verdict == OVERLIMIT
+    if blacklisted:
+        wanted |= np.array([p in blacklisted for p in ident.plate_front], dtype=bool)
+    flagged = [
+        full_verdict(c, ident, result, int(i), registry, policy) for i in np.flatnonzero(wanted)
+    ]
+    return Judged(c, ident, result, local, flagged, counters(c, ident, result, local, policy))
+
+
+def gateway_read_ids(c: Columns) -> tuple[str, ...]:
+    return (f"gateway:{c.batch_id}",)
+
+
+def vehicle_plates(c: Columns) -> set[str]:
+    """Every plate a row's identity can take (for one 黑名单 lookup per round)."""
+    return ({*c.plate_front} | {r for r in c.plate_rear if not is_trailer(r)}) - {""}
+
+
+def measured_row(c: Columns, i: int) -> dict[str, Any]:
+    """Row ``i`` as a measured vehicle (the shape ``streams.stages`` works on)."""
+    k = int(c.axle_count[i])
+    loads = [float(x) for x in c.axle_loads_kg[i, :k]]
+    return {
+        "passage_id": c.passage_ids[i],
+        "site_id": c.site_id,
+        "device_id": c.device_id,
+        "lane": c.lane,
+        "direction": c.direction,
+        "ts_us": int(c.ts_us[i]),
+        "last_axle_ts_us": int(c.last_axle_ts_us[i]),
+        "speed_kmh": float(c.speed_kmh[i]),
+        "axle_count": k,
+        "axle_loads_kg": loads,
+        "axle_spacings_m": [float(x) for x in c.axle_spacings_m[i, : k - 1]],
+        "gvw_kg": float(c.axle_loads_kg[i].sum()),
+        "flags": [],
+        "source": "gateway",
+        "samples_sha256": None,
+    }
+
+
+def full_verdict(
+    c: Columns, ident: Identities, result: VerdictResult, i: int, registry: Registry, policy: Policy
+) -> dict[str, Any]:
+    """The complete verdict of row ``i``, as the per-vehicle pipeline writes it; its evidence
+    names the batch (the gateway's record) instead of camera read ids."""
+    identity = Identity(
+        plate_front=ident.plate_front[i],
+        plate_rear=ident.plate_rear[i],
+        confidence=float(ident.confidence[i]),
+        flags=int(ident.flags[i]),
+        read_ids=gateway_read_ids(c),
+    )
+    return verdict_record(measured_row(c, i), identity, result, i, registry, policy)
+
+
+def counters(
+    c: Columns, ident: Identities, result: VerdictResult, local: np.ndarray, policy: Policy
+) -> Counter[tuple[str, str]]:
+    """The increments of the KPI counters for the batch: ``sinks.kpi.counters_of`` per row,
+    summed per (hash, counter) with arrays."""
+    verdict = result.verdict
+    unidentified = (result.flags & F.UNIDENTIFIED) != 0
+    identified = np.array(
+        [bool(p or r) for p, r in zip(ident.plate_front, ident.plate_rear, strict=True)]
+    )
+    named = identified & ~unidentified
+    over = verdict == OVERLIMIT
+    columns = {
+        "vehicles": np.ones(len(c), dtype=bool),
+        "heavy": c.axle_loads_kg.sum(axis=1) >= HEAVY_MIN_GVW_KG,
+        "overlimit": over,
+        "warning": verdict == 1,
+        "enforceable": result.enforceable,
+        "unidentified": unidentified,
+        "local": named & local,
+        "nonlocal": named & ~local,
+        "overlimit_local": named & local & over,
+        "overlimit_nonlocal": named & ~local & over,
+    }
+    classes = result.class_index
+    hours = c.ts_us // HOUR_US
+    totals: Counter[tuple[str, str]] = Counter()
+    for hour in np.unique(hours):
+        in_hour = hours == hour
+        scopes = scopes_at(c.site_id, c.lane, int(hour))
+        counts = {name: int(np.count_nonzero(col & in_hour)) for name, col in columns.items()}
+        found = np.bincount(classes[in_hour] + 1, minlength=len(policy.class_codes) + 1)
+        counts["class:unclassified"] = int(found[0])
+        for k, code in enumerate(policy.class_codes):
+            counts[f"class:{code}"] = int(found[k + 1])
+        for key in scopes:
+            for name, count in counts.items():
+                if count:
+                    totals[(key, name)] += count
+    return totals
+
+
+def verdict_batch(j: Judged, policy: Policy) -> dict[str, Any]:
+    """The ``VerdictBatch`` record of a judged batch."""
+    c, r = j.columns, j.result
+    return {
+        "batch_id": c.batch_id,
+        "site_id": c.site_id,
+        "device_id": c.device_id,
+        "lane": c.lane,
+        "direction": c.direction,
+        "policy_version": policy.version,
+        "class_codes": list(policy.class_codes),
+        "passage_ids": c.passage_ids,
+        "plates": j.identities.plate_front,
+        "ts_us": c.ts_us.astype("<i8").tobytes(),
+        "gvw_kg": c.axle_loads_kg.sum(axis=1).astype("<f4").tobytes(),
+        "limit_kg": np.nan_to_num(r.limit_kg, nan=0.0).astype("<f4").tobytes(),
+        "class_index": r.class_index.astype("i1").tobytes(),
+        "verdict": r.verdict.astype("u1").tobytes(),
+        "enforceable": r.enforceable.astype("u1").tobytes(),
+        "flags": r.flags.astype("<u4").tobytes(),
+    }
+
+
+def summary_of(j: Judged) -> bytes:
+    """What the dashboards' batch stream carries for a batch (JSON)."""
+    c = j.columns
+    return orjson.dumps(
+        {
+            "batch_id": c.batch_id,
+            "site_id": c.site_id,
+            "lane": c.lane,
+            "vehicles": len(c),
+            "overlimit": int(np.count_nonzero(j.result.verdict == OVERLIMIT)),
+            "enforceable": int(np.count_nonzero(j.result.enforceable)),
+            "sent_us": c.sent_us,
+        }
+    )
