@@ -1,7 +1,9 @@
-"""The worker on the embedded broker against a bare Faust loop over the same messages (issue 4):
-``pipeline_vs_bare_faust`` and ``p99_weigh_to_verdict_ms`` at half the measured rate. In
-``make test`` a small version runs once so the harness cannot rot; the figures are reported, not
-asserted (timing on a shared machine is not a unit test)."""
+"""The worker on the embedded broker against bare counting loops over the same messages (issues
+4 and 7): a bare Faust agent and a bare Quix Streams application over the raw-signal topics,
+``raw_pipeline_vs_bare_faust``, produce→verdict latency at 10, 50 and 90 % of the measured
+maximum; and scale-out, 1 against 2 workers on the same topics. In ``make test`` a small version
+runs once so the harness cannot rot; the figures are reported, not asserted (timing on a shared
+machine is not a unit test)."""
 
 from __future__ import annotations
 
@@ -10,47 +12,81 @@ import datetime as dt
 
 import pytest
 
-from bench.broker import bare_faust_rate, fill, pipeline_run, workload
+from bench.broker import INPUTS, bare_rate, fill, pipeline_run, workload
 from streams.embedded import embedded_stack
 
 PARTITIONS = 4
+FRACTIONS = (0.1, 0.5, 0.9)
+START = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 
 @pytest.mark.benchmark(group="pipeline")
-def test_pipeline_vs_bare_faust(benchmark, registry, smoke, tmp_path):
-    vehicles = 300 if smoke else 12_000
-    start = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
-    work = workload(registry, vehicles, seed=21, start=start)
+def test_pipeline_vs_bare_faust_and_quix(benchmark, registry, smoke, tmp_path):
+    work = workload(registry, 300 if smoke else 12_000, seed=21, start=START)
 
     def run():
         with embedded_stack(tmp_path / "stack") as stack:
             asyncio.run(fill(stack, work.traffic, PARTITIONS))
-            bare = bare_faust_rate(stack, work, PARTITIONS, tmp_path / "bare.log")
+            n = work.total_messages
+            faust = bare_rate("bare_faust", stack, INPUTS, n, PARTITIONS, tmp_path / "faust.log")
+            quix = bare_rate("bare_quix", stack, INPUTS, n, PARTITIONS, tmp_path / "quix.log")
             pipe = pipeline_run(
                 stack,
                 registry,
                 work,
                 PARTITIONS,
                 tmp_path,
-                latency_fraction=0.5,
+                latency_fractions=FRACTIONS,
                 latency_vehicles=300 if smoke else 3000,
             )
-        return bare, pipe
+        return faust, quix, pipe
 
     (tmp_path / "stack").mkdir()
-    bare, pipe = benchmark.pedantic(run, rounds=1, iterations=1)
+    faust, quix, pipe = benchmark.pedantic(run, rounds=1, iterations=1)
     info = benchmark.extra_info
-    info["bare_faust_messages_per_s"] = bare
+    info["bare_faust_messages_per_s"] = faust
+    info["bare_quix_messages_per_s"] = quix
     info["pipeline_messages_per_s"] = pipe.messages_per_s
     info["pipeline_vehicles_per_s"] = pipe.vehicles_per_s
     info["messages_per_vehicle"] = work.messages_per_vehicle
-    info["pipeline_vs_bare_faust"] = pipe.messages_per_s / bare
-    info["latency_at_vehicles_per_s"] = pipe.paced_vehicles_per_s
-    info.update({f"{k}_weigh_to_verdict_ms": v for k, v in pipe.latency_ms.items()})
+    info["raw_pipeline_vs_bare_faust"] = pipe.messages_per_s / faust
+    info["raw_pipeline_vs_bare_quix"] = pipe.messages_per_s / quix
+    info["produce_to_verdict_ms"] = {str(f): v for f, v in pipe.latency_ms.items()}
     print(
-        f"\nbare Faust {bare:,.0f} msg/s; pipeline {pipe.messages_per_s:,.0f} msg/s "
-        f"({pipe.vehicles_per_s:,.0f} vehicles/s) = {info['pipeline_vs_bare_faust']:.2f}; "
-        f"latency at {pipe.paced_vehicles_per_s:,.0f} veh/s: "
-        + ", ".join(f"{k} {v:.0f} ms" for k, v in pipe.latency_ms.items())
+        f"\nbare Faust {faust:,.0f} msg/s; bare Quix {quix:,.0f} msg/s; pipeline "
+        f"{pipe.messages_per_s:,.0f} msg/s ({pipe.vehicles_per_s:,.0f} vehicles/s) = "
+        f"{info['raw_pipeline_vs_bare_faust']:.2f} of Faust; latency "
+        + "; ".join(
+            f"{f:.0%}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in lat.items())
+            for f, lat in pipe.latency_ms.items()
+        )
     )
-    assert bare > 0 and pipe.messages_per_s > 0
+    assert faust > 0 and quix > 0 and pipe.messages_per_s > 0
+
+
+@pytest.mark.benchmark(group="pipeline")
+def test_scale_out_one_and_two_workers(benchmark, registry, smoke, tmp_path):
+    work = workload(registry, 300 if smoke else 12_000, seed=22, start=START)
+
+    def run():
+        runs = {}
+        for workers in (1, 2):
+            here = tmp_path / f"w{workers}"
+            (here / "stack").mkdir(parents=True)
+            with embedded_stack(here / "stack") as stack:
+                asyncio.run(fill(stack, work.traffic, PARTITIONS))
+                runs[workers] = pipeline_run(
+                    stack, registry, work, PARTITIONS, here, workers=workers
+                )
+        return runs
+
+    runs = benchmark.pedantic(run, rounds=1, iterations=1)
+    info = benchmark.extra_info
+    for workers, r in runs.items():
+        info[f"vehicles_per_s_{workers}_workers"] = r.vehicles_per_s
+    info["two_vs_one_worker"] = runs[2].vehicles_per_s / runs[1].vehicles_per_s
+    print(
+        f"\n1 worker {runs[1].vehicles_per_s:,.0f} veh/s; 2 workers "
+        f"{runs[2].vehicles_per_s:,.0f} veh/s = {info['two_vs_one_worker']:.2f}"
+    )
+    assert all(r.vehicles_per_s > 0 for r in runs.values())

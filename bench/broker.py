@@ -100,25 +100,42 @@ async def fill(
         await producer.stop()
 
 
-def _env(stack: EmbeddedStack, partitions: int) -> dict[str, str]:
+def _env(stack: EmbeddedStack, partitions: int, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "ZHICHAO_BROKER_URL": stack.broker_url,
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
+        **extra,
     }
 
 
-def bare_faust_rate(
-    stack: EmbeddedStack, work: Workload, partitions: int, log: Path, timeout_s: float = 300.0
+def bare_rate(
+    module: str,
+    stack: EmbeddedStack,
+    topics: tuple[str, ...],
+    expected: int,
+    partitions: int,
+    log: Path,
+    timeout_s: float = 300.0,
 ) -> float:
-    """Input messages per second of a Faust agent that only counts them."""
+    """Messages per second of a bare counting loop (``bench.bare_faust`` or ``bench.bare_quix``)
+    over ``topics``, from its first to its last message."""
     client = redis.Redis.from_url(stack.redis_dsn)
-    client.delete("zc:bench:bare")
+    key = f"zc:bench:{module}:{'+'.join(topics)}"
+    client.delete(key)
+    env = _env(
+        stack,
+        partitions,
+        BENCH_TOPICS=",".join(topics),
+        BENCH_KEY=key,
+        BENCH_APP_ID=f"bench-{module}-{time.time_ns()}",
+        BENCH_STATE_DIR=str(log.parent / f"state-{module}"),
+    )
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "bench.bare_faust"],
-            env=_env(stack, partitions),
+            [sys.executable, "-m", f"bench.{module}"],
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -126,18 +143,28 @@ def bare_faust_rate(
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            seen = client.hgetall("zc:bench:bare")
-            if seen and int(seen[b"n"]) >= work.total_messages:
+            seen = client.hgetall(key)
+            if seen and int(seen[b"n"]) >= expected:
                 break
             if proc.poll() is not None:
-                raise RuntimeError(f"bare Faust loop exited with {proc.returncode}, see {log}")
-            time.sleep(0.3)
+                raise RuntimeError(f"{module} exited with {proc.returncode}, see {log}")
+            time.sleep(0.2)
         else:
-            raise TimeoutError(f"bare Faust loop did not finish in {timeout_s} s, see {log}")
+            raise TimeoutError(f"{module} did not count {expected} in {timeout_s} s, see {log}")
         n, first, last = (float(seen[k]) for k in (b"n", b"first", b"last"))
         return (n - 1) / (last - first)
     finally:
         stop_worker(proc, grace_s=5.0)
+        client.close()
+
+
+def rss_mib(pid: int, peak: bool = False) -> float:
+    """Resident set size of a process, now or its peak (Linux /proc: VmRSS, VmHWM)."""
+    field = "VmHWM:" if peak else "VmRSS:"
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 @dataclass
@@ -160,12 +187,12 @@ class VerdictClock:
                 self.last_id = entry_id.decode()
 
     def wait_for(
-        self, ids: frozenset[str], proc: subprocess.Popen, log: Path, timeout_s: float
+        self, ids: frozenset[str], procs: list[subprocess.Popen], log: Path, timeout_s: float
     ) -> dict[str, float]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}, see {log}")
+            if any(proc.poll() is not None for proc in procs):
+                raise RuntimeError(f"a worker exited, see {log}")
             self.poll()
             if ids <= self.times.keys():
                 return {pid: self.times[pid] for pid in ids}
@@ -178,8 +205,20 @@ class VerdictClock:
 class PipelineRun:
     messages_per_s: float
     vehicles_per_s: float
-    latency_ms: dict[str, float]
-    paced_vehicles_per_s: float
+    latency_ms: dict[float, dict[str, float]]  # fraction of the max rate -> p50/p95/p99
+    workers: int = 1
+
+
+def wait_ready(
+    client: Any, workers: list[subprocess.Popen], log: Path, timeout_s: float = 120
+) -> float:
+    """Wall time at which the first worker held partitions."""
+    deadline = time.monotonic() + timeout_s
+    while not client.exists(K.WORKER_READY_KEY):
+        if any(w.poll() is not None for w in workers) or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not get its partitions, see {log}")
+        time.sleep(0.05)
+    return float(client.hget(K.WORKER_READY_KEY, "ts"))
 
 
 def pipeline_run(
@@ -188,43 +227,43 @@ def pipeline_run(
     work: Workload,
     partitions: int,
     workdir: Path,
-    latency_fraction: float,
-    latency_vehicles: int,
+    latency_fractions: tuple[float, ...] = (),
+    latency_vehicles: int = 0,
+    workers: int = 1,
     timeout_s: float = 300.0,
 ) -> PipelineRun:
-    """Throughput of one worker over the filled topics, then latency at a fraction of it."""
+    """Throughput of ``workers`` workers over the filled topics (from the moment the first holds
+    partitions: a second worker's rebalance counts), then latency at fractions of it."""
     client = redis.Redis.from_url(stack.redis_dsn)
-    log = workdir / "worker.log"
-    worker = start_worker(stack, partitions, log)
+    logs = [workdir / f"worker-{i}.log" for i in range(workers)]
+    procs = [start_worker(stack, partitions, log) for log in logs]
     try:
-        deadline = time.monotonic() + 120
-        while not client.exists(K.WORKER_READY_KEY):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not get its partitions, see {log}")
-            time.sleep(0.2)
-        ready_s = float(client.hget(K.WORKER_READY_KEY, "ts"))
+        ready_s = wait_ready(client, procs, logs[0])
         clock = VerdictClock(client)
-        times = clock.wait_for(work.measured_ids, worker, log, timeout_s)
+        times = clock.wait_for(work.measured_ids, procs, logs[0], timeout_s)
         elapsed = max(times.values()) - ready_s
         messages_per_s = work.measured_messages / elapsed
         vehicles_per_s = len(work.measured_ids) / elapsed
-
-        # latency: new traffic after the first, paced at a fraction of the measured rate
+        latency = {}
         last_ts = max(p["ts_us"] for p in work.traffic.passages + work.traffic.reads)
-        start = dt.datetime.fromtimestamp(last_ts / US + 60, tz=CHINA)
-        paced_work = workload(registry, latency_vehicles, seed=99, start=start)
-        paced = paced_work.traffic
-        ts = sorted(p["ts_us"] for p in paced.passages)
-        sim_rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / US)
-        target = latency_fraction * vehicles_per_s
-        sent_at: dict[str, float] = {}
-        asyncio.run(fill(stack, paced, partitions, speedup=target / sim_rate, sent_at=sent_at))
-        ids = paced_work.measured_ids  # the tail keeps traffic flowing behind the last of them
-        got = clock.wait_for(ids, worker, log, timeout_s)
-        lat = np.array([(got[pid] - sent_at[pid]) * 1000.0 for pid in ids])
-        latency = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
-        return PipelineRun(messages_per_s, vehicles_per_s, latency, target)
+        for k, fraction in enumerate(latency_fractions):
+            # new traffic after the last, paced at a fraction of the measured rate
+            start = dt.datetime.fromtimestamp(last_ts / US + 60, tz=CHINA)
+            paced_work = workload(registry, latency_vehicles, seed=99 + k, start=start)
+            paced = paced_work.traffic
+            last_ts = max(p["ts_us"] for p in paced.passages + paced.reads)
+            ts = sorted(p["ts_us"] for p in paced.passages)
+            sim_rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / US)
+            target = fraction * vehicles_per_s
+            sent_at: dict[str, float] = {}
+            asyncio.run(fill(stack, paced, partitions, speedup=target / sim_rate, sent_at=sent_at))
+            ids = paced_work.measured_ids  # the tail keeps traffic flowing behind the last of them
+            got = clock.wait_for(ids, procs, logs[0], timeout_s)
+            lat = np.array([(got[pid] - sent_at[pid]) * 1000.0 for pid in ids])
+            latency[fraction] = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
+        return PipelineRun(messages_per_s, vehicles_per_s, latency, workers)
     finally:
-        stop_worker(worker)
+        for proc in procs:
+            stop_worker(proc)
         with contextlib.suppress(Exception):
             client.close()

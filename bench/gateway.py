@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import orjson
 import redis
 
 import schemas
+from bench.broker import rss_mib, wait_ready
 from schemas.registry import Registry
 from sim.gateway import Batch, Pool, batches, vehicles_of
 from sim.publish import producer_for
@@ -94,64 +93,6 @@ def per_vehicle_messages(gateway: list[Batch]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _env(stack: EmbeddedStack, partitions: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ZHICHAO_BROKER_URL": stack.broker_url,
-        "ZHICHAO_REDIS_DSN": stack.redis_dsn,
-        "ZHICHAO_PARTITIONS": str(partitions),
-        **extra,
-    }
-
-
-def bare_rate(
-    module: str,
-    stack: EmbeddedStack,
-    topics: tuple[str, ...],
-    expected: int,
-    partitions: int,
-    log: Path,
-    timeout_s: float = 300.0,
-) -> float:
-    """Messages per second of a bare counting loop (``bench.bare_faust`` or ``bench.bare_quix``)
-    over ``topics``, from its first to its last message."""
-    client = redis.Redis.from_url(stack.redis_dsn)
-    key = f"zc:bench:{module}:{'+'.join(topics)}"
-    client.delete(key)
-    env = _env(
-        stack,
-        partitions,
-        BENCH_TOPICS=",".join(topics),
-        BENCH_KEY=key,
-        BENCH_APP_ID=f"bench-{module}-{time.time_ns()}",
-        BENCH_STATE_DIR=str(log.parent / f"state-{module}"),
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", f"bench.{module}"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            seen = client.hgetall(key)
-            if seen and int(seen[b"n"]) >= expected:
-                break
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited with {proc.returncode}, see {log}")
-            time.sleep(0.2)
-        else:
-            raise TimeoutError(f"{module} did not count {expected} in {timeout_s} s, see {log}")
-        n, first, last = (float(seen[k]) for k in (b"n", b"first", b"last"))
-        return (n - 1) / (last - first)
-    finally:
-        stop_worker(proc, grace_s=5.0)
-        client.close()
-
-
 @dataclass
 class BatchClock:
     """When each gateway batch's summary entered Redis (Redis' clock), followed as it grows."""
@@ -196,14 +137,6 @@ class GatewayRun:
     worker_rss_mib: float
 
 
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def gateway_run(
     stack: EmbeddedStack,
     gateway: list[Batch],
@@ -219,12 +152,7 @@ def gateway_run(
     log = workdir / "gateway-worker.log"
     worker = start_worker(stack, partitions, log)
     try:
-        deadline = time.monotonic() + 120
-        while not client.exists(K.WORKER_READY_KEY):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not get its partitions, see {log}")
-            time.sleep(0.1)
-        ready_s = float(client.hget(K.WORKER_READY_KEY, "ts"))
+        ready_s = wait_ready(client, [worker], log)
         clock = BatchClock(client)
         times = clock.wait_for([b.batch_id for b in gateway], worker, log, timeout_s)
         vehicles = sum(b.vehicles for b in gateway)

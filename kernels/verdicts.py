@@ -105,7 +105,17 @@ def _classify(k, spacings, i, comb_gap, group_max, tol, table):
 
 def class_table(policy: Policy) -> np.ndarray:
     """int32 [MAX_AXLES + 1, 2, 3]: the policy class of (axle count, combination, drive axle),
-    drive = -1 (rigid), 0 (tandem drive), 1 (single drive); -1 where no class matches."""
+    drive = -1 (rigid), 0 (tandem drive), 1 (single drive); -1 where no class matches. Kept on
+    the (immutable) policy after the first call: the kernel is called once per batch."""
+    table = policy.__dict__.get("_class_table")
+    if table is None:
+        table = _class_table(policy)
+        table.setflags(write=False)
+        object.__setattr__(policy, "_class_table", table)
+    return table
+
+
+def _class_table(policy: Policy) -> np.ndarray:
     table = np.full((MAX_AXLES + 1, 2, 3), -1, dtype=np.int32)
     for k in range(2, MAX_AXLES + 1):
         for comb, drives in ((0, (-1,)), (1, (0, 1))):

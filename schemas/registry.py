@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from kernels.plate_grammar import authority_of
+
 CITY_DIR = Path(__file__).resolve().parent / "cities"
 EXAMPLE_CITY = CITY_DIR / "example-city.yaml"
 VIEWS = ("front", "rear", "side", "checkpoint")
@@ -320,6 +322,10 @@ def load_registry(path: str | Path = EXAMPLE_CITY) -> Registry:
     for site in sites.values():
         if site.kind == "weigh" and sum(d.site == site.id for d in wim.values()) != 1:
             raise RegistryError(f"{name}: site {site.id} must have exactly one WIM device")
+        if authority_of(site.authority) != site.authority:
+            raise RegistryError(
+                f"{name}: site {site.id}: {site.authority!r} is not a plate authority (e.g. 浙D)"
+            )
 
     points: dict[str, InterceptionPoint] = {}
     for where, item in _entries(data, "interception_points", name):

@@ -32,7 +32,6 @@ import orjson
 from kernels import flags as F
 from kernels.axles import MAX_AXLES
 from kernels.plate_grammar import is_trailer, normalise, plate_format
-from kernels.plates import authority_of
 from kernels.verdicts import OVERLIMIT, VerdictInputs, VerdictResult
 from kernels.verdicts import decide as decide_kernel
 from schemas.policy import Policy
@@ -290,11 +289,11 @@ def judge(
         ),
         policy,
     )
-    authority = registry.sites[c.site_id].authority
+    authority = registry.sites[c.site_id].authority  # a valid 2-character prefix (浙D)
     local = np.array(
         [
-            bool(p) and authority_of(p) == authority
-            for p in (f or r for f, r in zip(ident.plate_front, ident.plate_rear, strict=True))
+            (f or r).startswith(authority)
+            for f, r in zip(ident.plate_front, ident.plate_rear, strict=True)
         ],
         dtype=bool,
     )
