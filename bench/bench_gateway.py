@@ -11,8 +11,8 @@ import datetime as dt
 
 import pytest
 
+from bench.broker import bare_rate
 from bench.gateway import (
-    bare_rate,
     gateway_run,
     make_batches,
     per_vehicle_messages,

@@ -70,6 +70,7 @@ class Columns:
     axle_count: np.ndarray  # int64
     axle_loads_kg: np.ndarray  # float64 [n, MAX_AXLES], zero beyond axle_count
     axle_spacings_m: np.ndarray  # float64 [n, MAX_AXLES - 1], zero beyond axle_count - 1
+    gvw_kg: np.ndarray  # float64, the sum of the axle loads
     plate_front: list[str]  # normalised, '' when unread
     plate_rear: list[str]
     front_confidence: np.ndarray  # float64
@@ -180,7 +181,13 @@ def unpack(
     gpos = np.arange(total - n) - np.repeat(gap_starts, gaps)
     spacings[gap_rows[gap_fits], gpos[gap_fits]] = spacing_flat[gap_fits]
 
-    idx = np.flatnonzero(keep)
+    if problems:  # the usual batch has none: no copies then
+        idx = np.flatnonzero(keep)
+        ids, fronts, rears = ([xs[i] for i in idx] for xs in (ids, fronts, rears))
+        ts, last, speed, counts, conf_f, conf_r, loads, spacings = (
+            np.ascontiguousarray(a[idx])
+            for a in (ts, last, speed, counts, conf_f, conf_r, loads, spacings)
+        )
     columns = Columns(
         batch_id=record["batch_id"],
         site_id=record["site_id"],
@@ -188,19 +195,22 @@ def unpack(
         lane=record["lane"],
         direction=record["direction"],
         sent_us=record["sent_us"],
-        passage_ids=[ids[i] for i in idx],
-        ts_us=ts[idx],
-        last_axle_ts_us=last[idx],
-        speed_kmh=speed[idx],
-        axle_count=counts[idx],
-        axle_loads_kg=np.ascontiguousarray(loads[idx]),
-        axle_spacings_m=np.ascontiguousarray(spacings[idx]),
-        plate_front=[fronts[i] for i in idx],
-        plate_rear=[rears[i] for i in idx],
-        front_confidence=conf_f[idx],
-        rear_confidence=conf_r[idx],
+        passage_ids=list(ids),
+        ts_us=ts,
+        last_axle_ts_us=last,
+        speed_kmh=speed,
+        axle_count=counts,
+        axle_loads_kg=loads,
+        axle_spacings_m=spacings,
+        gvw_kg=loads.sum(axis=1),
+        plate_front=fronts,
+        plate_rear=rears,
+        front_confidence=conf_f,
+        rear_confidence=conf_r,
     )
-    rejected = [RowProblem(i, str(ids[i]), *problems[i]) for i in sorted(problems)]
+    rejected = [
+        RowProblem(i, str(record["passage_ids"][i]), *problems[i]) for i in sorted(problems)
+    ]
     return columns, rejected
 
 
@@ -276,7 +286,7 @@ def judge(
         VerdictInputs(
             axle_count=c.axle_count,
             axle_spacings_m=c.axle_spacings_m,
-            gvw_kg=c.axle_loads_kg.sum(axis=1),
+            gvw_kg=c.gvw_kg,
             speed_kmh=c.speed_kmh,
             flags=ident.flags,
             ts_us=c.ts_us,
@@ -331,7 +341,7 @@ def measured_row(c: Columns, i: int) -> dict[str, Any]:
         "axle_count": k,
         "axle_loads_kg": loads,
         "axle_spacings_m": [float(x) for x in c.axle_spacings_m[i, : k - 1]],
-        "gvw_kg": float(c.axle_loads_kg[i].sum()),
+        "gvw_kg": float(c.gvw_kg[i]),
         "flags": [],
         "source": "gateway",
         "samples_sha256": None,
@@ -367,7 +377,7 @@ def counters(
     over = verdict == OVERLIMIT
     columns = {
         "vehicles": np.ones(len(c), dtype=bool),
-        "heavy": c.axle_loads_kg.sum(axis=1) >= HEAVY_MIN_GVW_KG,
+        "heavy": c.gvw_kg >= HEAVY_MIN_GVW_KG,
         "overlimit": over,
         "warning": verdict == 1,
         "enforceable": result.enforceable,
@@ -377,18 +387,23 @@ def counters(
         "overlimit_local": named & local & over,
         "overlimit_nonlocal": named & ~local & over,
     }
+    names = list(columns)
+    table = np.stack(list(columns.values()))  # [counter, row]
     classes = result.class_index
     hours = c.ts_us // HOUR_US
     totals: Counter[tuple[str, str]] = Counter()
-    for hour in np.unique(hours):
-        in_hour = hours == hour
-        scopes = scopes_at(c.site_id, c.lane, int(hour))
-        counts = {name: int(np.count_nonzero(col & in_hour)) for name, col in columns.items()}
+    first, last = int(hours.min()), int(hours.max())
+    for hour in range(first, last + 1) if last - first < 48 else np.unique(hours):
+        in_hour = hours == hour if first != last else slice(None)
+        sums = table[:, in_hour].sum(axis=1)
+        if not sums[0]:
+            continue
+        counts = dict(zip(names, sums.tolist(), strict=True))
         found = np.bincount(classes[in_hour] + 1, minlength=len(policy.class_codes) + 1)
         counts["class:unclassified"] = int(found[0])
         for k, code in enumerate(policy.class_codes):
             counts[f"class:{code}"] = int(found[k + 1])
-        for key in scopes:
+        for key in scopes_at(c.site_id, c.lane, int(hour)):
             for name, count in counts.items():
                 if count:
                     totals[(key, name)] += count
@@ -409,7 +424,7 @@ def verdict_batch(j: Judged, policy: Policy) -> dict[str, Any]:
         "passage_ids": c.passage_ids,
         "plates": j.identities.plate_front,
         "ts_us": c.ts_us.astype("<i8").tobytes(),
-        "gvw_kg": c.axle_loads_kg.sum(axis=1).astype("<f4").tobytes(),
+        "gvw_kg": c.gvw_kg.astype("<f4").tobytes(),
         "limit_kg": np.nan_to_num(r.limit_kg, nan=0.0).astype("<f4").tobytes(),
         "class_index": r.class_index.astype("i1").tobytes(),
         "verdict": r.verdict.astype("u1").tobytes(),
