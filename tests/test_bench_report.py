@@ -1,0 +1,69 @@
+"""``bench/report.md``: every section from a run's figures, plots as PNG files, and a missed
+target shown as missed."""
+
+from __future__ import annotations
+
+from bench.report import write_report
+from bench.run import TARGETS
+
+LATENCY = {"0.1": {"p50": 40, "p95": 80, "p99": 120}, "0.5": {"p50": 90, "p95": 200, "p99": 480}}
+RESULTS = {
+    "machine_info": {"cpu": {"brand_raw": "Test CPU"}},
+    "benchmarks": {
+        "test_pipeline_vs_bare_faust_and_quix": {
+            "extra_info": {
+                "bare_faust_messages_per_s": 9000.0,
+                "bare_quix_messages_per_s": 40000.0,
+                "pipeline_messages_per_s": 5000.0,
+                "messages_per_vehicle": 3.9,
+                "produce_to_verdict_ms": LATENCY,
+            }
+        },
+        "test_batched_gateway_vs_quix": {
+            "extra_info": {
+                "faust_bare_vehicle_messages_per_s": 9500.0,
+                "quix_bare_vehicle_messages_per_s": 150000.0,
+                "batched_vehicles_per_s": 120000.0,
+                "batched_latency_ms": LATENCY,
+            }
+        },
+        "test_scale_out_one_and_two_workers": {
+            "extra_info": {
+                "vehicles_per_s_1_workers": 1100.0,
+                "vehicles_per_s_2_workers": 1300.0,
+                "two_vs_one_worker": 1.18,
+            }
+        },
+        "test_worker_rss_with_a_million_plates": {
+            "extra_info": {
+                "plates": 1_000_000,
+                "worker_rss_1m_plates_mib": 270.0,
+                "worker_rss_no_plates_mib": 268.0,
+                "redis_used_1m_plates_mib": 180.0,
+            }
+        },
+    },
+}
+
+
+def test_the_report_has_every_section_plots_and_missed_targets(tmp_path):
+    summary = {
+        "raw_pipeline_vs_bare_faust": 0.55,
+        "batched_vehicles_per_s": 120000.0,
+        "batched_vs_quix_bare": 0.8,
+        "p99_produce_to_verdict_ms_at_50pct": 480.0,
+        "worker_rss_1m_plates_mib": 270.0,
+        "_machine": {"cores": 2},
+    }
+    write_report(RESULTS, summary, TARGETS, tmp_path)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    for heading in ("Against the peers", "per stage", "Latency", "Scale-out", "million plates"):
+        assert heading in text
+    assert "Test CPU" in text and "ratios measured in the same run are the headline" in text
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
+    assert "missed" in rows["raw_pipeline_vs_bare_faust"]
+    assert "missed" in rows["batched_vs_quix_bare"]
+    assert "✅" in rows["batched_vehicles_per_s"] and "✅" in rows["worker_rss_1m_plates_mib"]
+    assert "| batched gateway | 50% | 90 | 200 | 480 |" in text
+    for name in ("peers", "stages", "latency", "scale"):
+        assert (tmp_path / f"report-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
