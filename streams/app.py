@@ -45,6 +45,7 @@ from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import (
     BatchProblem,
+    Judged,
     judge,
     rejected_message,
     summary_of,
@@ -175,14 +176,17 @@ def create_app(settings: Settings) -> faust.App:
         deliveries = [await producer.send(topic, k, v, None, None, None) for k, v in messages]
         await asyncio.gather(*deliveries)
 
-    async def send_dead(event: Any, reason: str, message: str) -> None:
+    async def send_dead(event: Any, reason: str, message: str, ack: bool = True) -> None:
+        """A dead letter for ``event``; ``ack=False`` when the rest of it is still to be
+        written (a gateway batch's bad rows)."""
         m = event.message
         log.warning(
             "dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset, message
         )
         metrics.dead_letters.labels(reason).inc()
         await send(T.DEAD_LETTERS, None, dead_letter_record(event, reason, message))
-        event.ack()
+        if ack:
+            event.ack()
 
     def measure_isolating(measure, items):
         """Measure a batch in one kernel call; should that raise (a record no check foresaw),
@@ -495,10 +499,10 @@ def create_app(settings: Settings) -> faust.App:
             chain.heads.clear()
             chain.restore(await until_written("evidence", sink.evidence_heads))
 
-    async def judge_gateway_batches(events: list[Any]) -> None:
-        """Batched gateway mode: each ``VehicleBatch`` judged as arrays (``streams.gateway``);
-        full records, alerts and orders only for the vehicles that need them."""
-        unpacked = []
+    async def judge_gateway_batches(events: list[Any]) -> tuple[list[Judged], list[Any]]:
+        """Batched gateway mode, first half: each ``VehicleBatch`` judged as arrays
+        (``streams.gateway``); returns the judged batches and their events (not acknowledged)."""
+        unpacked, tokens = [], []
         for event in events:
             try:
                 name, record = schemas.decode_any_wire(event.value)
@@ -513,17 +517,22 @@ def create_app(settings: Settings) -> faust.App:
                 await send_dead(event, exc.reason, str(exc))
                 continue
             if rejected:  # the batch's other rows go on
-                await send_dead(
-                    event, "bad_rows", rejected_message(rejected, len(record["passage_ids"]))
-                )
+                message = rejected_message(rejected, len(record["passage_ids"]))
+                await send_dead(event, "bad_rows", message, ack=not len(columns))
             if len(columns):
                 unpacked.append(columns)
+                tokens.append(event)
         if not unpacked:
-            return
+            return [], []
         plates = sorted(set().union(*map(vehicle_plates, unpacked)))
         hits = await until_written("alerts", partial(listed, redis, plates))
         with metrics.stage_seconds.labels("gateway_judge").time():
-            judged = [judge(c, registry, policy, hits) for c in unpacked]
+            return [judge(c, registry, policy, hits) for c in unpacked], tokens
+
+    async def write_gateway_batches(judged: list[Judged], tokens: list[Any]) -> None:
+        """Second half: evidence, alerts and orders of the flagged vehicles, their full
+        verdicts, each batch's counters once, ``VerdictBatch`` out; then the inputs are
+        acknowledged. Runs while the next round is judged, before the next round's alerts."""
         flagged = [v for j in judged for v in j.flagged]
         links = chain.extend(
             [
@@ -551,6 +560,10 @@ def create_app(settings: Settings) -> faust.App:
             [(j.columns.site_id.encode(), encode(verdict_batch(j, policy))) for j in judged],
         )
         metrics.count_verdict_arrays([j.result for j in judged])
+        now = time.time()
+        for event in tokens:
+            metrics.weigh_to_verdict.observe(max(now - event.message.timestamp, 0.0))
+            event.ack()  # only now: a crash before this redelivers the batch, counted once
 
     def partition_lags() -> dict[tuple[str, int], int | None]:
         """Per assigned partition: records fetched or in the log beyond the last one the agent
@@ -586,14 +599,22 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(gateway_in)
     async def gateway(stream):
-        async for events in stream.take_events(
-            settings.gateway_take, within=settings.batch_timeout_s
-        ):
-            metrics.count_in(events)
-            await judge_gateway_batches(events)
-            now = time.time()
-            for event in events:
-                metrics.weigh_to_verdict.observe(max(now - event.message.timestamp, 0.0))
+        """Gateway batches: a round is judged while the previous one is being written."""
+        writing = None
+        try:
+            async for events in stream.noack_take(
+                settings.gateway_take, within=settings.batch_timeout_s
+            ):
+                metrics.count_in(events)
+                judged, tokens = await judge_gateway_batches(events)
+                if writing is not None:
+                    await writing
+                    writing = None
+                if judged:
+                    writing = asyncio.ensure_future(write_gateway_batches(judged, tokens))
+        finally:
+            if writing is not None:
+                await writing
 
     @app.agent(heartbeats_in)
     async def heartbeats(stream):

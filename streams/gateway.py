@@ -6,9 +6,10 @@ site or device, columns of different lengths) is one problem; rows that fail a c
 out with their reasons and the rest goes on.
 ``judge``: identity, one verdict-kernel call for the batch, the KPI counters of the batch
 (aggregated per hour scope, the same names as ``sinks.kpi``), and full verdict records only
-for the vehicles that need one: over the limit, or on the 黑名单. Compliant vehicles exist as a
-row of the batch's ``VerdictBatch`` and in the counters, which is what a gateway's volume can
-afford (a full record costs more than the whole rest of a row).
+for the vehicles that alert: an enforceable over-limit case, an over-limit truck without a
+plate, a plate on the 黑名单. Every other vehicle exists as a row of the batch's
+``VerdictBatch`` and in the counters, which is what a gateway's volume can afford (a full
+record, with its alert and evidence, costs the worker more than the rest of a row ten times).
 
 Identity of a gateway row (the gateway already paired reads and weighing, so there is no site
 join here): a rear plate ending in 挂 is the trailer's, the vehicle is its front plate; front
@@ -307,7 +308,9 @@ def judge(
         ],
         dtype=bool,
     )
-    wanted = result.verdict == OVERLIMIT
+    # the vehicles that alert: an enforceable case, an over-limit truck without a plate
+    unidentified = (result.flags & F.UNIDENTIFIED) != 0
+    wanted = (result.verdict == OVERLIMIT) & (result.enforceable | unidentified)
     if blacklisted:
         wanted |= np.array([p in blacklisted for p in ident.plate_front], dtype=bool)
     flagged = [

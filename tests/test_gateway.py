@@ -22,7 +22,7 @@ from sim.config import SimConfig
 from sim.gateway import batches, pool_of
 from sim.traffic import CitySimulator
 from sinks.kpi import aggregate
-from streams.gateway import BatchProblem, judge, unpack, verdict_batch
+from streams.gateway import BatchProblem, full_verdict, judge, unpack, verdict_batch
 from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
 
 US = 1_000_000
@@ -137,7 +137,8 @@ def _check_against_reference(record, registry, policy, blacklisted=frozenset()):
     flagged = [
         v
         for v in expected
-        if v["verdict"] == "overlimit" or (v["plate_front"] and v["plate_front"] in blacklisted)
+        if (v["verdict"] == "overlimit" and (v["enforceable"] or "unidentified" in v["flags"]))
+        or (v["plate_front"] and v["plate_front"] in blacklisted)
     ]
     assert judged.flagged == flagged
     assert judged.counters == aggregate(expected)
@@ -236,7 +237,7 @@ def test_a_sure_overloaded_truck_is_enforceable_and_weaker_evidence_is_not(regis
     def verdict(**change):
         columns, _ = unpack(_one_truck(registry, **change), registry)
         j = judge(columns, registry, policy)
-        return j.flagged[0]
+        return full_verdict(columns, j.identities, j.result, 0, registry, policy)
 
     sure = verdict()
     assert sure["verdict"] == "overlimit" and sure["enforceable"], sure
