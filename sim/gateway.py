@@ -19,6 +19,7 @@ import schemas
 from kernels.axles import MAX_AXLES
 from schemas.registry import Registry
 from sim.plates import misread
+from streams.gateway import join_text, split_text
 
 US = 1_000_000
 
@@ -129,15 +130,15 @@ def batches(
             "direction": registry.sites[site].direction,
             "sent_us": int(ts[-1]),
             "count": m,
-            "passage_ids": [f"{batch_id}:{j}" for j in range(m)],
+            "passage_ids": join_text([f"{batch_id}:{j}" for j in range(m)]),
             "ts_us": ts.astype("<i8").tobytes(),
             "last_axle_ts_us": last.astype("<i8").tobytes(),
             "speed_kmh": speed.astype("<f4").tobytes(),
             "axle_count": k.astype("u1").tobytes(),
             "axle_loads_kg": np.maximum(loads[keep], 0).astype("<f4").tobytes(),
             "axle_spacings_m": pool.axle_spacings_m[idx][keep_gap].astype("<f4").tobytes(),
-            "plate_front": [pool.plate_front[i] for i in idx],
-            "plate_rear": [pool.plate_rear[i] for i in idx],
+            "plate_front": join_text([pool.plate_front[i] for i in idx]),
+            "plate_rear": join_text([pool.plate_rear[i] for i in idx]),
             "front_confidence": pool.front_confidence[idx].astype("<f4").tobytes(),
             "rear_confidence": pool.rear_confidence[idx].astype("<f4").tobytes(),
         }
@@ -156,11 +157,12 @@ def vehicles_of(batch: dict) -> list[dict]:
     ts = np.frombuffer(batch["ts_us"], "<i8")
     last = np.frombuffer(batch["last_axle_ts_us"], "<i8")
     speed = np.frombuffer(batch["speed_kmh"], "<f4")
+    ids = split_text(batch["passage_ids"])
     out, a, g = [], 0, 0
     for i in range(n):
         out.append(
             {
-                "passage_id": batch["passage_ids"][i],
+                "passage_id": ids[i],
                 "site_id": batch["site_id"],
                 "device_id": batch["device_id"],
                 "lane": batch["lane"],

@@ -517,7 +517,7 @@ def create_app(settings: Settings) -> faust.App:
                 await send_dead(event, exc.reason, str(exc))
                 continue
             if rejected:  # the batch's other rows go on
-                message = rejected_message(rejected, len(record["passage_ids"]))
+                message = rejected_message(rejected, record["count"])
                 await send_dead(event, "bad_rows", message, ack=not len(columns))
             if len(columns):
                 unpacked.append(columns)

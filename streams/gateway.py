@@ -74,11 +74,24 @@ class Columns:
     gvw_kg: np.ndarray  # float64, the sum of the axle loads
     plate_front: list[str]  # normalised, '' when unread
     plate_rear: list[str]
+    rear_is_trailer: np.ndarray  # bool: the rear plate is a 挂 trailer's
     front_confidence: np.ndarray  # float64
     rear_confidence: np.ndarray
 
     def __len__(self) -> int:
         return len(self.passage_ids)
+
+
+TEXT_COLUMNS = ("passage_ids", "plate_front", "plate_rear")
+
+
+def join_text(values: list[str]) -> str:
+    """A text column on the wire: the values joined by newlines."""
+    return "\n".join(values)
+
+
+def split_text(text: str) -> list[str]:
+    return text.split("\n")
 
 
 class BatchProblem(ValueError):
@@ -117,9 +130,10 @@ def unpack(
         raise BatchProblem("bad_batch_shape", f"count {n} outside 1..{MAX_BATCH_VEHICLES}")
     if len(record["batch_id"]) > ID_LIMIT or not record["batch_id"]:
         raise BatchProblem("bad_batch_id", "batch_id must be 1..128 characters")
-    for name in ("passage_ids", "plate_front", "plate_rear"):
-        if len(record[name]) != n:
-            raise BatchProblem("bad_batch_shape", f"{name}: {len(record[name])} values for {n}")
+    text = {name: split_text(record[name]) for name in TEXT_COLUMNS}
+    for name, values in text.items():
+        if len(values) != n:
+            raise BatchProblem("bad_batch_shape", f"{name}: {len(values)} values for {n}")
     ts = _packed(record, "ts_us", "<i8", n).astype(np.int64)
     last = _packed(record, "last_axle_ts_us", "<i8", n).astype(np.int64)
     speed = _packed(record, "speed_kmh", "<f4", n).astype(np.float64)
@@ -152,7 +166,7 @@ def unpack(
         now = time.time()
         lo, hi = (now - clock.max_age_s) * US, (now + clock.max_ahead_s) * US
         mark((ts < lo) | (ts > hi), "bad_timestamp", "event time too far from now")
-    ids, fronts, rears = record["passage_ids"], record["plate_front"], record["plate_rear"]
+    ids, fronts, rears = (text[name] for name in TEXT_COLUMNS)
     if len(set(ids)) < n or not all(ids) or max(map(len, ids)) > ID_LIMIT:
         seen: set[str] = set()
         for i, pid in enumerate(ids):
@@ -160,8 +174,8 @@ def unpack(
                 problems.setdefault(i, ("bad_passage_id", "empty, too long or twice in the batch"))
             seen.add(pid)
     for plates_read in (fronts, rears):
-        text = "".join(plates_read)
-        if (text and not text.isalnum()) or max(map(len, plates_read)) > MAX_PLATE_CHARS:
+        joined = "".join(plates_read)
+        if (joined and not joined.isalnum()) or max(map(len, plates_read)) > MAX_PLATE_CHARS:
             for i, plate in enumerate(plates_read):
                 if len(plate) > MAX_PLATE_CHARS or not (plate.isalnum() or plate == ""):
                     problems.setdefault(i, ("bad_plate", "text is not a plate reading"))
@@ -206,12 +220,11 @@ def unpack(
         gvw_kg=loads.sum(axis=1),
         plate_front=fronts,
         plate_rear=rears,
+        rear_is_trailer=np.array([is_trailer(p) for p in rears], dtype=bool),
         front_confidence=conf_f,
         rear_confidence=conf_r,
     )
-    rejected = [
-        RowProblem(i, str(record["passage_ids"][i]), *problems[i]) for i in sorted(problems)
-    ]
+    rejected = [RowProblem(i, text["passage_ids"][i], *problems[i]) for i in sorted(problems)]
     return columns, rejected
 
 
@@ -234,7 +247,7 @@ def identify(c: Columns) -> Identities:
     has_f, has_r = cf > 0, cr > 0
     front_arr = np.array(fronts, dtype=object)
     rear_arr = np.array(rears, dtype=object)
-    trailer = np.array([is_trailer(p) for p in rears], dtype=bool)
+    trailer = c.rear_is_trailer
     same = front_arr == rear_arr
     flags = np.zeros(n, dtype=np.uint32)
     flags[~has_f] |= F.NO_FRONT
@@ -325,7 +338,8 @@ def gateway_read_ids(c: Columns) -> tuple[str, ...]:
 
 def vehicle_plates(c: Columns) -> set[str]:
     """Every plate a row's identity can take (for one 黑名单 lookup per round)."""
-    return ({*c.plate_front} | {r for r in c.plate_rear if not is_trailer(r)}) - {""}
+    own_rear = np.array(c.plate_rear, dtype=object)[~c.rear_is_trailer]
+    return (set(c.plate_front) | set(own_rear.tolist())) - {""}
 
 
 def measured_row(c: Columns, i: int) -> dict[str, Any]:
@@ -424,8 +438,8 @@ def verdict_batch(j: Judged, policy: Policy) -> dict[str, Any]:
         "direction": c.direction,
         "policy_version": policy.version,
         "class_codes": list(policy.class_codes),
-        "passage_ids": c.passage_ids,
-        "plates": j.identities.plate_front,
+        "passage_ids": join_text(c.passage_ids),
+        "plates": join_text(j.identities.plate_front),
         "ts_us": c.ts_us.astype("<i8").tobytes(),
         "gvw_kg": c.gvw_kg.astype("<f4").tobytes(),
         "limit_kg": np.nan_to_num(r.limit_kg, nan=0.0).astype("<f4").tobytes(),

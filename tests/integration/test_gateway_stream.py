@@ -25,7 +25,7 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams import topics as T
 from streams.embedded import embedded_stack
-from streams.gateway import judge, unpack
+from streams.gateway import join_text, judge, split_text, unpack
 from tests.integration.helpers import kpi_in_redis, verdicts_in_redis
 from zhichao.up import start_worker, stop_worker
 
@@ -59,7 +59,7 @@ def _with_bad_rows(value: bytes) -> bytes:
         {
             **record,
             "batch_id": record["batch_id"] + "-bad",
-            "passage_ids": [p + "-bad" for p in record["passage_ids"]],
+            "passage_ids": join_text([p + "-bad" for p in split_text(record["passage_ids"])]),
             "speed_kmh": speed.tobytes(),
         }
     )
@@ -150,5 +150,5 @@ def test_one_verdict_batch_per_batch_received(run):
     got = Counter(b["batch_id"] for b in run["out"])
     assert set(got) == set(run["ids"])
     assert sum(got.values()) == len(run["ids"]) + 1  # the resent batch is answered again
-    rows = {b["batch_id"]: len(b["passage_ids"]) for b in run["out"]}
+    rows = {b["batch_id"]: len(split_text(b["passage_ids"])) for b in run["out"]}
     assert sum(rows.values()) == 3000 + 150 - 2
