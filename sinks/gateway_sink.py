@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sinks import constants as K
+from sinks.scripts import Script
 
 # ARGV: ttl, kpi ttl, stream, maxlen, then per batch: seen key, summary, n counters, then n
 # pairs "key<TAB>field", increment. Returns per batch 1 when it was new, 0 when written before.
@@ -55,7 +56,7 @@ class GatewaySink:
     def __init__(self, client: Any, ttl_s: int):
         self.client = client
         self.ttl_s = ttl_s
-        self._write = client.register_script(WRITE_GATEWAY_BATCHES)
+        self._write = Script(client, WRITE_GATEWAY_BATCHES)
 
     async def write(self, batches: list[BatchCount]) -> list[bool]:
         """Count each batch once (one script call for all); per batch, whether it was new."""

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, Link
 from sinks.kpi import day_of, increments_of
+from sinks.scripts import Script
 from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ class VerdictSink:
         self.client = aioredis.Redis.from_url(client) if isinstance(client, str) else client
         self.ttl_s = verdict_ttl_s
         self.sighting_retention_s = sighting_retention_s
-        self._write = self.client.register_script(WRITE_BATCH)
+        self._write = Script(self.client, WRITE_BATCH)
         self._once = self.client.register_script(WRITE_ONCE)
 
     async def write(
