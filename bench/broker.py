@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,37 +170,48 @@ def rss_mib(pid: int, peak: bool = False) -> float:
 
 
 @dataclass
-class VerdictClock:
-    """When each passage's verdict entered the Redis stream (Redis' clock), read as it grows:
-    the stream is trimmed to its last ~10,000 entries, so it is followed, not read at the end."""
+class StreamClock:
+    """When each record entered a Redis stream (Redis' clock, from the entry id), read as the
+    stream grows: the streams are trimmed to their last ~10,000 entries, so they are followed,
+    not read at the end. ``field`` holds a JSON record whose ``key`` names it."""
 
     client: Any
+    stream: str = K.VERDICT_STREAM
+    field: bytes = b"verdict"
+    key: str = "passage_id"
     last_id: str = "0-0"
-    times: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def poll(self) -> None:
         while True:
-            got = self.client.xread({K.VERDICT_STREAM: self.last_id}, count=5000)
+            got = self.client.xread({self.stream: self.last_id}, count=5000)
             if not got:
                 return
             for entry_id, fields in got[0][1]:
-                pid = orjson.loads(fields[b"verdict"])["passage_id"]
-                self.times.setdefault(pid, int(entry_id.split(b"-")[0]) / 1000.0)
+                name = orjson.loads(fields[self.field])[self.key]
+                self.times.setdefault(name, int(entry_id.split(b"-")[0]) / 1000.0)
                 self.last_id = entry_id.decode()
 
     def wait_for(
-        self, ids: frozenset[str], procs: list[subprocess.Popen], log: Path, timeout_s: float
+        self, ids: Iterable[str], procs: list[subprocess.Popen], log: Path, timeout_s: float
     ) -> dict[str, float]:
+        """The entry time of each of ``ids``, once all are in (a worker stopping is an error)."""
+        wanted = set(ids)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if any(proc.poll() is not None for proc in procs):
                 raise RuntimeError(f"a worker exited, see {log}")
             self.poll()
-            if ids <= self.times.keys():
-                return {pid: self.times[pid] for pid in ids}
-            time.sleep(0.2)
-        missing = len(ids - self.times.keys())
-        raise TimeoutError(f"{missing} passages had no verdict after {timeout_s} s, see {log}")
+            if wanted <= self.times.keys():
+                return {name: self.times[name] for name in wanted}
+            time.sleep(0.1)
+        missing = len(wanted - self.times.keys())
+        raise TimeoutError(f"{missing} of {self.stream} not there after {timeout_s} s, see {log}")
+
+
+def batch_clock(client: Any) -> StreamClock:
+    """Follows the gateway batches' summaries (batched mode)."""
+    return StreamClock(client, K.GATEWAY_BATCH_STREAM, b"batch", "batch_id")
 
 
 @dataclass
@@ -239,7 +252,7 @@ def pipeline_run(
     procs = [start_worker(stack, partitions, log) for log in logs]
     try:
         ready_s = wait_ready(client, procs, logs[0])
-        clock = VerdictClock(client)
+        clock = StreamClock(client)
         times = clock.wait_for(work.measured_ids, procs, logs[0], timeout_s)
         elapsed = max(times.values()) - ready_s
         messages_per_s = work.measured_messages / elapsed

@@ -54,6 +54,11 @@ def _latency(path: Path, series: dict[str, dict[str, dict[str, float]]]) -> None
     plt.close(fig)
 
 
+def meets(value: float, target: tuple[str, float]) -> bool:
+    op, bound = target
+    return {">=": value >= bound, ">": value > bound, "<=": value <= bound}[op]
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
@@ -83,9 +88,7 @@ def write_report(results: dict, summary: dict, targets: dict, out_dir: Path) -> 
         target = targets.get(key)
         mark = ""
         if target:
-            op, bound = target
-            ok = {">=": value >= bound, ">": value > bound, "<=": value <= bound}[op]
-            mark = f"{op} {bound:g} {'✅' if ok else '❌ missed'}"
+            mark = f"{target[0]} {target[1]:g} {'✅' if meets(value, target) else '❌ missed'}"
         lines.append(f"| `{key}` | {_fmt(value)} | {mark} |")
 
     pipe = bench.get("test_pipeline_vs_bare_faust_and_quix")

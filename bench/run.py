@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.report import write_report
+from bench.report import meets, write_report
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -117,9 +117,7 @@ def table(summary: dict) -> str:
         target = TARGETS.get(key)
         mark = ""
         if target:
-            op, bound = target
-            ok = {">=": value >= bound, ">": value > bound, "<=": value <= bound}[op]
-            mark = f"{op} {bound:g}  {'ok' if ok else 'MISSED'}"
+            mark = f"{target[0]} {target[1]:g}  {'ok' if meets(value, target) else 'MISSED'}"
         lines.append(f"{key:<44} {value:>14.4g}  {mark}")
     return "\n".join(lines)
 

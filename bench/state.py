@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench.broker import Workload, fill, rss_mib, wait_ready
-from bench.gateway import BatchClock, publish
-from sim.gateway import Batch
+from bench.broker import Workload, batch_clock, fill, rss_mib, wait_ready
+from sim.gateway import Batch, publish
 from sinks import constants as K
 from sinks.sightings import SIGHTINGS_KEY
 from streams import topics as T
@@ -86,7 +85,7 @@ def state_run(
     worker = start_worker(stack, partitions, log)
     try:
         wait_ready(client, [worker], log)
-        BatchClock(client).wait_for([b.batch_id for b in gateway], worker, log, timeout_s)
+        batch_clock(client).wait_for([b.batch_id for b in gateway], [worker], log, timeout_s)
         deadline = time.monotonic() + timeout_s
         while client.xlen(K.VERDICT_STREAM) < min(len(work.measured_ids), K.VERDICT_STREAM_MAXLEN):
             if time.monotonic() > deadline or worker.poll() is not None:

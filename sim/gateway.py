@@ -10,6 +10,8 @@ which is what the per-vehicle baselines of the benchmark read.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -181,3 +183,33 @@ def vehicles_of(batch: dict) -> list[dict]:
         a += k[i]
         g += k[i] - 1
     return out
+
+
+async def publish(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    rate_per_s: float = 0.0,
+    weights: list[int] | None = None,
+    sent_at: list[float] | None = None,
+) -> None:
+    """Messages to ``topic``, as fast as the broker takes them or paced so that ``weights``
+    (vehicles per message) arrive at ``rate_per_s``; ``sent_at`` gets each send time."""
+    from sim.publish import producer_for
+
+    producer = producer_for(bootstrap)
+    await producer.start()
+    try:
+        start, due = time.monotonic(), 0.0
+        for i, (key, value) in enumerate(messages):
+            if rate_per_s:
+                wait = start + due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                due += (weights[i] if weights else 1) / rate_per_s
+            if sent_at is not None:
+                sent_at.append(time.time())
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()

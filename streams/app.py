@@ -46,7 +46,7 @@ from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import (
     BatchProblem,
     Judged,
-    judge,
+    judge_round,
     rejected_message,
     summary_of,
     unpack,
@@ -527,7 +527,7 @@ def create_app(settings: Settings) -> faust.App:
         plates = sorted(set().union(*map(vehicle_plates, unpacked)))
         hits = await until_written("alerts", partial(listed, redis, plates))
         with metrics.stage_seconds.labels("gateway_judge").time():
-            return [judge(c, registry, policy, hits) for c in unpacked], tokens
+            return judge_round(unpacked, registry, policy, hits), tokens
 
     async def write_gateway_batches(judged: list[Judged], tokens: list[Any]) -> None:
         """Second half: evidence, alerts and orders of the flagged vehicles, their full

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -147,17 +147,20 @@ def unpack(
     problems: dict[int, tuple[str, str]] = {}
 
     def mark(mask: np.ndarray, reason: str, message: str) -> None:
-        for i in np.flatnonzero(mask):
-            problems.setdefault(int(i), (reason, message))
+        if mask.any():  # the usual batch has no bad row
+            for i in np.flatnonzero(mask):
+                problems.setdefault(int(i), (reason, message))
 
     mark((counts < 2) | (counts > MAX_AXLES), "bad_axles", f"axle count outside 2..{MAX_AXLES}")
     rows = np.repeat(np.arange(n), counts)
     bad_load = ~np.isfinite(loads_flat) | (loads_flat < 0) | (loads_flat >= 100_000)
-    mark(np.bincount(rows[bad_load], minlength=n) > 0, "bad_axles", "axle loads 0..100000 kg")
+    if bad_load.any():
+        mark(np.bincount(rows[bad_load], minlength=n) > 0, "bad_axles", "axle loads 0..100000 kg")
     gaps = np.maximum(counts - 1, 0)
     gap_rows = np.repeat(np.arange(n), gaps)
     bad_gap = ~np.isfinite(spacing_flat) | (spacing_flat <= 0) | (spacing_flat >= 30)
-    mark(np.bincount(gap_rows[bad_gap], minlength=n) > 0, "bad_axles", "axle spacings 0..30 m")
+    if bad_gap.any():
+        mark(np.bincount(gap_rows[bad_gap], minlength=n) > 0, "bad_axles", "axle spacings 0..30 m")
     mark(~np.isfinite(speed) | (speed <= 0) | (speed > MAX_SPEED_KMH), "bad_speed", "speed")
     for conf in (conf_f, conf_r):
         mark(~np.isfinite(conf) | (conf < 0) | (conf > 1), "bad_confidence", "outside 0..1")
@@ -182,8 +185,6 @@ def unpack(
     fronts = list(map(normalise, fronts))
     rears = list(map(normalise, rears))
 
-    keep = np.ones(n, dtype=bool)
-    keep[list(problems)] = False
     loads = np.zeros((n, MAX_AXLES))
     spacings = np.zeros((n, MAX_AXLES - 1))
     fits = (counts >= 2) & (counts <= MAX_AXLES)  # rows whose axles fit the padded arrays
@@ -197,6 +198,8 @@ def unpack(
     spacings[gap_rows[gap_fits], gpos[gap_fits]] = spacing_flat[gap_fits]
 
     if problems:  # the usual batch has none: no copies then
+        keep = np.ones(n, dtype=bool)
+        keep[list(problems)] = False
         idx = np.flatnonzero(keep)
         ids, fronts, rears = ([xs[i] for i in idx] for xs in (ids, fronts, rears))
         ts, last, speed, counts, conf_f, conf_r, loads, spacings = (
@@ -238,16 +241,20 @@ class Identities:
     flags: np.ndarray  # uint32
 
 
-def identify(c: Columns) -> Identities:
+def identify(
+    fronts: list[str],
+    rears: list[str],
+    front_confidence: np.ndarray,
+    rear_confidence: np.ndarray,
+    trailer: np.ndarray,
+) -> Identities:
     """The plate of every row from the gateway's two reads (rule in the module doc)."""
-    n = len(c)
-    fronts, rears = c.plate_front, c.plate_rear
-    cf = np.where([bool(p) for p in fronts], c.front_confidence, 0.0)
-    cr = np.where([bool(p) for p in rears], c.rear_confidence, 0.0)
-    has_f, has_r = cf > 0, cr > 0
+    n = len(fronts)
     front_arr = np.array(fronts, dtype=object)
     rear_arr = np.array(rears, dtype=object)
-    trailer = c.rear_is_trailer
+    cf = np.where(front_arr != "", front_confidence, 0.0)
+    cr = np.where(rear_arr != "", rear_confidence, 0.0)
+    has_f, has_r = cf > 0, cr > 0
     same = front_arr == rear_arr
     flags = np.zeros(n, dtype=np.uint32)
     flags[~has_f] |= F.NO_FRONT
@@ -292,33 +299,54 @@ def judge(
     policy: Policy,
     blacklisted: frozenset[str] | set[str] = frozenset(),
 ) -> Judged:
-    """Verdicts of a batch's valid rows: one kernel call; full records for over-limit and
-    blacklisted vehicles; the KPI increments of every row."""
-    ident = identify(c)
-    device = registry.wim_devices[c.device_id]
+    """Verdicts of one batch's valid rows (``judge_round`` of one)."""
+    return judge_round([c], registry, policy, blacklisted)[0]
+
+
+def judge_round(
+    cs: list[Columns],
+    registry: Registry,
+    policy: Policy,
+    blacklisted: frozenset[str] | set[str] = frozenset(),
+) -> list[Judged]:
+    """Verdicts of the valid rows of several batches: identity and the verdict kernel once for
+    all their rows (their fixed cost is most of a small batch's); then per batch, full records
+    for the vehicles that alert and the KPI increments of every row."""
+    sizes = [len(c) for c in cs]
+    fronts = [p for c in cs for p in c.plate_front]
+    rears = [p for c in cs for p in c.plate_rear]
+    ident = identify(
+        fronts,
+        rears,
+        np.concatenate([c.front_confidence for c in cs]),
+        np.concatenate([c.rear_confidence for c in cs]),
+        np.concatenate([c.rear_is_trailer for c in cs]),
+    )
+    devices = [registry.wim_devices[c.device_id] for c in cs]
     result = decide_kernel(
         VerdictInputs(
-            axle_count=c.axle_count,
-            axle_spacings_m=c.axle_spacings_m,
-            gvw_kg=c.gvw_kg,
-            speed_kmh=c.speed_kmh,
+            axle_count=np.concatenate([c.axle_count for c in cs]),
+            axle_spacings_m=np.concatenate([c.axle_spacings_m for c in cs]),
+            gvw_kg=np.concatenate([c.gvw_kg for c in cs]),
+            speed_kmh=np.concatenate([c.speed_kmh for c in cs]),
             flags=ident.flags,
-            ts_us=c.ts_us,
-            cert_from_us=device.cert_from_us,
-            cert_to_us=device.cert_to_us,
-            device_error_pct=policy.device_error_pct(device.accuracy_class),
+            ts_us=np.concatenate([c.ts_us for c in cs]),
+            cert_from_us=np.repeat([d.cert_from_us for d in devices], sizes),
+            cert_to_us=np.repeat([d.cert_to_us for d in devices], sizes),
+            device_error_pct=np.repeat(
+                [policy.device_error_pct(d.accuracy_class) for d in devices], sizes
+            ),
             plate_confidence=ident.confidence,
             air_suspension=-1,
             single_tyre_axles=-1,
         ),
         policy,
     )
-    authority = registry.sites[c.site_id].authority  # a valid 2-character prefix (浙D)
+    # 本地: a valid 2-character authority prefix (浙D) per site, checked by the registry
+    authority = [registry.sites[c.site_id].authority for c in cs]
+    plates = [f or r for f, r in zip(ident.plate_front, ident.plate_rear, strict=True)]
     local = np.array(
-        [
-            (f or r).startswith(authority)
-            for f, r in zip(ident.plate_front, ident.plate_rear, strict=True)
-        ],
+        [p.startswith(a) for p, a in zip(plates, np.repeat(authority, sizes), strict=True)],
         dtype=bool,
     )
     # the vehicles that alert: an enforceable case, an over-limit truck without a plate
@@ -326,10 +354,24 @@ def judge(
     wanted = (result.verdict == OVERLIMIT) & (result.enforceable | unidentified)
     if blacklisted:
         wanted |= np.array([p in blacklisted for p in ident.plate_front], dtype=bool)
-    flagged = [
-        full_verdict(c, ident, result, int(i), registry, policy) for i in np.flatnonzero(wanted)
-    ]
-    return Judged(c, ident, result, local, flagged, counters(c, ident, result, local, policy))
+    out, start = [], 0
+    for c, n in zip(cs, sizes, strict=True):
+        rows = slice(start, start + n)
+        start += n
+        mine = Identities(
+            ident.plate_front[rows],
+            ident.plate_rear[rows],
+            ident.confidence[rows],
+            ident.flags[rows],
+        )
+        part = VerdictResult(**{f.name: getattr(result, f.name)[rows] for f in fields(result)})
+        flagged = [
+            full_verdict(c, mine, part, int(i), registry, policy)
+            for i in np.flatnonzero(wanted[rows])
+        ]
+        counts = counters(c, mine, part, local[rows], policy)
+        out.append(Judged(c, mine, part, local[rows], flagged, counts))
+    return out
 
 
 def gateway_read_ids(c: Columns) -> tuple[str, ...]:

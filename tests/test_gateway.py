@@ -27,6 +27,7 @@ from streams.gateway import (
     full_verdict,
     join_text,
     judge,
+    judge_round,
     split_text,
     unpack,
     verdict_batch,
@@ -318,3 +319,18 @@ def test_a_batch_that_cannot_be_read_as_a_whole_is_refused(registry, pool, chang
     with pytest.raises(BatchProblem) as refused:
         unpack({**record, **change}, registry)
     assert refused.value.reason == reason
+
+
+def test_a_round_of_batches_is_judged_as_each_batch_alone(registry, policy, pool):
+    made = list(batches(pool, registry, 2000, 90, START_US, 1000.0, seed=14))
+    columns = [unpack(schemas.decode_any_wire(b.value)[1], registry)[0] for b in made]
+    listed = {pool.plate_front[3]} - {""}
+    together = judge_round(columns, registry, policy, listed)
+    assert len({c.site_id for c in columns}) > 1  # the round mixes sites and devices
+    for c, j in zip(columns, together, strict=True):
+        alone = judge(c, registry, policy, listed)
+        assert j.flagged == alone.flagged and j.counters == alone.counters
+        assert j.identities.plate_front == alone.identities.plate_front
+        np.testing.assert_array_equal(j.local, alone.local)
+        for name in ("verdict", "enforceable", "flags", "class_index", "limit_kg"):
+            np.testing.assert_array_equal(getattr(j.result, name), getattr(alone.result, name))

@@ -149,6 +149,69 @@ def simulate(
     click.echo(json.dumps(summary, ensure_ascii=False))
 
 
+@main.command("gateway-sim")
+@click.option("--broker", "broker_url", default=None, help="kafka://host:port (default: settings)")
+@click.option("--vehicles", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--rate",
+    default=10_000.0,
+    show_default=True,
+    help="vehicles per second over all gateways; 0 sends as fast as the broker takes them",
+)
+@click.option("--per-batch", default=250, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--partitions", default=6, show_default=True, help="partitions of new topics")
+@click.option("--seed", default=1, show_default=True, type=int)
+def gateway_sim(
+    broker_url: str | None,
+    vehicles: int,
+    rate: float,
+    per_batch: int,
+    partitions: int,
+    seed: int,
+) -> None:
+    """Site gateways of the batched mode: simulated trucks of the registry's city in
+    zhichao.VehicleBatch messages on wim.batches, timed now, paced at --rate."""
+    import asyncio
+
+    from sim.config import SimConfig
+    from sim.gateway import batches, pool_of, publish
+    from sim.traffic import CitySimulator
+    from streams import topics as T
+    from zhichao.settings import Settings
+
+    settings = Settings.load({"broker_url": broker_url})
+    registry = load_registry(settings.registry_path)
+    pool = pool_of(CitySimulator(SimConfig(vehicles=3000, seed=seed), registry).run().truth, seed)
+    made = list(
+        batches(
+            pool,
+            registry,
+            vehicles,
+            per_batch,
+            int(time.time() * 1e6),
+            rate or 100_000.0,
+            seed=seed,
+            prefix=f"sim{seed}",
+        )
+    )
+    bootstrap = bootstrap_of(settings.broker_url)
+    asyncio.run(T.ensure_topics(bootstrap, partitions))
+    started = time.monotonic()
+    asyncio.run(
+        publish(
+            bootstrap,
+            T.WIM_BATCHES,
+            [(b.key, b.value) for b in made],
+            rate_per_s=rate,
+            weights=[b.vehicles for b in made],
+        )
+    )
+    seconds = time.monotonic() - started
+    click.echo(
+        json.dumps({"batches": len(made), "vehicles": vehicles, "seconds": round(seconds, 2)})
+    )
+
+
 def bootstrap_of(broker_url: str) -> str:
     """kafka://h1:9092;h2:9092 -> h1:9092,h2:9092 (what aiokafka takes)."""
     return ",".join(part.removeprefix("kafka://") for part in broker_url.split(";"))

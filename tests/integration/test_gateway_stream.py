@@ -17,10 +17,10 @@ import pytest
 import redis
 
 import schemas
-from bench.gateway import BatchClock, publish
+from bench.broker import batch_clock
 from schemas.policy import load_policy
 from sim.config import SimConfig
-from sim.gateway import batches, pool_of
+from sim.gateway import batches, pool_of, publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams import topics as T
@@ -95,7 +95,7 @@ def run(tmp_path_factory, registry):
         try:
             asyncio.run(publish(stack.bootstrap, T.WIM_BATCHES, messages))
             ids = [b.batch_id for b in good] + [good[1].batch_id + "-bad"]
-            BatchClock(client).wait_for(ids, worker, root / "worker.log", 180)
+            batch_clock(client).wait_for(ids, [worker], root / "worker.log", 180)
             letters = [
                 schemas.DEAD_LETTER.decode_wire(v)
                 for v in asyncio.run(_consume(stack.bootstrap, T.DEAD_LETTERS, 3, 60))
