@@ -223,7 +223,7 @@ def unpack(
         gvw_kg=loads.sum(axis=1),
         plate_front=fronts,
         plate_rear=rears,
-        rear_is_trailer=np.array([is_trailer(p) for p in rears], dtype=bool),
+        rear_is_trailer=np.array(list(map(is_trailer, rears)), dtype=bool),
         front_confidence=conf_f,
         rear_confidence=conf_r,
     )
@@ -354,8 +354,9 @@ def judge_round(
     wanted = (result.verdict == OVERLIMIT) & (result.enforceable | unidentified)
     if blacklisted:
         wanted |= np.array([p in blacklisted for p in ident.plate_front], dtype=bool)
+    counted = round_counters(cs, ident, result, local, policy)
     out, start = [], 0
-    for c, n in zip(cs, sizes, strict=True):
+    for c, n, counts in zip(cs, sizes, counted, strict=True):
         rows = slice(start, start + n)
         start += n
         mine = Identities(
@@ -369,7 +370,6 @@ def judge_round(
             full_verdict(c, mine, part, int(i), registry, policy)
             for i in np.flatnonzero(wanted[rows])
         ]
-        counts = counters(c, mine, part, local[rows], policy)
         out.append(Judged(c, mine, part, local[rows], flagged, counts))
     return out
 
@@ -422,21 +422,27 @@ def full_verdict(
     return verdict_record(measured_row(c, i), identity, result, i, registry, policy)
 
 
-def counters(
-    c: Columns, ident: Identities, result: VerdictResult, local: np.ndarray, policy: Policy
-) -> Counter[tuple[str, str]]:
-    """The increments of the KPI counters for the batch: ``sinks.kpi.counters_of`` per row,
-    summed per (hash, counter) with arrays."""
+def round_counters(
+    cs: list[Columns],
+    ident: Identities,
+    result: VerdictResult,
+    local: np.ndarray,
+    policy: Policy,
+) -> list[Counter[tuple[str, str]]]:
+    """Per batch of a round, the increments of the KPI counters: ``sinks.kpi.counters_of`` per
+    row, summed per (hash, counter) with arrays over the whole round (rows of the batches in
+    order; a batch's rows may fall into more than one hour)."""
     verdict = result.verdict
     unidentified = (result.flags & F.UNIDENTIFIED) != 0
-    identified = np.array(
-        [bool(p or r) for p, r in zip(ident.plate_front, ident.plate_rear, strict=True)]
+    identified = (np.array(ident.plate_front, dtype=object) != "") | (
+        np.array(ident.plate_rear, dtype=object) != ""
     )
     named = identified & ~unidentified
     over = verdict == OVERLIMIT
+    gvw = np.concatenate([c.gvw_kg for c in cs])
     columns = {
-        "vehicles": np.ones(len(c), dtype=bool),
-        "heavy": c.gvw_kg >= HEAVY_MIN_GVW_KG,
+        "vehicles": np.ones(len(gvw), dtype=bool),
+        "heavy": gvw >= HEAVY_MIN_GVW_KG,
         "overlimit": over,
         "warning": verdict == 1,
         "enforceable": result.enforceable,
@@ -446,27 +452,34 @@ def counters(
         "overlimit_local": named & local & over,
         "overlimit_nonlocal": named & ~local & over,
     }
-    names = list(columns)
-    table = np.stack(list(columns.values()))  # [counter, row]
-    classes = result.class_index
-    hours = c.ts_us // HOUR_US
-    totals: Counter[tuple[str, str]] = Counter()
-    first, last = int(hours.min()), int(hours.max())
-    for hour in range(first, last + 1) if last - first < 48 else np.unique(hours):
-        in_hour = hours == hour if first != last else slice(None)
-        sums = table[:, in_hour].sum(axis=1)
-        if not sums[0]:
-            continue
-        counts = dict(zip(names, sums.tolist(), strict=True))
-        found = np.bincount(classes[in_hour] + 1, minlength=len(policy.class_codes) + 1)
-        counts["class:unclassified"] = int(found[0])
-        for k, code in enumerate(policy.class_codes):
-            counts[f"class:{code}"] = int(found[k + 1])
-        for key in scopes_at(c.site_id, c.lane, int(hour)):
+    # one group per (batch, hour)
+    batch_of = np.repeat(np.arange(len(cs)), [len(c) for c in cs])
+    hours = np.concatenate([c.ts_us for c in cs]) // HOUR_US
+    groups, group_of = np.unique(
+        np.stack([batch_of, hours - hours.min()]), axis=1, return_inverse=True
+    )
+    group_of = group_of.ravel()
+    g = groups.shape[1]
+    sums = {
+        name: np.bincount(group_of, weights=col, minlength=g).astype(np.int64).tolist()
+        for name, col in columns.items()
+    }
+    width = len(policy.class_codes) + 1
+    found = np.bincount(group_of * width + result.class_index + 1, minlength=g * width)
+    found = found.reshape(g, width).tolist()
+    class_names = ["class:unclassified"] + [f"class:{code}" for code in policy.class_codes]
+    out: list[Counter[tuple[str, str]]] = [Counter() for _ in cs]
+    base_hour = int(hours.min())
+    for k in range(g):
+        b, hour = int(groups[0, k]), base_hour + int(groups[1, k])
+        counts = {name: sums[name][k] for name in columns}
+        counts.update(zip(class_names, found[k], strict=True))
+        totals = out[b]
+        for key in scopes_at(cs[b].site_id, cs[b].lane, hour):
             for name, count in counts.items():
                 if count:
                     totals[(key, name)] += count
-    return totals
+    return out
 
 
 def verdict_batch(j: Judged, policy: Policy) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class Settings:
     session_timeout_s: float = 20.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
-    gateway_take: int = 16  # gateway batches (zhichao.VehicleBatch) judged per round
+    gateway_take: int = 32  # gateway batches (zhichao.VehicleBatch) judged per round
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
