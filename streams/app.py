@@ -135,6 +135,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         producer_compression_type=None,
         producer_max_request_size=16 << 20,
+        producer_max_batch_size=1 << 20,  # gateway verdict batches are tens of KB each
         consumer_max_fetch_size=32 << 20,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
