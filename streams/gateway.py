@@ -455,11 +455,13 @@ def round_counters(
     # one group per (batch, hour)
     batch_of = np.repeat(np.arange(len(cs)), [len(c) for c in cs])
     hours = np.concatenate([c.ts_us for c in cs]) // HOUR_US
-    groups, group_of = np.unique(
-        np.stack([batch_of, hours - hours.min()]), axis=1, return_inverse=True
-    )
-    group_of = group_of.ravel()
-    g = groups.shape[1]
+    base_hour = int(hours.min())
+    span = int(hours.max()) - base_hour + 1
+    if span == 1:  # the usual round: every group is a batch
+        keys, group_of = np.arange(len(cs)), batch_of
+    else:
+        keys, group_of = np.unique(batch_of * span + (hours - base_hour), return_inverse=True)
+    g = len(keys)
     sums = {
         name: np.bincount(group_of, weights=col, minlength=g).astype(np.int64).tolist()
         for name, col in columns.items()
@@ -469,9 +471,9 @@ def round_counters(
     found = found.reshape(g, width).tolist()
     class_names = ["class:unclassified"] + [f"class:{code}" for code in policy.class_codes]
     out: list[Counter[tuple[str, str]]] = [Counter() for _ in cs]
-    base_hour = int(hours.min())
     for k in range(g):
-        b, hour = int(groups[0, k]), base_hour + int(groups[1, k])
+        b, hour = divmod(int(keys[k]), span) if span > 1 else (k, 0)
+        hour += base_hour
         counts = {name: sums[name][k] for name in columns}
         counts.update(zip(class_names, found[k], strict=True))
         totals = out[b]
