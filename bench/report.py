@@ -59,6 +59,18 @@ def meets(value: float, target: tuple[str, float]) -> bool:
     return {">=": value >= bound, ">": value > bound, "<=": value <= bound}[op]
 
 
+def judged(summary: dict, targets: dict) -> list[tuple[str, float, str, bool | None]]:
+    """(figure, value, target, met) of the public figures; ``met`` None without a target."""
+    out = []
+    for key, value in sorted(summary.items()):
+        if not key.startswith("_"):
+            t = targets.get(key)
+            out.append(
+                (key, value, f"{t[0]} {t[1]:g}" if t else "", meets(value, t) if t else None)
+            )
+    return out
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
@@ -82,13 +94,8 @@ def write_report(results: dict, summary: dict, targets: dict, out_dir: Path) -> 
         "| figure | value | target |",
         "|---|---|---|",
     ]
-    for key, value in sorted(summary.items()):
-        if key.startswith("_"):
-            continue
-        target = targets.get(key)
-        mark = ""
-        if target:
-            mark = f"{target[0]} {target[1]:g} {'✅' if meets(value, target) else '❌ missed'}"
+    for key, value, target, met in judged(summary, targets):
+        mark = "" if met is None else f"{target} {'✅' if met else '❌ missed'}"
         lines.append(f"| `{key}` | {_fmt(value)} | {mark} |")
 
     pipe = bench.get("test_pipeline_vs_bare_faust_and_quix")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.report import meets, write_report
+from bench.report import judged, write_report
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -111,13 +111,8 @@ TARGETS = {
 
 def table(summary: dict) -> str:
     lines = [f"{'figure':<44} {'value':>14}  target", "-" * 72]
-    for key, value in summary.items():
-        if key.startswith("_"):
-            continue
-        target = TARGETS.get(key)
-        mark = ""
-        if target:
-            mark = f"{target[0]} {target[1]:g}  {'ok' if meets(value, target) else 'MISSED'}"
+    for key, value, target, met in judged(summary, TARGETS):
+        mark = "" if met is None else f"{target}  {'ok' if met else 'MISSED'}"
         lines.append(f"{key:<44} {value:>14.4g}  {mark}")
     return "\n".join(lines)
 
