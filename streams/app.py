@@ -189,6 +189,16 @@ def create_app(settings: Settings) -> faust.App:
         if ack:
             event.ack()
 
+    async def decoded(events: list[Any], codec: Any) -> list[tuple[dict[str, Any], Any]]:
+        """(record, event) of the events ``codec`` can decode; the others to dead.letters."""
+        out = []
+        for event in events:
+            try:
+                out.append((codec.decode_wire(event.value), event))
+            except schemas.DecodeError as exc:
+                await send_dead(event, "undecodable", str(exc))
+        return out
+
     def measure_isolating(measure, items):
         """Measure a batch in one kernel call; should that raise (a record no check foresaw),
         measure record by record so that only the poison record is lost, to dead.letters."""
@@ -623,12 +633,7 @@ def create_app(settings: Settings) -> faust.App:
             settings.batch_size, within=settings.batch_timeout_s
         ):
             metrics.count_in(events)
-            batch = []
-            for event in events:
-                try:
-                    batch.append(schemas.DEVICE_HEARTBEAT.decode_wire(event.value))
-                except schemas.DecodeError as exc:
-                    await send_dead(event, "undecodable", str(exc))
+            batch = [record for record, _ in await decoded(events, schemas.DEVICE_HEARTBEAT)]
             await until_written("heartbeats", partial(sink.write_heartbeats, batch))
 
     @app.agent(blacklist_in)
@@ -639,12 +644,7 @@ def create_app(settings: Settings) -> faust.App:
         ):
             metrics.count_in(events)
             updates = []
-            for event in events:
-                try:
-                    update = schemas.BLACKLIST_UPDATE.decode_wire(event.value)
-                except schemas.DecodeError as exc:
-                    await send_dead(event, "undecodable", str(exc))
-                    continue
+            for update, event in await decoded(events, schemas.BLACKLIST_UPDATE):
                 problem = update_problem(update)
                 if problem is not None:
                     await send_dead(event, *problem)

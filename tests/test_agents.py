@@ -103,6 +103,19 @@ async def _settled(outbox: RecordingProducer, quiet_s: float = 0.5) -> None:
         await asyncio.sleep(quiet_s)
 
 
+def _match_all(app, loop, inputs, outbox, verdicts: int = 50) -> None:
+    """Put ``inputs`` into the match agent; return once ``verdicts`` are out and it is quiet."""
+
+    async def scenario():
+        async with app.agents["streams.app.match"].test_context() as agent:
+            for _, _, key, value, _ in inputs:
+                await agent.put(value, key=key, wait=False)
+            await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= verdicts)
+            await _settled(outbox)
+
+    loop.run_until_complete(scenario())
+
+
 def test_match_agent_decides_passages_with_their_reads_like_replay(
     app_and_outbox, registry, client, loop
 ):
@@ -116,15 +129,8 @@ def test_match_agent_decides_passages_with_their_reads_like_replay(
         v["passage_id"]: v for v in decide(measured, reads, registry, load_policy(registry.policy))
     }
 
-    async def scenario():
-        async with app.agents["streams.app.match"].test_context() as agent:
-            for _, _, key, value, _ in inputs:
-                await agent.put(value, key=key, wait=False)
-            # all but the last few weighings are decided by cuts, without the wall clock
-            await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= 50)
-            await _settled(outbox)
-
-    loop.run_until_complete(scenario())
+    # all but the last few weighings are decided by cuts, without the wall clock
+    _match_all(app, loop, inputs, outbox)
     sent = [schemas.VERDICT.decode_wire(v) for v in outbox.of(T.VEHICLES_VERDICTS)]
     assert len({v["passage_id"] for v in sent}) == len(sent)
     for v in sent:
@@ -233,14 +239,7 @@ def test_a_blacklisted_truck_is_alerted_where_it_is_weighed_and_where_it_is_seen
     client.sadd(K.BLACKLIST_KEY, plate)
     inputs = [e for e in events_of(traffic) if e[1] in (T.WIM_PASSAGES, T.ANPR_READS)]
 
-    async def scenario():
-        async with app.agents["streams.app.match"].test_context() as agent:
-            for _, _, key, value, _ in inputs:
-                await agent.put(value, key=key, wait=False)
-            await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= 50)
-            await _settled(outbox)
-
-    loop.run_until_complete(scenario())
+    _match_all(app, loop, inputs, outbox)
     alerts = [schemas.ALERT.decode_wire(v) for v in outbox.of(T.ALERTS)]
     mine = {a["reason"] for a in alerts if a["plate"] == plate}
     assert {"blacklist", "blacklist_sighting"} <= mine, mine
