@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 NO_AXLES = 1 << 0
@@ -55,9 +57,13 @@ BITS: dict[str, int] = {name: bit for bit, name in NAMES.items()}
 
 
 def to_names(mask: int) -> list[str]:
-    """The flag names set in ``mask``, in bit order."""
-    mask = int(mask)
-    return [name for bit, name in NAMES.items() if mask & bit]
+    """The flag names set in ``mask``, in bit order (a new list: callers may extend it)."""
+    return list(_names_of(int(mask)))
+
+
+@lru_cache(maxsize=4096)
+def _names_of(mask: int) -> tuple[str, ...]:
+    return tuple(name for bit, name in NAMES.items() if mask & bit)
 
 
 def from_names(names: list[str] | tuple[str, ...]) -> int:

@@ -238,6 +238,16 @@ def fuse_reads(
         plate, cc, _ = usable[0]
         conf = math.prod(min(max(float(c), 0.0), 1.0) for c in cc)
         return FusedPlate(plate, conf, 1, plate_format(plate) is not None)
+    if plates.count(plates[0]) == len(plates):
+        return _fuse_agreeing(usable)
+    return _fuse_voting(usable, model, agree_within)
+
+
+def _fuse_voting(
+    usable: list[tuple[str, list[float], float]], model: CostModel, agree_within: float
+) -> FusedPlate:
+    """``fuse_reads`` of two or more usable reads: medoid, then per-position votes."""
+    plates = [r[0] for r in usable]
     d = _distances_of_distinct(plates, model)
     weights = np.array([r[2] for r in usable])
     score = d @ weights
@@ -272,6 +282,24 @@ def fuse_reads(
         chars.append(candidates[best])
         conf *= posterior[best] / (sum(posterior) + unseen)
     plate = "".join(chars)
+    return FusedPlate(plate, float(conf), len(usable), plate_format(plate) is not None)
+
+
+def _fuse_agreeing(usable: list[tuple[str, list[float], float]]) -> FusedPlate:
+    """``fuse_reads`` when every read shows the same plate (the usual case): the same arithmetic
+    in the same order, without the distances and the candidate bookkeeping. The medoid is that
+    plate, nothing dissents, and each position has one candidate, whose posterior against the
+    K − 1 unseen symbols is 1 / (1 + (K − 1)·e^−gain)."""
+    plate = usable[0][0]
+    log_other = math.log(SYMBOLS_PER_POSITION - 1)
+    conf = 1.0
+    for i in range(len(plate)):
+        gain = 0.0
+        for _, cc, _ in usable:
+            c = min(max(cc[i], 0.01), 0.999)
+            gain = gain + math.log(c) - math.log(1.0 - c) + log_other
+        unseen = (SYMBOLS_PER_POSITION - 1) * math.exp(-gain)
+        conf *= 1.0 / (1.0 + unseen)
     return FusedPlate(plate, float(conf), len(usable), plate_format(plate) is not None)
 
 
@@ -352,8 +380,25 @@ def join_camera(
     reach = -np.inf
     half_null = params.null_cost / 2.0
 
+    v_order_l, t_exp_l, tau_l = v_order.tolist(), t_exp_us.tolist(), tau_us.tolist()
+    lane_gap_l, obs_ts_l, obs_clash_l = lane_gap.tolist(), obs_ts.tolist(), obs_clash.tolist()
+
+    def flush_one(v: int, o: int) -> None:
+        """A segment of one vehicle and one observation (most of them): ``flush``'s arithmetic
+        on Python floats, in the same order, and ``align_in_order``'s rule for a 1×1 table
+        (match unless skipping both is cheaper)."""
+        dt = (obs_ts_l[o] - t_exp_l[v]) / tau_l[v]
+        cost = dt * dt + params.adjacent_lane_cost * (lane_gap_l[v] > 0)
+        cost = cost + params.type_clash_cost * obs_clash_l[o]
+        if abs(dt) > params.gate_tau:
+            cost = math.inf
+        if not half_null + half_null < cost:
+            obs_vehicle[o] = v
+
     def flush() -> None:
-        if seg_v and seg_o:
+        if len(seg_v) == 1 and len(seg_o) == 1:
+            flush_one(v_order_l[seg_v[0]], seg_o[0])
+        elif seg_v and seg_o:
             vs = v_order[np.sort(np.array(seg_v))]  # rows by expected time, columns by time
             os_ = np.sort(np.array(seg_o))
             dt = (obs_ts[os_][None, :] - t_exp_us[vs][:, None]) / tau_us[vs][:, None]
@@ -369,11 +414,12 @@ def join_camera(
         seg_v.clear()
         seg_o.clear()
 
-    for k in order:
-        if events[k] > reach:
+    events_l, ends_l, kinds_l, idx_l = events.tolist(), ends.tolist(), kinds.tolist(), idx.tolist()
+    for k in order.tolist():
+        if events_l[k] > reach:
             flush()
-        reach = max(reach, ends[k])
-        (seg_o if kinds[k] else seg_v).append(int(idx[k]))
+        reach = max(reach, ends_l[k])
+        (seg_o if kinds_l[k] else seg_v).append(idx_l[k])
     flush()
     result[r_sorted] = obs_vehicle[obs_of_read]
     return result

@@ -304,24 +304,27 @@ class VerdictSink:
         return [a["alert_id"] for a, fresh in zip(alerts, new, strict=True) if fresh]
 
     async def weighings_of(
-        self, probes: list[tuple[str, int, int]]
+        self,
+        probes: list[tuple[str, int, int]],
+        known: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """The verdicts of each plate weighed between ``lo`` and ``hi`` µs, per (plate, lo, hi):
-        two round trips for a batch (plate histories, then the verdicts)."""
+        two round trips for a batch (plate histories, then the verdicts), the second only for
+        verdicts not in ``known`` (by passage id: the batch just written, usually all)."""
         if not probes:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:
             for plate, lo, hi in probes:
                 pipe.zrangebyscore(K.PLATE_HISTORY_KEY.format(plate=plate), lo, hi)
-            ids = await pipe.execute()
-        wanted = sorted({i.decode() for found in ids for i in found})
-        if not wanted:
-            return {}
-        bodies = await self.client.mget([K.VERDICT_KEY.format(passage_id=i) for i in wanted])
-        verdicts = {i: orjson.loads(b) for i, b in zip(wanted, bodies, strict=True) if b}
+            found_ids = [[i.decode() for i in found] for found in await pipe.execute()]
+        verdicts = dict(known or {})
+        wanted = sorted({i for found in found_ids for i in found} - verdicts.keys())
+        if wanted:
+            bodies = await self.client.mget([K.VERDICT_KEY.format(passage_id=i) for i in wanted])
+            verdicts.update((i, orjson.loads(b)) for i, b in zip(wanted, bodies, strict=True) if b)
         return {
-            plate: [verdicts[i.decode()] for i in found if i.decode() in verdicts]
-            for (plate, _, _), found in zip(probes, ids, strict=True)
+            plate: [verdicts[i] for i in found if i in verdicts]
+            for (plate, _, _), found in zip(probes, found_ids, strict=True)
         }
 
     async def count_clone_conflict(

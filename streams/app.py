@@ -355,7 +355,8 @@ def create_app(settings: Settings) -> faust.App:
         probes = [(v["plate_front"], v["ts_us"] - window_us, v["ts_us"] + window_us) for v in sure]
         if not probes:
             return
-        weighed = await until_written("alerts", partial(sink.weighings_of, probes))
+        known = {v["passage_id"]: v for v in verdicts}
+        weighed = await until_written("alerts", partial(sink.weighings_of, probes, known))
         alerts = []
         for v in sure:
             conflicts = impossible_journeys(v, weighed.get(v["plate_front"], []), registry)

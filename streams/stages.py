@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -53,10 +54,11 @@ def measure_passages(
             good.append(p)
     if not good:
         return [], rejected
-    lengths = np.array([len(p["samples"]) // 2 for p in good], dtype=np.int64)
+    blobs = [p["samples"] for p in good]
+    lengths = np.array([len(b) // 2 for b in blobs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    samples = np.frombuffer(b"".join(p["samples"] for p in good), dtype="<i2")
-    calib = np.concatenate([np.asarray(p["calib"], dtype=np.float64) for p in good])
+    samples = np.frombuffer(b"".join(blobs), dtype="<i2")
+    calib = np.fromiter(chain.from_iterable(p["calib"] for p in good), dtype=np.float64)
     result = axle_batch(
         samples,
         offsets,
@@ -68,9 +70,13 @@ def measure_passages(
         calib,
         params=params,
     )
+    sha256s = [hashlib.sha256(b).hexdigest() for b in blobs]
+    counts = result.axle_count.tolist()
+    speeds, gvws = result.speed_kmh.tolist(), result.gvw_kg.tolist()
+    firsts, lasts = result.t_first_axle_s.tolist(), result.t_last_axle_s.tolist()
     measured = []
     for i, p in enumerate(good):
-        k = int(result.axle_count[i])
+        k = counts[i]
         measured.append(
             {
                 "passage_id": p["passage_id"],
@@ -78,16 +84,16 @@ def measure_passages(
                 "device_id": p["device_id"],
                 "lane": p["lane"],
                 "direction": p["direction"],
-                "ts_us": p["ts_us"] + round(result.t_first_axle_s[i] * US),
-                "last_axle_ts_us": p["ts_us"] + round(result.t_last_axle_s[i] * US),
-                "speed_kmh": float(result.speed_kmh[i]),
+                "ts_us": p["ts_us"] + round(firsts[i] * US),
+                "last_axle_ts_us": p["ts_us"] + round(lasts[i] * US),
+                "speed_kmh": speeds[i],
                 "axle_count": k,
-                "axle_loads_kg": [float(x) for x in result.axle_loads_kg[i, :k]],
-                "axle_spacings_m": [float(x) for x in result.axle_spacings_m[i, : max(k - 1, 0)]],
-                "gvw_kg": float(result.gvw_kg[i]),
+                "axle_loads_kg": result.axle_loads_kg[i, :k].tolist(),
+                "axle_spacings_m": result.axle_spacings_m[i, : max(k - 1, 0)].tolist(),
+                "gvw_kg": gvws[i],
                 "flags": F.to_names(result.flags[i]),
                 "source": "raw",
-                "samples_sha256": hashlib.sha256(p["samples"]).hexdigest(),
+                "samples_sha256": sha256s[i],
                 "tyres": p.get("tyres"),
                 "air_suspension": p.get("air_suspension"),
             }

@@ -64,6 +64,11 @@ def test_two_weighings_of_one_plate_far_apart_are_found_and_counted(redis_dsn, r
             )
             others = found[a["plate_front"]]
             assert {o["passage_id"] for o in others} == {a["passage_id"], "P-TWIN"}
+            # verdicts the caller holds are not read back, and come out the same
+            probe = (a["plate_front"], b["ts_us"] - window, b["ts_us"] + window)
+            held = await sink.weighings_of([probe], known={"P-TWIN": b})
+            assert held == found
+            assert any(o is b for o in held[a["plate_front"]])
             journeys = impossible_journeys(b, others, registry)
             assert [o["passage_id"] for o in journeys] == [a["passage_id"]]
             assert clashes(b, journeys[0])

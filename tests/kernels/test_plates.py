@@ -172,6 +172,49 @@ def test_fusion_ignores_unreadable_and_low_confidence_reads():
     assert plates.fuse_reads([]).confidence == 0.0
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.01, 1.0), min_size=7, max_size=7),
+    st.lists(st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7), min_size=1, max_size=5),
+    st.lists(st.floats(0.2, 1.0), min_size=6, max_size=6),
+)
+def test_fusion_of_agreeing_reads_is_the_vote_exactly(first, others, confs):
+    """Reads that all show one plate take a shortcut; it must be the full vote to the bit."""
+    model = plates.cost_model()
+    usable = [("浙D12345", cc, c) for cc, c in zip([first, *others], confs, strict=False)]
+    shortcut = plates.fuse_reads(usable, model)
+    assert shortcut == plates._fuse_voting(usable, model, 1.0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_camera_join_equals_the_written_out_join(data):
+    """``join_camera`` (lists, and a shortcut for one vehicle against one observation) gives the
+    assignment of the slow, written-out join, read for read."""
+    n_v = data.draw(st.integers(0, 7))
+    n_r = data.draw(st.integers(0, 9))
+    second = 1_000_000
+    times = st.integers(0, 20 * second).map(float)
+    t_exp = [data.draw(times) for _ in range(n_v)]
+    tau = [data.draw(st.integers(second // 3, 2 * second).map(float)) for _ in range(n_v)]
+    lanes = [data.draw(st.integers(1, 3)) for _ in range(n_v)]
+    camera_lane = data.draw(st.integers(1, 3))
+    read_ts = [data.draw(times) for _ in range(n_r)]
+    clash = [float(data.draw(st.booleans())) for _ in range(n_r)]
+    params = plates.JoinParams()
+    got = plates.join_camera(
+        np.array(t_exp, dtype=np.float64),
+        np.array(tau, dtype=np.float64),
+        np.array(lanes, dtype=np.int64),
+        camera_lane,
+        np.array(read_ts, dtype=np.float64),
+        np.array(clash, dtype=np.float64),
+        params,
+    )
+    want = ref.join_camera(t_exp, tau, lanes, camera_lane, read_ts, clash, params)
+    assert got.tolist() == want
+
+
 def test_site_join_assigns_every_read_to_its_own_vehicle(city_traffic, registry):
     from streams.stages import join_site_reads, measure_passages
 
