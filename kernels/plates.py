@@ -336,6 +336,47 @@ def expected_capture_us(
     return t_exp, tau
 
 
+@dataclass(frozen=True)
+class Observations:
+    """One camera's reads as observations: runs of frames closer than ``frame_gap_s``."""
+
+    order: np.ndarray  # read indices sorted by time
+    of_read: np.ndarray  # observation of each sorted read
+    ts: np.ndarray  # first frame of each observation
+    last: np.ndarray  # last frame of each observation
+    clash: np.ndarray  # 1.0 when any frame shows a type clash
+
+    @classmethod
+    def of(cls, read_ts_us: np.ndarray, read_clash: np.ndarray, params: JoinParams) -> Observations:
+        order = np.argsort(read_ts_us, kind="stable")
+        ts = np.asarray(read_ts_us[order], dtype=np.float64)
+        if ts.size == 0:
+            return cls(order, order, ts, ts, ts)
+        new_obs = np.diff(ts, prepend=-np.inf) > params.frame_gap_s * 1e6
+        starts = np.flatnonzero(new_obs)
+        ends = np.append(starts[1:], ts.size) - 1
+        clash = np.maximum.reduceat(read_clash[order], starts)
+        return cls(order, np.cumsum(new_obs) - 1, ts[new_obs], ts[ends], clash)
+
+
+def segment_cost(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    t_exp_us: np.ndarray,
+    tau_us: np.ndarray,
+    lane_gap: np.ndarray,
+    obs: Observations,
+    params: JoinParams,
+) -> np.ndarray:
+    """The join's cost table of vehicles ``rows`` (by expected time) against observations
+    ``cols`` (by time): ((t_obs − t_exp)/τ)² + adjacent lane + type clash, ∞ outside the gate."""
+    dt = (obs.ts[cols][None, :] - t_exp_us[rows][:, None]) / tau_us[rows][:, None]
+    cost = dt**2 + params.adjacent_lane_cost * (lane_gap[rows][:, None] > 0)
+    cost = cost + params.type_clash_cost * obs.clash[cols][None, :]
+    cost[np.abs(dt) > params.gate_tau] = np.inf
+    return np.ascontiguousarray(cost, dtype=np.float64)
+
+
 def join_camera(
     t_exp_us: np.ndarray,
     tau_us: np.ndarray,
@@ -352,7 +393,7 @@ def join_camera(
     3·[type clash]``; only the same or an adjacent lane, within 3τ. The order-preserving
     assignment runs on independent segments (separated by gaps wider than any gate), so the
     answer does not depend on how the input is cut into batches as long as every segment is
-    whole.
+    whole (``kernels.settle`` says when part of an unfinished one is final already).
     """
     params = params or JoinParams()
     n_v, n_r = t_exp_us.size, read_ts_us.size
@@ -362,18 +403,14 @@ def join_camera(
     if n_v == 0 or n_r == 0 or eligible.size == 0:
         return result
     v_order = eligible[np.argsort(t_exp_us[eligible], kind="stable")]
-    r_sorted = np.argsort(read_ts_us, kind="stable")
-    new_obs = np.diff(read_ts_us[r_sorted], prepend=-np.inf) > params.frame_gap_s * 1e6
-    obs_of_read = np.cumsum(new_obs) - 1  # observation number of each sorted read
-    obs_ts = read_ts_us[r_sorted][new_obs]
-    obs_clash = np.maximum.reduceat(read_clash[r_sorted], np.flatnonzero(new_obs))
-    obs_vehicle = np.full(obs_ts.size, -1, dtype=np.int64)
+    obs = Observations.of(read_ts_us, read_clash, params)
+    obs_vehicle = np.full(obs.ts.size, -1, dtype=np.int64)
 
     gate = params.gate_tau * tau_us[v_order]
-    events = np.concatenate([t_exp_us[v_order] - gate, obs_ts])
-    ends = np.concatenate([t_exp_us[v_order] + gate, obs_ts])
-    kinds = np.concatenate([np.zeros(v_order.size, np.int8), np.ones(obs_ts.size, np.int8)])
-    idx = np.concatenate([np.arange(v_order.size), np.arange(obs_ts.size)])
+    events = np.concatenate([t_exp_us[v_order] - gate, obs.ts])
+    ends = np.concatenate([t_exp_us[v_order] + gate, obs.ts])
+    kinds = np.concatenate([np.zeros(v_order.size, np.int8), np.ones(obs.ts.size, np.int8)])
+    idx = np.concatenate([np.arange(v_order.size), np.arange(obs.ts.size)])
     order = np.lexsort((kinds, events))
     seg_v: list[int] = []
     seg_o: list[int] = []
@@ -381,12 +418,12 @@ def join_camera(
     half_null = params.null_cost / 2.0
 
     v_order_l, t_exp_l, tau_l = v_order.tolist(), t_exp_us.tolist(), tau_us.tolist()
-    lane_gap_l, obs_ts_l, obs_clash_l = lane_gap.tolist(), obs_ts.tolist(), obs_clash.tolist()
+    lane_gap_l, obs_ts_l, obs_clash_l = lane_gap.tolist(), obs.ts.tolist(), obs.clash.tolist()
 
     def flush_one(v: int, o: int) -> None:
-        """A segment of one vehicle and one observation (most of them): ``flush``'s arithmetic
-        on Python floats, in the same order, and ``align_in_order``'s rule for a 1×1 table
-        (match unless skipping both is cheaper)."""
+        """A segment of one vehicle and one observation (most of them): ``segment_cost``'s
+        arithmetic on Python floats, in the same order, and ``align_in_order``'s rule for a
+        1×1 table (match unless skipping both is cheaper)."""
         dt = (obs_ts_l[o] - t_exp_l[v]) / tau_l[v]
         cost = dt * dt + params.adjacent_lane_cost * (lane_gap_l[v] > 0)
         cost = cost + params.type_clash_cost * obs_clash_l[o]
@@ -401,14 +438,8 @@ def join_camera(
         elif seg_v and seg_o:
             vs = v_order[np.sort(np.array(seg_v))]  # rows by expected time, columns by time
             os_ = np.sort(np.array(seg_o))
-            dt = (obs_ts[os_][None, :] - t_exp_us[vs][:, None]) / tau_us[vs][:, None]
-            cost = dt**2 + params.adjacent_lane_cost * (lane_gap[vs][:, None] > 0)
-            cost = cost + params.type_clash_cost * obs_clash[os_][None, :]
-            cost[np.abs(dt) > params.gate_tau] = np.inf
-            match = _impl.align_in_order(
-                np.ascontiguousarray(cost, dtype=np.float64), half_null, half_null
-            )
-            for vi, col in enumerate(match):
+            cost = segment_cost(vs, os_, t_exp_us, tau_us, lane_gap, obs, params)
+            for vi, col in enumerate(_impl.align_in_order(cost, half_null, half_null)):
                 if col >= 0:
                     obs_vehicle[os_[col]] = vs[vi]
         seg_v.clear()
@@ -421,7 +452,7 @@ def join_camera(
         reach = max(reach, ends_l[k])
         (seg_o if kinds_l[k] else seg_v).append(idx_l[k])
     flush()
-    result[r_sorted] = obs_vehicle[obs_of_read]
+    result[obs.order] = obs_vehicle[obs.of_read]
     return result
 
 

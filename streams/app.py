@@ -56,10 +56,16 @@ from streams.gateway import (
 from streams.intake import Intake, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
-from streams.matching import MatchBuffers
+from streams.matching import BACKLOG_RECORDS, Early, MatchBuffers
 from streams.metrics import Metrics
 from streams.order_life import OrderRefused
-from streams.stages import decide_with_support, measure_controller, measure_passages, warm_up
+from streams.stages import (
+    decide_group,
+    decide_with_support,
+    measure_controller,
+    measure_passages,
+    warm_up,
+)
 from streams.trajectory import (
     CLONE_CONFIDENCE,
     CLONE_CONFLICTS,
@@ -253,17 +259,24 @@ def create_app(settings: Settings) -> faust.App:
             unwritten_reads.append(read)
 
     def decide_isolating(group):
-        """Decide a group; should that raise (nothing foreseen does), decide its vehicles one
-        by one with the group's reads, so that only the poison vehicle is lost."""
+        """Decide a group (but its vehicles decided early); should that raise (nothing foreseen
+        does), decide its vehicles one by one with the group's reads, so that only the poison
+        vehicle is lost."""
         vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
         reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
         try:
-            return *decide_with_support(vehicles, reads, registry, policy), []
+            decided, support, differ = decide_group(vehicles, reads, registry, policy, group.early)
+            if differ and group.complete:
+                metrics.early_disagreements.inc(len(differ))
+                log.error("decided early, given other reads by their group: %s", differ)
+            return decided, support, []
         except Exception as exc:  # noqa: BLE001 - isolated below, each failure dead-lettered
             log.error("deciding a group of %s failed (%s); isolating", group.site_id, exc)
         token_of = {v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)}
         decided, support, poison = [], [], []
         for vehicle in vehicles:
+            if vehicle["passage_id"] in group.early:
+                continue
             try:
                 d, s = decide_with_support([vehicle], reads, registry, policy)
             except Exception as exc:  # noqa: BLE001 - the poison vehicle, with its reason
@@ -272,6 +285,24 @@ def create_app(settings: Settings) -> faust.App:
             decided += d
             support += s
         return decided, support, poison
+
+    def decide_early(group: Early) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Vehicles whose reads are final before their site's cut; one that cannot be decided
+        (nothing foreseen) is left to its group, which dead-letters it if it fails there too."""
+        try:
+            return decide_with_support(group.vehicles, [], registry, policy, group.matched)
+        except Exception as exc:  # noqa: BLE001 - left to the group's decision, logged
+            log.error("deciding %s early failed (%s); left to its group", group.site_id, exc)
+        decided, support = [], []
+        for vehicle, matched in zip(group.vehicles, group.matched, strict=True):
+            try:
+                d, s = decide_with_support([vehicle], [], registry, policy, [matched])
+            except Exception as exc:  # noqa: BLE001 - left to the group's decision, logged
+                log.error("deciding %s early failed (%s)", vehicle["passage_id"], exc)
+                continue
+            decided += d
+            support += s
+        return decided, support
 
     async def until_written(sink_name: str, write: Callable[[], Awaitable[Any]]) -> Any:
         """Run a Redis write, waiting out an outage: meanwhile the batch's inputs stay
@@ -453,9 +484,10 @@ def create_app(settings: Settings) -> faust.App:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
         groups = buffers.ready(flush_all)
+        early_groups = [] if flush_all else buffers.settled()
         metrics.pending.set(buffers.pending())
         verdicts, tokens, sealed = [], [], []
-        progress = {g.site_id: g.progress for g in groups}
+        progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it
         with metrics.stage_seconds.labels("decide").time():
             for group in groups:
                 decided, support, poison = decide_isolating(group)
@@ -468,6 +500,16 @@ def create_app(settings: Settings) -> faust.App:
                     if v["enforceable"]
                 ]
                 tokens += group.tokens
+            for early in early_groups:
+                decided, support = decide_early(early)
+                buffers.decided_early(early, {v["passage_id"] for v in decided})
+                metrics.early_decisions.inc(len(decided))
+                verdicts += decided
+                sealed += [
+                    (v, evidence_body(v, s, registry))
+                    for v, s in zip(decided, support, strict=True)
+                    if v["enforceable"]
+                ]
         if verdicts or unwritten_reads:
             reads = unwritten_reads.copy()
             unwritten_reads.clear()
@@ -592,11 +634,15 @@ def create_app(settings: Settings) -> faust.App:
         return lags
 
     def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
-        """The input partitions this worker has not read to their end, and those it has."""
+        """The input partitions this worker has not read to their end, and those it has; the
+        ones far behind (a backlog) become ``buffers.backlogged``."""
         lagging, caught_up = set(), set()
+        buffers.backlogged = set()
         for tp, lag in partition_lags().items():
             if tp[0] in inputs.topics:
                 (caught_up if lag == 0 else lagging).add(tp)
+                if lag is None or lag > BACKLOG_RECORDS:
+                    buffers.backlogged.add(tp)
         return lagging, caught_up
 
     @app.agent(inputs)

@@ -38,11 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from kernels.plates import JoinParams
+from kernels.plate_grammar import is_trailer, normalise
+from kernels.plates import JoinParams, expected_capture_us
+from kernels.settle import settled_camera
 from schemas.registry import Camera, Registry
 
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
+BACKLOG_RECORDS = 1000  # a partition this far behind is a backlog: its sites settle nothing early
 INF = float("inf")
 MAX_LANE_GAP = 1  # kernels.plates.join_camera: a camera reads its own lane and the adjacent ones
 
@@ -98,6 +101,8 @@ class SiteBuffer:
     tried: tuple = ()  # state of the last attempt that found no cut
     done_vehicle: tuple[int, str] = (-1, "")  # (ts_us, passage_id) of the last decided vehicle
     done_reads: dict[str, float] = field(default_factory=dict)  # per camera: used before this
+    early: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decided early: read ids
+    settle_tried: tuple = ()  # state of the last attempt to settle vehicles early
 
     def progress(self) -> dict[str, Any]:
         """What has been decided, as JSON-ready data (``MatchBuffers.restore`` reads it)."""
@@ -113,6 +118,18 @@ class Ready:
     tokens: list[Any]
     site_id: str = ""
     progress: dict[str, Any] = field(default_factory=dict)  # the site's, after this group
+    early: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decided early: read ids
+    complete: bool = True  # cut at a gap (False: decided on the wall clock, reads may lack)
+
+
+@dataclass
+class Early:
+    """Vehicles whose reads are final although their site cannot be cut yet
+    (``kernels.settle``): decided now, acknowledged with the group that later takes them."""
+
+    vehicles: list[dict[str, Any]]
+    matched: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]  # front, rear reads
+    site_id: str
 
 
 @dataclass
@@ -126,6 +143,7 @@ class MatchBuffers:
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
+    backlogged: set[Hashable] = field(default_factory=set)  # and far behind: no early decisions
     clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
 
@@ -262,6 +280,11 @@ class MatchBuffers:
             buf.tried = ()
             buf.vehicle_ids.difference_update(e.record["passage_id"] for e in take)
             buf.read_ids.difference_update(e.record["read_id"] for e in reads)
+            early = {
+                e.record["passage_id"]: buf.early.pop(e.record["passage_id"])
+                for e in take
+                if e.record["passage_id"] in buf.early
+            }
             out.append(
                 Ready(
                     [e.record for e in take],
@@ -269,9 +292,117 @@ class MatchBuffers:
                     [e.token for e in take + reads],
                     take[0].record["site_id"],
                     buf.progress(),
+                    early,
+                    cuts is not None,
                 )
             )
         return out
+
+    def settled(self) -> list[Early]:
+        """Vehicles that can be decided before their site can be cut, because no later input
+        can change their reads on any camera (``kernels.settle``). They stay buffered (the join
+        of their group still needs them) and unacknowledged until a cut takes them; once the
+        caller has decided them (``decided_early``), ``Ready.early`` names them."""
+        out = []
+        for buf in self.sites.values():
+            if len(buf.early) == len(buf.vehicles):
+                continue
+            if buf.vehicle_stream in self.backlogged or buf.read_stream in self.backlogged:
+                continue  # reading a backlog: the cut comes as soon as the rest is read
+            known = self._known_until(buf)
+            state = (known, len(buf.vehicles), len(buf.read_ids))
+            if known == -INF or state == buf.settle_tried:
+                continue
+            buf.settle_tried = state
+            gap = self.params.frame_gap_s * US
+            if not any(  # settling needs every gate of the vehicle closed to later reads
+                max(e.hi, default=INF) - gap < known
+                for e in buf.vehicles
+                if e.record["passage_id"] not in buf.early
+            ):
+                continue
+            ok, matched = self._settle(buf, known)
+            take = [
+                (e.record, m)
+                for e, good, m in zip(buf.vehicles, ok, matched, strict=True)
+                if good and e.record["passage_id"] not in buf.early
+            ]
+            if take:
+                out.append(Early([v for v, _ in take], [m for _, m in take], take[0][0]["site_id"]))
+        return out
+
+    def decided_early(self, group: Early, passage_ids: set[str]) -> None:
+        """Record which vehicles of ``group`` were decided (their group's cut will not decide
+        them again, only check that its join gives them the same reads)."""
+        buf = self.sites.get(group.site_id)
+        if buf is None:
+            return
+        for v, (front, rear) in zip(group.vehicles, group.matched, strict=True):
+            if v["passage_id"] in passage_ids:
+                ids = tuple(sorted(r["read_id"] for r in front + rear))
+                buf.early[v["passage_id"]] = ids
+
+    def _settle(
+        self, buf: SiteBuffer, known: float
+    ) -> tuple[list[bool], list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]:
+        """Per buffered vehicle: whether its reads are final on every camera, and those reads
+        (front, rear; in time, id order as ``streams.stages.join_site_reads`` lists them)."""
+        vehicles = [e.record for e in buf.vehicles]
+        ok = [True] * len(vehicles)
+        matched: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
+            ([], []) for _ in vehicles
+        ]
+        p = self.params
+        for direction in sorted({v["direction"] for v in vehicles}):
+            idx = [i for i, v in enumerate(vehicles) if v["direction"] == direction]
+            ms = [vehicles[i] for i in idx]
+            t_first = np.array([m["ts_us"] for m in ms], dtype=np.float64)
+            t_last = np.array([m["last_axle_ts_us"] for m in ms], dtype=np.float64)
+            speed = np.array([m["speed_kmh"] / 3.6 for m in ms], dtype=np.float64)
+            lanes = np.array([m["lane"] for m in ms], dtype=np.int64)
+            for cam in self._cameras(vehicles[0]["site_id"]):
+                entries = buf.reads.get(cam.id)
+                reads = sorted(
+                    (e.record for e in entries.entries if e.record["direction"] == direction)
+                    if entries is not None
+                    else (),
+                    key=lambda r: (r["ts_us"], r["read_id"]),
+                )
+                t_exp, tau = expected_capture_us(cam.view, cam.d_cam_m, t_first, t_last, speed, p)
+                texp_from, gate_from = _future_bounds(cam, known, p)
+                # vehicles whose gate opens after ``known`` cannot settle yet: they count as
+                # later inputs (their times bound the others'); reads after it likewise
+                gate_lo = t_exp - p.gate_tau * tau
+                kept, rest = np.flatnonzero(gate_lo < known), np.flatnonzero(gate_lo >= known)
+                if rest.size:
+                    texp_from = min(texp_from, float(t_exp[rest].min()))
+                    gate_from = min(gate_from, float(gate_lo[rest].min()))
+                reads = [r for r in reads if r["ts_us"] < known]
+                clash = [cam.view == "front" and is_trailer(normalise(r["plate"])) for r in reads]
+                vehicle_of, settled = settled_camera(
+                    t_exp[kept],
+                    tau[kept],
+                    lanes[kept],
+                    cam.lane,
+                    np.array([r["ts_us"] for r in reads], dtype=np.float64),
+                    np.array(clash, dtype=np.float64),
+                    texp_from,
+                    gate_from,
+                    known,
+                    p,
+                )
+                for k in rest.tolist():
+                    ok[idx[k]] = False
+                for k, good in zip(kept.tolist(), settled.tolist(), strict=True):
+                    ok[idx[k]] = ok[idx[k]] and good
+                side = 0 if cam.view == "front" else 1
+                for r, k in zip(reads, vehicle_of.tolist(), strict=True):
+                    if k >= 0:
+                        matched[idx[kept[k]]][side].append(r)
+        for front, rear in matched:
+            front.sort(key=lambda r: (r["ts_us"], r["read_id"]))
+            rear.sort(key=lambda r: (r["ts_us"], r["read_id"]))
+        return ok, matched
 
     @staticmethod
     def _mark_reads_used(
@@ -342,3 +473,15 @@ class MatchBuffers:
 
     def pending(self) -> int:
         return sum(len(b.vehicles) for b in self.sites.values())
+
+
+def _future_bounds(cam: Camera, known: float, p: JoinParams) -> tuple[float, float]:
+    """For a vehicle weighed at or after ``known`` (first axle; its last axle no earlier), at
+    any speed the join allows (≥ 0.3 m/s): the earliest expected capture time at ``cam`` and
+    the earliest opening of its gate there (``kernels.plates.expected_capture_us``)."""
+    reach = cam.d_cam_m + (p.rear_extra_m if cam.view == "rear" else 0.0)
+    slowest = 0.3
+    texp = known + min(reach, 0.0) / slowest * US
+    opening = reach - p.gate_tau * p.tau_per_s * abs(cam.d_cam_m)
+    gate = known - p.gate_tau * p.tau_base_s * US + min(opening, 0.0) / slowest * US
+    return texp, gate

@@ -38,6 +38,16 @@ class Metrics:
             ["verdict", "enforceable"],
             registry=r,
         )
+        self.early_decisions = Counter(
+            "zhichao_early_decisions",
+            "Vehicles decided before their site could be cut (their reads already final)",
+            registry=r,
+        )
+        self.early_disagreements = Counter(
+            "zhichao_early_disagreements",
+            "Vehicles decided early that their group's join later gave other reads (a bug)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "zhichao_dead_letters", "Inputs sent to dead.letters", ["reason"], registry=r
         )

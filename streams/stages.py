@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from kernels import flags as F
-from kernels import plates
+from kernels import plates, settle
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
 from kernels.plate_grammar import is_trailer, normalise, plate_format
 from kernels.verdicts import VERDICT_NAMES, VerdictInputs, VerdictResult
@@ -257,15 +257,46 @@ def decide(
     return decide_with_support(measured, reads, registry, policy)[0]
 
 
+def decide_group(
+    measured: list[dict[str, Any]],
+    reads: list[dict[str, Any]],
+    registry: Registry,
+    policy: Policy,
+    early: dict[str, tuple[str, ...]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """``decide_with_support`` for a group some of whose vehicles were decided early
+    (``early``: passage id -> the read ids they were decided with): the join runs over the whole
+    group (the others' reads depend on them), verdicts only for the others. Also returns the
+    early vehicles the group's join gives other reads (none, if settling is right)."""
+    if not early:
+        return *decide_with_support(measured, reads, registry, policy), []
+    rest, rest_matched, differ = [], [], []
+    for m, (front, rear) in zip(measured, join_site_reads(measured, reads, registry), strict=True):
+        ids = early.get(m["passage_id"])
+        if ids is None:
+            rest.append(m)
+            rest_matched.append((front, rear))
+        elif ids != tuple(sorted(r["read_id"] for r in front + rear)):
+            differ.append(m["passage_id"])
+    return *decide_with_support(rest, [], registry, policy, rest_matched), differ
+
+
 def decide_with_support(
-    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry, policy: Policy
+    measured: list[dict[str, Any]],
+    reads: list[dict[str, Any]],
+    registry: Registry,
+    policy: Policy,
+    matched: list[tuple[list[dict], list[dict]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Verdicts, and per verdict what its evidence rests on beyond the verdict itself: the
-    digest of the raw samples and the ids of the camera reads used."""
+    digest of the raw samples and the ids of the camera reads used. ``matched``: each
+    vehicle's front and rear reads, when the join was done already (``MatchBuffers.settled``);
+    ``reads`` is then not used."""
     n = len(measured)
     if n == 0:
         return [], []
-    matched = join_site_reads(measured, reads, registry)
+    if matched is None:
+        matched = join_site_reads(measured, reads, registry)
     identities = []
     for m, (front, rear) in zip(measured, matched, strict=True):
         site = registry.sites.get(m["site_id"])
@@ -395,3 +426,4 @@ def warm_up(registry: Registry, policy: Policy) -> None:
     traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
     measured, _ = measure_passages(traffic.passages, registry)
     decide(measured, traffic.reads, registry, policy)
+    settle.warm_up()

@@ -278,6 +278,9 @@ def test_prometheus_metrics_count_what_happened(run):
             label = "yes" if enforceable else "no"
             assert value("zhichao_verdicts_total", verdict=verdict, enforceable=label) == n
     assert value("zhichao_pending_vehicles") == 0
+    # some vehicles were decided before their site's cut, and their group's join agreed
+    assert value("zhichao_early_decisions_total") > 0
+    assert value("zhichao_early_disagreements_total") == 0
 
 
 def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
