@@ -1,7 +1,8 @@
 """How long a weighing waits, in event time, before its camera-join assignment can no longer
-change — under the rule the worker uses and under the exact early rule the latency targets need
-(README *Status*). An estimate on simulated traffic, not the worker: ``python -m bench.join_wait
-[VEHICLES] [SEED]``.
+change — once its chain of gates is whole, and by the survivor-path merge that the worker now
+uses (``kernels.settle``; this estimate came first and is kept as an independent, slow version
+of the rule). On simulated traffic, not the worker: ``python -m bench.join_wait [VEHICLES]
+[SEED]``.
 
 Per camera and direction, the join (``kernels.plates.join_camera``) is an order-preserving
 assignment on chains of overlapping gates. Inputs become known in event time: a passage when its

@@ -35,7 +35,7 @@ from kernels.plates import JoinParams, Observations, _impl, segment_cost
 MARGIN_US = 1_000.0  # bounds are kept this much on the safe side of rounding
 
 
-@njit(cache=config.CACHE)
+@njit(fastmath=config.FASTMATH_NEVER, cache=config.CACHE)
 def _merged_rows(cost, half_null, j0, open_rows, out):
     """The rows whose column (or −1) the paths to every live edge cell agree on, as a prefix:
     returns its length, the columns in ``out``. Same DP and ties as ``align_in_order``; live

@@ -155,7 +155,12 @@ def create_app(settings: Settings) -> faust.App:
     feedback_in = app.topic(T.DISPATCH_FEEDBACK)
     blacklist_in = app.topic(T.BLACKLIST_UPDATES)
     broker_time = BrokerTime()
-    buffers = MatchBuffers(registry, max_wait_s=settings.max_wait_s, clock=broker_time.now)
+    buffers = MatchBuffers(
+        registry,
+        max_wait_s=settings.max_wait_s,
+        slack_s=settings.publish_slack_s,
+        clock=broker_time.now,
+    )
     clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
     redis = aioredis.Redis.from_url(settings.redis_dsn)
     sink = VerdictSink(redis, settings.verdict_ttl_s, settings.sighting_retention_s)
@@ -484,7 +489,7 @@ def create_app(settings: Settings) -> faust.App:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
         groups = buffers.ready(flush_all)
-        early_groups = [] if flush_all else buffers.settled()
+        early_groups = buffers.settled() if settings.early_decisions and not flush_all else []
         metrics.pending.set(buffers.pending())
         verdicts, tokens, sealed = [], [], []
         progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it

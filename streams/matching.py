@@ -13,6 +13,15 @@ has. That wait is counted on ``clock``: in the worker, seconds during which the 
 are caught up (a worker reading a backlog is not waiting for anything, it simply has not read
 the reads yet).
 
+Cuts wait for a gap in traffic on every camera of a site, a median 14 s and a p99 of a minute of
+event time at the example city's volumes. Most vehicles can be decided long before:
+``settled`` finds those whose reads are final on every camera although their chains of gates
+are not (``kernels.settle``: the join's shortest paths have merged past them), and the agent
+decides them at once. They stay buffered, unacknowledged and out of the site's progress until
+a cut takes them — the join of their group still needs them as rows — and that group's join
+must give them the same reads (``Ready.early``; the agent counts any that differ). A worker
+reading a backlog (``backlogged`` partitions) settles nothing early: its cuts come as fast.
+
 What a site has decided is its *progress*: the last vehicle decided and, per camera, the time
 before which its reads were used. It is written to Redis atomically with the verdicts and read
 back when partitions are assigned, so that inputs redelivered after a crash (a Kafka offset is

@@ -133,9 +133,12 @@ def test_settled_vehicles_are_decided_much_sooner(city, registry):
     events += [(r["ts_us"], "read", r) for r in traffic.reads]
     events.sort(key=lambda e: (e[0], e[1]))
     last = {m["passage_id"]: m["last_axle_ts_us"] for m in measured}
-    _, early_at, _ = _decide_with_early(
+    streamed, early_at, _ = _decide_with_early(
         MatchBuffers(registry, max_wait_s=3600.0, slack_s=10.0), events, registry, policy, lambda: 7
     )
+    assert streamed == {
+        v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)
+    }
     cut_at = {}
     buffers = MatchBuffers(registry, max_wait_s=3600.0, slack_s=10.0)
     for i, (t, kind, record) in enumerate(events):

@@ -21,6 +21,11 @@ def test_environment_then_overrides():
     assert s.registry_path == Path("/etc/zhichao/city.yaml")
 
 
+@pytest.mark.parametrize(("raw", "want"), [("1", True), ("on", True), ("0", False), ("no", False)])
+def test_switches_read_from_the_environment(raw, want):
+    assert Settings.load(environ={"ZHICHAO_EARLY_DECISIONS": raw}).early_decisions is want
+
+
 def test_secrets_are_not_printed():
     s = Settings.load({"kafka_sasl_password": "hunter2"}, environ={})
     assert "hunter2" not in repr(s)
@@ -34,6 +39,8 @@ def test_secrets_are_not_printed():
         ({"kafka_security_protocol": "SASL_SSL"}, {}, "SASL needs"),
         ({"redis_dsn": "http://x"}, {}, "redis_dsn"),
         ({"no_such": 1}, {}, "unknown setting"),
+        ({}, {"ZHICHAO_EARLY_DECISIONS": "maybe"}, "is not a valid bool"),
+        ({"publish_slack_s": -1.0}, {}, "publish_slack_s"),
     ],
 )
 def test_bad_settings_are_rejected(overrides, env, message):

@@ -12,6 +12,8 @@ from typing import Any
 from schemas.registry import EXAMPLE_CITY
 
 ENV_PREFIX = "ZHICHAO_"
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLS |= {"0": False, "false": False, "no": False, "off": False, "": False}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class Settings:
     batch_timeout_s: float = 0.02
     gateway_take: int = 32  # gateway batches (zhichao.VehicleBatch) judged per round
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
+    # devices publish a record within this long of its timestamp; a WIM station that publishes
+    # a passage after its last axle needs the longest passage (~8 s for a slow 20 m truck) here
+    publish_slack_s: float = 2.0
+    # decide a weighing as soon as its reads are final (streams.matching.settled) instead of at
+    # its site's cut: seconds sooner. Off until an unexplained replay difference in one run of
+    # the frozen-broker test is understood (README Status)
+    early_decisions: bool = False
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
     max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
@@ -72,6 +81,8 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 1:
             raise ValueError("partitions must be >= 1")
+        if self.publish_slack_s < 0:
+            raise ValueError("publish_slack_s must be >= 0")
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             raise ValueError(f"unknown kafka_security_protocol {self.kafka_security_protocol}")
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -93,6 +104,8 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
-    except ValueError:
+        if kind == "bool":
+            return _BOOLS[raw.strip().lower()]
+    except (ValueError, KeyError):
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw

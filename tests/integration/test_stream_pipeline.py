@@ -96,7 +96,13 @@ def run(tmp_path_factory, registry):
     write_controller_file(controller, work / "inputs" / "controller-vehicles.avro")
     metrics_port = free_port()
     with embedded_stack(work) as stack:
-        worker = start_worker(stack, PARTITIONS, work / "worker.log", metrics_port)
+        worker = start_worker(
+            stack,
+            PARTITIONS,
+            work / "worker.log",
+            metrics_port,
+            extra_env={"ZHICHAO_EARLY_DECISIONS": "1"},
+        )
         try:
             asyncio.run(publish_mixed(traffic, controller, stack.bootstrap))
             client = redis.Redis.from_url(stack.redis_dsn)
