@@ -4,7 +4,7 @@
 of overlapping gates) and in each finds the order-preserving assignment: a shortest path on the
 grid of vehicles (rows, by expected capture time) × observations (columns, by time). A chain is
 only whole once traffic leaves a gap, which takes a median 6 s of event time and a p99 over
-half a minute at the example city's volumes (``bench.join_wait``).
+half a minute at the example city's volumes (README *Status*).
 
 Much earlier, what is known of an open chain is a rectangle of the grid — the vehicles and the
 observations no later input can precede — and later inputs only add rows below it and columns

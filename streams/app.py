@@ -309,6 +309,14 @@ def create_app(settings: Settings) -> faust.App:
             support += s
         return decided, support
 
+    def seal(decided: list[dict[str, Any]], support: list[dict[str, Any]]) -> list[Any]:
+        """The evidence records of the enforceable verdicts, for the chain."""
+        return [
+            (v, evidence_body(v, s, registry))
+            for v, s in zip(decided, support, strict=True)
+            if v["enforceable"]
+        ]
+
     async def until_written(sink_name: str, write: Callable[[], Awaitable[Any]]) -> Any:
         """Run a Redis write, waiting out an outage: meanwhile the batch's inputs stay
         unacknowledged (a crash now loses nothing) and the agent holds still, so Kafka keeps
@@ -499,22 +507,14 @@ def create_app(settings: Settings) -> faust.App:
                 for event, message in poison:
                     await send_dead(event, "decide_error", message)
                 verdicts += decided
-                sealed += [
-                    (v, evidence_body(v, s, registry))
-                    for v, s in zip(decided, support, strict=True)
-                    if v["enforceable"]
-                ]
+                sealed += seal(decided, support)
                 tokens += group.tokens
             for early in early_groups:
                 decided, support = decide_early(early)
                 buffers.decided_early(early, {v["passage_id"] for v in decided})
                 metrics.early_decisions.inc(len(decided))
                 verdicts += decided
-                sealed += [
-                    (v, evidence_body(v, s, registry))
-                    for v, s in zip(decided, support, strict=True)
-                    if v["enforceable"]
-                ]
+                sealed += seal(decided, support)
         if verdicts or unwritten_reads:
             reads = unwritten_reads.copy()
             unwritten_reads.clear()

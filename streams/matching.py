@@ -51,6 +51,7 @@ from kernels.plate_grammar import is_trailer, normalise
 from kernels.plates import JoinParams, expected_capture_us
 from kernels.settle import settled_camera
 from schemas.registry import Camera, Registry
+from streams.stages import read_ids_of
 
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
@@ -348,8 +349,7 @@ class MatchBuffers:
             return
         for v, (front, rear) in zip(group.vehicles, group.matched, strict=True):
             if v["passage_id"] in passage_ids:
-                ids = tuple(sorted(r["read_id"] for r in front + rear))
-                buf.early[v["passage_id"]] = ids
+                buf.early[v["passage_id"]] = read_ids_of(front, rear)
 
     def _settle(
         self, buf: SiteBuffer, known: float
@@ -375,7 +375,7 @@ class MatchBuffers:
                     (e.record for e in entries.entries if e.record["direction"] == direction)
                     if entries is not None
                     else (),
-                    key=lambda r: (r["ts_us"], r["read_id"]),
+                    key=_by_time,
                 )
                 t_exp, tau = expected_capture_us(cam.view, cam.d_cam_m, t_first, t_last, speed, p)
                 texp_from, gate_from = _future_bounds(cam, known, p)
@@ -409,8 +409,8 @@ class MatchBuffers:
                     if k >= 0:
                         matched[idx[kept[k]]][side].append(r)
         for front, rear in matched:
-            front.sort(key=lambda r: (r["ts_us"], r["read_id"]))
-            rear.sort(key=lambda r: (r["ts_us"], r["read_id"]))
+            front.sort(key=_by_time)
+            rear.sort(key=_by_time)
         return ok, matched
 
     @staticmethod
@@ -482,6 +482,11 @@ class MatchBuffers:
 
     def pending(self) -> int:
         return sum(len(b.vehicles) for b in self.sites.values())
+
+
+def _by_time(read: dict[str, Any]) -> tuple[int, str]:
+    """The order the join lists reads in (``streams.stages.join_site_reads``'s callers)."""
+    return read["ts_us"], read["read_id"]
 
 
 def _future_bounds(cam: Camera, known: float, p: JoinParams) -> tuple[float, float]:

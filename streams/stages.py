@@ -257,6 +257,11 @@ def decide(
     return decide_with_support(measured, reads, registry, policy)[0]
 
 
+def read_ids_of(front: list[dict[str, Any]], rear: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The ids of the reads a vehicle was matched to, as its evidence lists them."""
+    return tuple(sorted(r["read_id"] for r in front + rear))
+
+
 def decide_group(
     measured: list[dict[str, Any]],
     reads: list[dict[str, Any]],
@@ -276,7 +281,7 @@ def decide_group(
         if ids is None:
             rest.append(m)
             rest_matched.append((front, rear))
-        elif ids != tuple(sorted(r["read_id"] for r in front + rear)):
+        elif ids != read_ids_of(front, rear):
             differ.append(m["passage_id"])
     return *decide_with_support(rest, [], registry, policy, rest_matched), differ
 
