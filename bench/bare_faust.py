@@ -32,6 +32,7 @@ def create_app(
         consumer_max_fetch_size=32 << 20,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        datadir=os.environ.get("BENCH_STATE_DIR", "bench-bare-data"),
     )
     source = app.topic(*topics)
     client = redis.Redis.from_url(redis_dsn)

@@ -53,7 +53,7 @@ from streams.gateway import (
     vehicle_plates,
     verdict_batch,
 )
-from streams.intake import Intake, sort_events
+from streams.intake import Intake, of_generation, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
 from streams.matching import BACKLOG_RECORDS, Early, MatchBuffers
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> faust.App:
         "zhichao",
         broker=settings.broker_url,
         store=settings.store,
+        datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",
@@ -650,10 +651,21 @@ def create_app(settings: Settings) -> faust.App:
                     buffers.backlogged.add(tp)
         return lagging, caught_up
 
+    def current_generation(events: list[Any]) -> list[Any]:
+        fresh = of_generation(events, app.consumer_generation_id)
+        if len(fresh) < len(events):
+            metrics.stale_events.inc(len(events) - len(fresh))
+            log.info(
+                "rebalance: %d inputs fetched before it are left to be read again",
+                len(events) - len(fresh),
+            )
+        return fresh
+
     @app.agent(inputs)
     async def match(stream):
         # noack_take: an input is acknowledged when its verdict is written, not when buffered
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+        async for taken in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+            events = current_generation(taken)
             metrics.count_in(events)
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset

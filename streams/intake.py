@@ -27,6 +27,16 @@ class Intake:
     bad: list[tuple[Any, str, str]] = field(default_factory=list)  # event, reason, message
 
 
+def of_generation(events: list[Any], generation: int) -> list[Any]:
+    """The events fetched in the consumer's current generation (or by no consumer at all).
+
+    A take fills its batch before a rebalance and hands it over after it; what was fetched
+    earlier belongs to partitions forgotten in the rebalance and is read again from the
+    committed offsets. Deciding it now would move a site's clock past the inputs still to come.
+    """
+    return [e for e in events if e.message.generation_id in (generation, None)]
+
+
 def sort_events(events: list[Any], clock: Clock | None = None) -> Intake:
     intake = Intake()
     for event in events:

@@ -27,6 +27,12 @@ class Metrics:
             "zhichao_events_in", "Input events consumed", ["topic"], registry=r
         )
         self.events_out = Counter("zhichao_events_out", "Events produced", ["topic"], registry=r)
+        self.stale_events = Counter(
+            "zhichao_stale_events",
+            "Inputs fetched before the latest rebalance, left to be read again from the "
+            "committed offsets",
+            registry=r,
+        )
         self.evidence_conflicts = Counter(
             "zhichao_evidence_conflicts",
             "Evidence records not appended because their site's chain moved (rebalance race)",

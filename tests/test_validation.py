@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import schemas
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
-from streams.intake import sort_events
+from streams.intake import of_generation, sort_events
 from streams.stages import measure_controller, measure_passages, usable_reads
 from streams.validation import Clock, passage_problem, read_problem, vehicle_problem
 
@@ -137,3 +137,14 @@ def test_decoding_and_checking_any_bytes_never_raises(registry, body, name):
         read_problem(read, registry)
     measure_passages([r for r, _ in intake.passages], registry)
     measure_controller([r for r, _ in intake.vehicles], registry)
+
+
+class _Fetched:
+    def __init__(self, generation: int | None):
+        self.message = type("M", (), {"generation_id": generation})()
+
+
+def test_inputs_fetched_before_the_latest_rebalance_are_left_to_be_read_again():
+    events = [_Fetched(3), _Fetched(4), _Fetched(None), _Fetched(3), _Fetched(5)]
+    assert of_generation(events, 4) == [events[1], events[2]]
+    assert of_generation(events, 3) == [events[0], events[2], events[3]]

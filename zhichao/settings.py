@@ -28,6 +28,7 @@ class Settings:
     store: str = "memory://"  # rocksdb:// in production
     partitions: int = 6
     registry_path: Path = EXAMPLE_CITY
+    data_dir: Path = Path("zhichao-data")  # the worker's local table state (rocksdb://)
     policy: str = ""  # empty: the registry's policy
     verdict_ttl_s: int = 30 * 24 * 3600
     # a worker that dies (SIGKILL, power) keeps its partitions until this runs out

@@ -267,6 +267,7 @@ def start_worker(
         "ZHICHAO_METRICS_PORT": str(metrics_port),
         "ZHICHAO_WEB_PORT": str(web_port),
         "ZHICHAO_EVIDENCE_KEY": stack.evidence_key,
+        "ZHICHAO_DATA_DIR": str(Path(log_path).with_suffix(".data")),
         **(extra_env or {}),  # last: a test may point the worker elsewhere
     }
     with open(log_path, "wb") as log:
