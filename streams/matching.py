@@ -51,7 +51,7 @@ from kernels.plate_grammar import is_trailer, normalise
 from kernels.plates import JoinParams, expected_capture_us
 from kernels.settle import settled_camera
 from schemas.registry import Camera, Registry
-from streams.stages import read_ids_of
+from streams.stages import join_site_reads, read_ids_of
 
 US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
@@ -89,6 +89,14 @@ class CameraReads:
         i = bisect_left(self.times, cut)
         taken = self.entries[:i]
         del self.entries[:i], self.times[:i]
+        return taken
+
+    def take(self, read_ids: set[str]) -> list[Entry]:
+        """Take out the reads named in ``read_ids``, keeping the others in order."""
+        taken = [e for e in self.entries if e.record["read_id"] in read_ids]
+        if taken:
+            kept = [e for e in self.entries if e.record["read_id"] not in read_ids]
+            self.entries, self.times = kept, [e.record["ts_us"] for e in kept]
         return taken
 
     def splits_run(self, cut: float, gap: float) -> bool:
@@ -269,8 +277,14 @@ class MatchBuffers:
                 continue
             if buf.vehicle_stream in self.lagging or buf.read_stream in self.lagging:
                 buf.oldest_arrival_s = now  # catching up: the wall clock starts when caught up
-            if flush_all or now - buf.oldest_arrival_s > self.max_wait_s:
-                k, cuts = len(buf.vehicles), None  # waited long enough: decide with what is here
+            own_reads = None
+            if flush_all:
+                k, cuts = len(buf.vehicles), None
+            elif now - buf.oldest_arrival_s > self.max_wait_s:
+                k, own_reads = self._overdue(buf)
+                cuts = None  # without a gap: the group's reads may lack (Ready.complete)
+                if own_reads is None:  # nothing has all its reads in: decide with what is here
+                    k = len(buf.vehicles)
             else:
                 known = self._known_until(buf)
                 state = (known, len(buf.vehicles), len(buf.read_ids))
@@ -283,7 +297,10 @@ class MatchBuffers:
             take, buf.vehicles = buf.vehicles[:k], buf.vehicles[k:]
             buf.done_vehicle = buf.vehicle_keys[k - 1]
             del buf.vehicle_keys[:k]
-            reads = self._take_reads(buf, cuts)
+            if own_reads is None:
+                reads = self._take_reads(buf, cuts)
+            else:
+                reads = [e for c in buf.reads.values() for e in c.take(own_reads)]
             self._mark_reads_used(buf, take, reads, cuts)
             if buf.vehicles:
                 buf.oldest_arrival_s = now
@@ -307,6 +324,27 @@ class MatchBuffers:
                 )
             )
         return out
+
+    def _overdue(self, buf: SiteBuffer) -> tuple[int, set[str] | None]:
+        """A site that waited ``max_wait_s`` without a gap in its traffic (a busy toll
+        entrance may have none for minutes): its leading vehicles whose capture windows all
+        closed before what is known — every read they can have is in — with the ids of the
+        reads a join of everything buffered gives them, so that the vehicles still waiting keep
+        theirs. ``(0, None)`` if none has closed (an input has stopped)."""
+        known = self._known_until(buf)
+        hi = np.array([e.hi for e in buf.vehicles]).reshape(len(buf.vehicles), -1)
+        closed = np.all(np.maximum.accumulate(hi, axis=0) < known, axis=1)
+        k = int(closed.sum())  # a prefix: the running maximum only grows
+        if k == 0:
+            return 0, None
+        entries = sorted(
+            (e for reads in buf.reads.values() for e in reads.entries if e.record["ts_us"] < known),
+            key=lambda e: _by_time(e.record),
+        )
+        matched = join_site_reads(
+            [e.record for e in buf.vehicles], [e.record for e in entries], self.registry
+        )
+        return k, {r["read_id"] for front, rear in matched[:k] for r in front + rear}
 
     def settled(self) -> list[Early]:
         """Vehicles that can be decided before their site can be cut, because no later input
