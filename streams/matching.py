@@ -93,9 +93,10 @@ class CameraReads:
 
     def take(self, read_ids: set[str]) -> list[Entry]:
         """Take out the reads named in ``read_ids``, keeping the others in order."""
-        taken = [e for e in self.entries if e.record["read_id"] in read_ids]
+        taken, kept = [], []
+        for e in self.entries:
+            (taken if e.record["read_id"] in read_ids else kept).append(e)
         if taken:
-            kept = [e for e in self.entries if e.record["read_id"] not in read_ids]
             self.entries, self.times = kept, [e.record["ts_us"] for e in kept]
         return taken
 
@@ -277,14 +278,11 @@ class MatchBuffers:
                 continue
             if buf.vehicle_stream in self.lagging or buf.read_stream in self.lagging:
                 buf.oldest_arrival_s = now  # catching up: the wall clock starts when caught up
-            own_reads = None
+            own_reads, cuts = None, None  # no cut: the group's reads may lack (Ready.complete)
             if flush_all:
-                k, cuts = len(buf.vehicles), None
+                k = len(buf.vehicles)
             elif now - buf.oldest_arrival_s > self.max_wait_s:
                 k, own_reads = self._overdue(buf)
-                cuts = None  # without a gap: the group's reads may lack (Ready.complete)
-                if own_reads is None:  # nothing has all its reads in: decide with what is here
-                    k = len(buf.vehicles)
             else:
                 known = self._known_until(buf)
                 state = (known, len(buf.vehicles), len(buf.read_ids))
@@ -330,13 +328,14 @@ class MatchBuffers:
         entrance may have none for minutes): its leading vehicles whose capture windows all
         closed before what is known — every read they can have is in — with the ids of the
         reads a join of everything buffered gives them, so that the vehicles still waiting keep
-        theirs. ``(0, None)`` if none has closed (an input has stopped)."""
+        theirs. If none has closed (an input has gone quiet): all of them, with every read
+        buffered (``None``)."""
         known = self._known_until(buf)
         hi = np.array([e.hi for e in buf.vehicles]).reshape(len(buf.vehicles), -1)
         closed = np.all(np.maximum.accumulate(hi, axis=0) < known, axis=1)
         k = int(closed.sum())  # a prefix: the running maximum only grows
         if k == 0:
-            return 0, None
+            return len(buf.vehicles), None
         entries = sorted(
             (e for reads in buf.reads.values() for e in reads.entries if e.record["ts_us"] < known),
             key=lambda e: _by_time(e.record),
