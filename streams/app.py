@@ -41,6 +41,8 @@ from sinks.sightings import MIN_CONFIDENCE, Sightings
 from sinks.web.server import serve, web_app
 from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
+from streams.decider import Decider
+from streams.deciding import EarlyJob, cut_job
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import (
@@ -56,14 +58,11 @@ from streams.gateway import (
 from streams.intake import Intake, of_generation, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
-from streams.matching import BACKLOG_RECORDS, Early, MatchBuffers
+from streams.matching import BACKLOG_RECORDS, MatchBuffers
 from streams.metrics import Metrics
 from streams.order_life import OrderRefused
+from streams.rounds import Rounds
 from streams.stages import (
-    decide_group,
-    decide_with_support,
-    measure_controller,
-    measure_passages,
     warm_up,
 )
 from streams.trajectory import (
@@ -131,7 +130,6 @@ class BrokerTime:
 def create_app(settings: Settings) -> faust.App:
     registry = load_registry(settings.registry_path)
     policy = load_policy(settings.policy or registry.policy)
-    warm_up(registry, policy)
     app = App(
         "zhichao",
         broker=settings.broker_url,
@@ -176,6 +174,16 @@ def create_app(settings: Settings) -> faust.App:
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
     last_offsets: dict[tuple[str, int], int] = {}  # for the consumer-lag gauge
     runners: list[Any] = []  # the pages' web server, cleaned up on close
+    decider = Decider(
+        registry,
+        policy,
+        settings.registry_path,
+        settings.policy,
+        settings.decide_processes,
+        metrics.decider_failures.inc,
+    )
+    decider.start()  # compiles its kernels while this process compiles its own
+    warm_up(registry, policy)
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         """Hand a message to the producer; returns the delivery future."""
@@ -211,31 +219,13 @@ def create_app(settings: Settings) -> faust.App:
                 await send_dead(event, "undecodable", str(exc))
         return out
 
-    def measure_isolating(measure, items):
-        """Measure a batch in one kernel call; should that raise (a record no check foresaw),
-        measure record by record so that only the poison record is lost, to dead.letters."""
-        try:
-            return measure([r for r, _ in items], registry), []
-        except Exception as exc:  # noqa: BLE001 - isolated below, each failure dead-lettered
-            log.error("measuring a batch failed (%s); isolating the record", exc)
-        measured, rejected, poison = [], [], []
-        for record, event in items:
-            try:
-                m, r = measure([record], registry)
-            except Exception as exc:  # noqa: BLE001 - the poison record, with its reason
-                poison.append((event, "kernel_error", f"{type(exc).__name__}: {exc}"))
-                continue
-            measured += m
-            rejected += r
-        return (measured, rejected), poison
-
     async def admit(intake: Intake) -> None:
         """Measure the batch's passages (one kernel call) and buffer vehicles and reads."""
         for event, reason, message in intake.bad:
             await send_dead(event, reason, message)
-        for items, measure, stage in (
-            (intake.passages, measure_passages, "measure_passages"),
-            (intake.vehicles, measure_controller, "measure_controller"),
+        for items, stage in (
+            (intake.passages, "measure_passages"),
+            (intake.vehicles, "measure_controller"),
         ):
             if not items:
                 continue
@@ -247,12 +237,14 @@ def create_app(settings: Settings) -> faust.App:
                     event_of[record["passage_id"]] = event
             items = [(r, e) for r, e in items if event_of[r["passage_id"]] is e]
             with metrics.stage_seconds.labels(stage).time():
-                (measured, rejected), poison = measure_isolating(measure, items)
-            for event, reason, message in poison:
-                await send_dead(event, reason, message)
-            for bad in rejected:
-                await send_dead(event_of[bad.record["passage_id"]], bad.reason, bad.message)
-            for m in measured:
+                result = await decider.measure(stage, [r for r, _ in items])
+            for failure in result.failures:
+                log.error("%s: %s", stage, failure)
+            for passage_id, message in result.poison:
+                await send_dead(event_of[passage_id], "kernel_error", message)
+            for passage_id, reason, message in result.rejected:
+                await send_dead(event_of[passage_id], reason, message)
+            for m in result.vehicles:
                 event = event_of[m["passage_id"]]
                 produced_s.setdefault(m["passage_id"], event.message.timestamp)
                 buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
@@ -263,52 +255,6 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             buffers.add_read(read, event, (event.message.topic, event.message.partition))
             unwritten_reads.append(read)
-
-    def decide_isolating(group):
-        """Decide a group (but its vehicles decided early); should that raise (nothing foreseen
-        does), decide its vehicles one by one with the group's reads, so that only the poison
-        vehicle is lost."""
-        vehicles = sorted(group.vehicles, key=lambda r: (r["ts_us"], r["passage_id"]))
-        reads = sorted(group.reads, key=lambda r: (r["ts_us"], r["read_id"]))
-        try:
-            decided, support, differ = decide_group(vehicles, reads, registry, policy, group.early)
-            if differ and group.complete:
-                metrics.early_disagreements.inc(len(differ))
-                log.error("decided early, given other reads by their group: %s", differ)
-            return decided, support, []
-        except Exception as exc:  # noqa: BLE001 - isolated below, each failure dead-lettered
-            log.error("deciding a group of %s failed (%s); isolating", group.site_id, exc)
-        token_of = {v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)}
-        decided, support, poison = [], [], []
-        for vehicle in vehicles:
-            if vehicle["passage_id"] in group.early:
-                continue
-            try:
-                d, s = decide_with_support([vehicle], reads, registry, policy)
-            except Exception as exc:  # noqa: BLE001 - the poison vehicle, with its reason
-                poison.append((token_of[vehicle["passage_id"]], f"{type(exc).__name__}: {exc}"))
-                continue
-            decided += d
-            support += s
-        return decided, support, poison
-
-    def decide_early(group: Early) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Vehicles whose reads are final before their site's cut; one that cannot be decided
-        (nothing foreseen) is left to its group, which dead-letters it if it fails there too."""
-        try:
-            return decide_with_support(group.vehicles, [], registry, policy, group.matched)
-        except Exception as exc:  # noqa: BLE001 - left to the group's decision, logged
-            log.error("deciding %s early failed (%s); left to its group", group.site_id, exc)
-        decided, support = [], []
-        for vehicle, matched in zip(group.vehicles, group.matched, strict=True):
-            try:
-                d, s = decide_with_support([vehicle], [], registry, policy, [matched])
-            except Exception as exc:  # noqa: BLE001 - left to the group's decision, logged
-                log.error("deciding %s early failed (%s)", vehicle["passage_id"], exc)
-                continue
-            decided += d
-            support += s
-        return decided, support
 
     def seal(decided: list[dict[str, Any]], support: list[dict[str, Any]]) -> list[Any]:
         """The evidence records of the enforceable verdicts, for the chain."""
@@ -500,25 +446,40 @@ def create_app(settings: Settings) -> faust.App:
         groups = buffers.ready(flush_all)
         early_groups = buffers.settled() if settings.early_decisions and not flush_all else []
         metrics.pending.set(buffers.pending())
-        verdicts, tokens, sealed = [], [], []
+        # what this round acknowledges and writes is fixed now: the agent buffers the next batch
+        # while the round is decided (a read released later is written by a later round)
+        released = buffers.take_released()
+        reads = unwritten_reads.copy()
+        unwritten_reads.clear()
         progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it
         with metrics.stage_seconds.labels("decide").time():
-            for group in groups:
-                decided, support, poison = decide_isolating(group)
-                for event, message in poison:
-                    await send_dead(event, "decide_error", message)
-                verdicts += decided
-                sealed += seal(decided, support)
-                tokens += group.tokens
-            for early in early_groups:
-                decided, support = decide_early(early)
-                buffers.decided_early(early, {v["passage_id"] for v in decided})
-                metrics.early_decisions.inc(len(decided))
-                verdicts += decided
-                sealed += seal(decided, support)
-        if verdicts or unwritten_reads:
-            reads = unwritten_reads.copy()
-            unwritten_reads.clear()
+            cut_results, early_results = await decider.decide(
+                [cut_job(g.vehicles, g.reads, g.early) for g in groups],
+                [EarlyJob(e.vehicles, e.matched) for e in early_groups],
+            )
+        verdicts, tokens, sealed = [], [], []
+        for group, result in zip(groups, cut_results, strict=True):
+            for failure in result.failures:
+                log.error("site %s: %s", group.site_id, failure)
+            if result.differ and group.complete:
+                metrics.early_disagreements.inc(len(result.differ))
+                log.error("decided early, given other reads by their group: %s", result.differ)
+            token_of = {
+                v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)
+            }
+            for passage_id, message in result.poison:
+                await send_dead(token_of[passage_id], "decide_error", message)
+            verdicts += result.verdicts
+            sealed += seal(result.verdicts, result.support)
+            tokens += group.tokens
+        for early, result in zip(early_groups, early_results, strict=True):
+            for failure in result.failures:
+                log.error("site %s: %s", early.site_id, failure)
+            buffers.decided_early(early, {v["passage_id"] for v in result.verdicts})
+            metrics.early_decisions.inc(len(result.verdicts))
+            verdicts += result.verdicts
+            sealed += seal(result.verdicts, result.support)
+        if verdicts or reads:
             links = chain.extend(sealed)
             alerts = await raise_alerts(verdicts)
             orders = await plan_orders(alerts, verdicts)
@@ -542,7 +503,7 @@ def create_app(settings: Settings) -> faust.App:
             encode = schemas.VERDICT.encode_wire
             await send_all(T.VEHICLES_VERDICTS, [(verdict_key(v), encode(v)) for v in verdicts])
         # only now: a crash before this point redelivers the inputs, decided again the same way
-        for event in tokens + buffers.take_released():
+        for event in tokens + released:
             if event is not None:
                 event.ack()
 
@@ -663,14 +624,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(inputs)
     async def match(stream):
-        # noack_take: an input is acknowledged when its verdict is written, not when buffered
+        # noack_take: an input is acknowledged when its verdict is written, not when buffered;
+        # the next batches are buffered while a round is decided (streams.rounds)
+        rounds = Rounds(decide_ready)
         async for taken in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
             events = current_generation(taken)
             metrics.count_in(events)
             for event in events:
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             await admit(sort_events(events, clock))
-            await decide_ready()
+            await rounds.admitted()
 
     @app.agent(gateway_in)
     async def gateway(stream):
@@ -834,6 +797,7 @@ def create_app(settings: Settings) -> faust.App:
         for runner in runners:
             await runner.cleanup()
         await redis.aclose()
+        decider.close()
 
     app._zhichao_close = close
     return app

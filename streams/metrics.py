@@ -54,6 +54,11 @@ class Metrics:
             "Vehicles decided early that their group's join later gave other reads (a bug)",
             registry=r,
         )
+        self.decider_failures = Counter(
+            "zhichao_decider_failures",
+            "Deciding helper processes lost (their round was decided in the main thread)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "zhichao_dead_letters", "Inputs sent to dead.letters", ["reason"], registry=r
         )

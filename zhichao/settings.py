@@ -44,6 +44,9 @@ class Settings:
     # its site's cut: seconds sooner. Off until an unexplained replay difference in one run of
     # the frozen-broker test is understood (README Status)
     early_decisions: bool = False
+    # helper processes that decide rounds (site join, plate fusion, verdict kernel) beside the
+    # main thread (streams.decider); 0: in the main thread
+    decide_processes: int = 1
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
     max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
@@ -82,6 +85,8 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 1:
             raise ValueError("partitions must be >= 1")
+        if self.decide_processes < 0:
+            raise ValueError("decide_processes must be >= 0")
         if self.publish_slack_s < 0:
             raise ValueError("publish_slack_s must be >= 0")
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):

@@ -1,0 +1,136 @@
+"""Where weighings are measured and rounds decided: a helper process beside the worker, or the
+worker's main thread.
+
+The main thread carries Faust's own per-message work, decoding and the sinks. The axle kernel
+and a round's site joins, plate fusion and verdict kernel (a third of its time under load) run
+in a helper process meanwhile, while the main thread takes and buffers the next batches
+(``streams.rounds``). On a machine where the broker and Redis leave a core partly idle that is
+throughput the main thread alone cannot have. Records cross as pickles (a few µs each; a raw
+passage's samples ~30 µs), what the helper does is pure (``streams.deciding``).
+
+Should a helper die (killed, out of memory), the work is done in the main thread, the error is
+logged and counted, and a new helper is started: a lost helper costs speed, never a verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from schemas.policy import Policy
+from schemas.registry import Registry
+from streams.deciding import (
+    Decided,
+    EarlyJob,
+    GroupJob,
+    Measured,
+    decide_round,
+    decide_round_at,
+    measure_at,
+    measure_isolating,
+    ready_at,
+)
+
+log = logging.getLogger(__name__)
+
+
+def helper_started(parent_pid: int) -> None:
+    """In a helper: signals are the worker's to handle (it shuts down, then closes the pool; a
+    Ctrl-C or SIGTERM to the process group must not kill a round half done), and a helper
+    whose worker is gone (SIGKILL) exits rather than linger."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class Decider:
+    """Decides rounds in ``processes`` helper processes (0: in the calling thread)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        policy: Policy,
+        registry_path: Path,
+        policy_name: str,
+        processes: int,
+        on_failure=lambda: None,
+    ) -> None:
+        self.registry, self.policy = registry, policy
+        self.where = (Path(registry_path), policy_name)
+        self.processes = processes
+        self.on_failure = on_failure  # counts lost helpers (a metric)
+        self.pool: ProcessPoolExecutor | None = None
+        self.helper_pids: list[int] = []  # of the helpers started (for the log and tests)
+
+    def start(self) -> None:
+        """Start the helpers and have them load the registry and kernels now, while the worker
+        starts (the first round queues behind that); spawned, not forked: the worker may have
+        threads by then."""
+        if self.processes <= 0 or self.pool is not None:
+            return
+        self.pool = ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=helper_started,
+            initargs=(os.getpid(),),
+        )
+        for _ in range(self.processes):  # each busy for seconds: one per process
+            self.pool.submit(ready_at, *self.where).add_done_callback(self._started)
+
+    def _started(self, future) -> None:
+        if future.exception() is not None:
+            log.error("the deciding helper process did not start: %s", future.exception())
+        else:
+            self.helper_pids.append(future.result())
+            log.info("deciding in helper process %d", future.result())
+
+    async def measure(self, stage: str, records: list[dict]) -> Measured:
+        """Axle loads of a batch of weighings (``streams.deciding.MEASURES``)."""
+        return await self._run(
+            measure_at, (stage, records), lambda: measure_isolating(stage, records, self.registry)
+        )
+
+    async def decide(
+        self, cuts: list[GroupJob], settled: list[EarlyJob]
+    ) -> tuple[list[Decided], list[Decided]]:
+        """A round: one result per cut group, one per early group, in order."""
+        if not cuts and not settled:
+            return [], []
+        return await self._run(
+            decide_round_at,
+            (cuts, settled),
+            lambda: decide_round(cuts, settled, self.registry, self.policy),
+        )
+
+    async def _run(self, at_helper, args, here):
+        pool = self.pool
+        if pool is None:
+            return here()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(pool, at_helper, *self.where, *args)
+        except BrokenProcessPool as exc:
+            if self.pool is pool:  # the first call to find it broken replaces it
+                log.error("a helper process died (%s): done here, starting another", exc)
+                self.on_failure()
+                self.close()
+                self.start()
+            return here()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
