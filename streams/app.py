@@ -244,11 +244,18 @@ def create_app(settings: Settings) -> faust.App:
                 await send_dead(event_of[passage_id], "kernel_error", message)
             for passage_id, reason, message in result.rejected:
                 await send_dead(event_of[passage_id], reason, message)
+            # the helper took a while: a rebalance meanwhile leaves these to their new owner
+            fresh = {id(e) for e in current_generation(list(event_of.values()))}
             for m in result.vehicles:
                 event = event_of[m["passage_id"]]
+                if id(event) not in fresh:
+                    continue
                 produced_s.setdefault(m["passage_id"], event.message.timestamp)
                 buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
+        fresh = {id(e) for e in current_generation([e for _, e in intake.reads])}
         for read, event in intake.reads:
+            if id(event) not in fresh:
+                continue
             problem = read_problem(read, registry)
             if problem:
                 await send_dead(event, *problem)
