@@ -22,6 +22,7 @@ from streams.stages import (
     decide_with_support,
     measure_controller,
     measure_passages,
+    warm_up,
 )
 
 Record = dict[str, Any]
@@ -186,11 +187,5 @@ def measure_at(
 def ready_at(registry_path: Path, policy_name: str) -> int:
     """Load a helper process's registry and compile its kernels before the first batch needs
     them (seconds; the worker compiles its own meanwhile); its pid, for the log."""
-    from sim.config import SimConfig
-    from sim.traffic import CitySimulator
-
-    registry, _ = loaded(registry_path, policy_name)
-    traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
-    measured = measure_at(registry_path, policy_name, "measure_passages", traffic.passages)
-    decide_round_at(registry_path, policy_name, [cut_job(measured.vehicles, traffic.reads, {})], [])
+    warm_up(*loaded(registry_path, policy_name), settle_too=False)
     return os.getpid()

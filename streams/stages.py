@@ -423,12 +423,14 @@ def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) 
     return sum(1 for j in range(drive_end, k) if tyres[j] == 1)
 
 
-def warm_up(registry: Registry, policy: Policy) -> None:
-    """Compile the Numba kernels now (seconds), not on the first live batch."""
+def warm_up(registry: Registry, policy: Policy, settle_too: bool = True) -> None:
+    """Compile the Numba kernels now (seconds), not on the first live batch; a deciding
+    helper process has no use for the settle kernel (``settle_too=False``)."""
     from sim.config import SimConfig
     from sim.traffic import CitySimulator
 
     traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
     measured, _ = measure_passages(traffic.passages, registry)
     decide(measured, traffic.reads, registry, policy)
-    settle.warm_up()
+    if settle_too:
+        settle.warm_up()
