@@ -311,3 +311,25 @@ def decide(inputs: VerdictInputs, policy: Policy) -> VerdictResult:
             out.flags,
         )
     return out
+
+
+def warm_up(policy: Policy) -> None:
+    """Compile the verdict kernel now (about a second), not on the first live batch."""
+    one = np.ones(1)
+    decide(
+        VerdictInputs(
+            axle_count=np.array([2], dtype=np.int32),
+            axle_spacings_m=np.zeros((1, MAX_AXLES - 1)),
+            gvw_kg=one * 18_000.0,
+            speed_kmh=one * 60.0,
+            flags=0,
+            ts_us=0,
+            cert_from_us=0,
+            cert_to_us=1,
+            device_error_pct=5.0,
+            plate_confidence=1.0,
+            air_suspension=AIR_UNKNOWN,
+            single_tyre_axles=-1,
+        ),
+        policy,
+    )

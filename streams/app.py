@@ -183,7 +183,7 @@ def create_app(settings: Settings) -> faust.App:
         metrics.decider_failures.inc,
     )
     decider.start()  # compiles its kernels while this process compiles its own
-    warm_up(registry, policy)
+    warm_up(registry, policy, measure_too=settings.decide_processes == 0)
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         """Hand a message to the producer; returns the delivery future."""

@@ -18,6 +18,7 @@ import orjson
 
 from kernels import flags as F
 from kernels import plates, settle
+from kernels import verdicts as verdict_kernel
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
 from kernels.plate_grammar import is_trailer, normalise, plate_format
 from kernels.verdicts import VERDICT_NAMES, VerdictInputs, VerdictResult
@@ -423,14 +424,21 @@ def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) 
     return sum(1 for j in range(drive_end, k) if tyres[j] == 1)
 
 
-def warm_up(registry: Registry, policy: Policy, settle_too: bool = True) -> None:
-    """Compile the Numba kernels now (seconds), not on the first live batch; a deciding
-    helper process has no use for the settle kernel (``settle_too=False``)."""
+def warm_up(
+    registry: Registry, policy: Policy, measure_too: bool = True, settle_too: bool = True
+) -> None:
+    """Compile the Numba kernels now (seconds), not on the first live batch. A worker whose
+    helper process measures compiles only the verdict kernel (gateway batches) and the settle
+    kernel (``measure_too=False``: the axle kernel, ~6 s, compiles on demand should the helper
+    fail); the helper has no use for the settle kernel (``settle_too=False``)."""
     from sim.config import SimConfig
     from sim.traffic import CitySimulator
 
-    traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
-    measured, _ = measure_passages(traffic.passages, registry)
-    decide(measured, traffic.reads, registry, policy)
+    if measure_too:
+        traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
+        measured, _ = measure_passages(traffic.passages, registry)
+        decide(measured, traffic.reads, registry, policy)
+    else:
+        verdict_kernel.warm_up(policy)
     if settle_too:
         settle.warm_up()

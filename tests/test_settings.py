@@ -26,6 +26,10 @@ def test_switches_read_from_the_environment(raw, want):
     assert Settings.load(environ={"ZHICHAO_EARLY_DECISIONS": raw}).early_decisions is want
 
 
+def test_early_decisions_are_on_unless_turned_off():
+    assert Settings.load(environ={}).early_decisions is True
+
+
 def test_secrets_are_not_printed():
     s = Settings.load({"kafka_sasl_password": "hunter2"}, environ={})
     assert "hunter2" not in repr(s)

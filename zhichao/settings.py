@@ -41,9 +41,8 @@ class Settings:
     # a passage after its last axle needs the longest passage (~8 s for a slow 20 m truck) here
     publish_slack_s: float = 2.0
     # decide a weighing as soon as its reads are final (streams.matching.settled) instead of at
-    # its site's cut: seconds sooner. Off until an unexplained replay difference in one run of
-    # the frozen-broker test is understood (README Status)
-    early_decisions: bool = False
+    # its site's cut: seconds sooner (README Status, "Early decisions"); 0 decides at cuts only
+    early_decisions: bool = True
     # helper processes that decide rounds (site join, plate fusion, verdict kernel) beside the
     # main thread (streams.decider); 0: in the main thread
     decide_processes: int = 1

@@ -6,6 +6,10 @@ schemas/policy/cn-62-2016.yaml for the sources), not from the code.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,6 +22,7 @@ from schemas.policy import load_policy
 from tests.kernels.reference_verdicts import verdict as reference
 from tests.law import LAW_LIMIT_KG
 
+ROOT = Path(__file__).resolve().parents[2]
 NATIONAL = load_policy("cn-62-2016")
 HUNAN = load_policy("hn-2023-10pct")
 T0 = 1_795_000_000_000_000  # a passage time inside the certificate window below
@@ -231,3 +236,36 @@ def test_hypothesis_kernel_equals_reference(
         assert got["limit_kg"] == pytest.approx(want["limit"])
         assert got["enforce_limit_kg"] == pytest.approx(want["elimit"])
         assert got["enforce_threshold_kg"] == pytest.approx(want["threshold"])
+
+
+def test_warm_up_compiles_the_one_signature_every_batch_uses():
+    """A worker with a helper process warms up only this kernel; the first live batch must then
+    find it compiled, whatever dtypes its columns arrive in (fresh interpreter: no other test's
+    compilation counts)."""
+    script = """
+import numpy as np
+from kernels import verdicts
+from kernels.axles import MAX_AXLES
+from schemas.policy import load_policy
+policy = load_policy("cn-62-2016")
+assert not verdicts._verdicts.signatures
+verdicts.warm_up(policy)
+assert len(verdicts._verdicts.signatures) == 1
+n = 3
+verdicts.decide(verdicts.VerdictInputs(
+    axle_count=np.array([2, 5, 6], dtype=np.int64),
+    axle_spacings_m=np.ones((n, MAX_AXLES - 1), np.float32),
+    gvw_kg=np.array([1e4, 4e4, 5e4], np.float32),
+    speed_kmh=[60, 70, 80],
+    flags=np.zeros(n, np.int64),
+    ts_us=[1, 2, 3],
+    cert_from_us=0,
+    cert_to_us=10,
+    device_error_pct=np.float32(5),
+    plate_confidence=[0.9, 1, 0.5],
+    air_suspension=np.zeros(n, np.int64),
+    single_tyre_axles=[0, 1, -1],
+), policy)
+assert len(verdicts._verdicts.signatures) == 1, verdicts._verdicts.signatures
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
