@@ -66,7 +66,13 @@ class Workload:
 
 def workload(registry: Registry, vehicles: int, seed: int, start: dt.datetime) -> Workload:
     traffic = CitySimulator(
-        SimConfig(vehicles=int(vehicles * (1 + TAIL)), seed=seed, start=start), registry
+        SimConfig(
+            vehicles=int(vehicles * (1 + TAIL)),
+            seed=seed,
+            start=start,
+            first_passage=seed * 1_000_000,  # the paced runs after the backlog are new passages
+        ),
+        registry,
     ).run()
     passages = sorted(traffic.passages, key=lambda p: p["ts_us"])
     measured = passages[:vehicles]

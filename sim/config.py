@@ -28,6 +28,7 @@ COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 2
 class SimConfig:
     seed: int = 20261122
     vehicles: int = 2000
+    first_passage: int = 0  # passage numbers start here: runs fed one after another keep ids unique
     start: dt.datetime = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     city_rate_per_s: float = 2.0  # weighed vehicles per second over the whole city
     min_headway_s: float = 1.0  # gap between a vehicle leaving the sensors and the next arriving

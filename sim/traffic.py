@@ -252,7 +252,7 @@ class CitySimulator:
             accel_ms2=accel,
             side_share=side_share,
         )
-        passage_id = f"{site.id}:{index:07d}"
+        passage_id = f"{site.id}:{self.config.first_passage + index:07d}"
         self._current_passage = passage_id
         ts_us = t_arrival_us
         headway_s = self.config.min_headway_s + rng.exponential(1.0)

@@ -19,6 +19,8 @@ OPS_ALERT_KEY = "zc:ops-alert:{alert_id}"  # operators' alerts (devices), once p
 OPS_ALERT_STREAM = "zc:ops-alerts"
 OPEN_DISPATCH_KEY = "zc:dispatch:open:{vehicle}"  # the vehicle's open order id (one at a time)
 ORDER_KEY = "zc:order:{order_id}"  # JSON of a dispatch order
+# a weighing with a provisional order (预判): the vehicle's open-dispatch key, until its verdict
+FORESEEN_KEY = "zc:dispatch:foreseen:{passage_id}"
 UNIT_ORDERS_KEY = "zc:orders:{unit_id}"  # a unit's orders, for its officer page
 ORDER_STREAM = "zc:orders"  # every order, for the command centre
 ACTIVE_ORDERS_KEY = "zc:dispatch:active"  # sorted set: orders not closed, by ts_us (timers)

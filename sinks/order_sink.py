@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from sinks import constants as K
 from sinks.kpi import day_of
 from streams.dispatch import UnitState
-from streams.order_life import Change
+from streams.order_life import LIVE, Change
 
 # KEYS[1] the order. ARGV: expected status, new body, once key ('' none), ttl, stream maxlen,
 # unit stream, closes ('1' or ''), vehicle's open-dispatch key, unit id ('' none), unit state,
@@ -67,6 +67,50 @@ return 'ok'
 """
 
 
+# Provisional orders (预判), written without their alert (the vehicle has no verdict yet), and
+# like a verdict's orders only where that alert would be new (one per vehicle, reason and
+# window) and the vehicle has no open order; none for a vehicle whose verdict is out already
+# (redelivered after a restart). ARGV: ttl, stream maxlen, KPI ttl, then per order: vehicle's
+# open-dispatch key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter
+# (the plan's action), foreseen key, verdict key, alert key. Returns the order keys written.
+ORDER_AHEAD = """
+local ttl, maxlen, kpi_ttl = ARGV[1], ARGV[2], ARGV[3]
+local ordered = {}
+for i = 4, #ARGV, 10 do
+  if redis.call('EXISTS', ARGV[i + 8], ARGV[i + 9]) == 0
+      and redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
+    redis.call('SET', ARGV[i + 1], ARGV[i + 3], 'EX', ttl)
+    redis.call('XADD', ARGV[i + 2], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 3])
+    redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 3])
+    redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 4], ARGV[i + 1])
+    redis.call('HINCRBY', ARGV[i + 5], ARGV[i + 6], 1)
+    redis.call('HINCRBY', ARGV[i + 5], 'provisional', 1)
+    redis.call('EXPIRE', ARGV[i + 5], kpi_ttl)
+    redis.call('SET', ARGV[i + 7], ARGV[i], 'EX', ttl)
+    table.insert(ordered, ARGV[i + 1])
+  end
+end
+return ordered
+"""
+
+# The live provisional orders of weighings. ARGV: their foreseen keys. Returns, per weighing
+# that has one, its index (1-based) and the order's JSON (the vehicle's current order: an
+# escalation's successor after an escalation).
+FORESEEN_ORDERS = """
+local out = {}
+for i = 1, #ARGV do
+  local open = redis.call('GET', ARGV[i])
+  local id = open and redis.call('GET', open)
+  local body = id and redis.call('GET', id)
+  if body then
+    table.insert(out, i)
+    table.insert(out, body)
+  end
+end
+return out
+"""
+
+
 def state_of(unit_id: str, raw: bytes | None) -> UnitState:
     s = orjson.loads(raw) if raw else {}
     return UnitState(unit_id, s.get("available", True), s.get("at"))
@@ -109,6 +153,48 @@ class OrderSink:
         self.client = client
         self.ttl_s = ttl_s
         self._change = client.register_script(CHANGE_ORDER)
+        self._ahead = client.register_script(ORDER_AHEAD)
+        self._foreseen = client.register_script(FORESEEN_ORDERS)
+
+    async def write_ahead(self, orders: list[dict[str, Any]]) -> list[str]:
+        """Provisional orders (``streams.dispatch.order_for(provisional=True)``), each unless
+        its vehicle has an open order; the ids written."""
+        if not orders:
+            return []
+        args: list[Any] = [self.ttl_s, K.VERDICT_STREAM_MAXLEN, K.KPI_TTL_S]
+        for o in orders:
+            args += [
+                K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
+                order_key(o["order_id"]),
+                K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
+                orjson.dumps(o),
+                o["ts_us"],
+                K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
+                o["action"],
+                K.FORESEEN_KEY.format(passage_id=o["vehicle"]["passage_id"]),
+                K.VERDICT_KEY.format(passage_id=o["vehicle"]["passage_id"]),
+                K.ALERT_KEY.format(alert_id=o["alert_id"]),
+            ]
+        written = await self._ahead(args=args)
+        prefix = len(order_key(""))
+        return [w[prefix:].decode() for w in written]
+
+    async def foreseen(self, passage_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The provisional orders of these weighings still live (passage id -> order)."""
+        if not passage_ids:
+            return {}
+        keys = [K.FORESEEN_KEY.format(passage_id=p) for p in passage_ids]
+        found = await self._foreseen(args=keys)
+        out = {}
+        for i, body in zip(found[::2], found[1::2], strict=True):
+            order, passage_id = orjson.loads(body), passage_ids[int(i) - 1]
+            if (
+                order["status"] in LIVE
+                and order.get("provisional")
+                and order["vehicle"]["passage_id"] == passage_id
+            ):
+                out[passage_id] = order
+        return out
 
     async def order(self, order_id: str) -> dict[str, Any] | None:
         raw = await self.client.get(order_key(order_id))

@@ -60,7 +60,7 @@ from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
 from streams.matching import BACKLOG_RECORDS, MatchBuffers
 from streams.metrics import Metrics
-from streams.order_life import OrderRefused
+from streams.order_life import OrderRefused, confirm, withdraw
 from streams.rounds import Rounds
 from streams.stages import (
     warm_up,
@@ -184,6 +184,13 @@ def create_app(settings: Settings) -> faust.App:
     )
     decider.start()  # compiles its kernels while this process compiles its own
     warm_up(registry, policy, measure_too=settings.decide_processes == 0)
+    # 预判 orders for vehicles heavy enough to be over a limit (half the lightest class limit
+    # leaves room for every reduction); decided as their front reads are final
+    foresee_kg = (
+        float(policy.class_limit_kg.min()) / 2
+        if settings.provisional_orders and settings.early_decisions
+        else None
+    )
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         """Hand a message to the producer; returns the delivery future."""
@@ -300,6 +307,14 @@ def create_app(settings: Settings) -> faust.App:
             return result
 
     async def raise_alerts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts of a batch of verdicts, unidentified weighings with their likely plates."""
+        out = await alerts_of(verdicts)
+        for a in out:
+            if a["reason"] == "unidentified":
+                await until_written("sightings", partial(add_likely_plates, a))
+        return out
+
+    async def alerts_of(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The alerts of a batch of verdicts (``streams.alerts``), with each plate's blacklist
         entry and earlier cases read from Redis once per batch."""
         if not verdicts:
@@ -314,9 +329,6 @@ def create_app(settings: Settings) -> faust.App:
             out += alerts_for(v, registry, alert_rules, cases.get(plate, 0), plate in blacklisted)
             if plate and is_case(v):
                 cases[plate] = cases.get(plate, 0) + 1  # a later verdict in this batch sees it
-        for a in out:
-            if a["reason"] == "unidentified":
-                await until_written("sightings", partial(add_likely_plates, a))
         return out
 
     async def raise_trajectory_alerts(reads: list[dict[str, Any]]) -> None:
@@ -407,14 +419,17 @@ def create_app(settings: Settings) -> faust.App:
             ],
         )
 
+    def calls_for_order(alert: dict[str, Any]) -> bool:
+        return alert_rules.reasons[alert["reason"]]["action"] in ("intercept", "refuse_entry")
+
     async def plan_orders(
-        alerts: list[dict[str, Any]], verdicts: list[dict[str, Any]]
+        alerts: list[dict[str, Any]], verdicts: list[dict[str, Any]], provisional: bool = False
     ) -> list[dict[str, Any]]:
         """Interception orders (``streams.dispatch``) for the alerts that call for one: the
         first such alert of a vehicle in the batch; the sink keeps one open per vehicle."""
         acting = {}
         for a in alerts:
-            if alert_rules.reasons[a["reason"]]["action"] in ("intercept", "refuse_entry"):
+            if calls_for_order(a):
                 acting.setdefault(a["plate"] or a["passage_id"], a)
         if not acting:
             return []
@@ -429,8 +444,48 @@ def create_app(settings: Settings) -> faust.App:
             )
             v = seen[a["passage_id"]]
             local = v["local"] if a["plate"] else None
-            orders.append(order_for(a, plan, registry, int(now * US), v["speed_kmh"], local))
+            orders.append(
+                order_for(
+                    a, plan, registry, int(now * US), v["speed_kmh"], local, provisional=provisional
+                )
+            )
         return orders
+
+    async def order_ahead(ahead: list[dict[str, Any]]) -> None:
+        """预判: orders for the heavy vehicles decided on their front reads alone
+        (``MatchBuffers.settled``), seconds before their verdicts; each verdict then confirms
+        or withdraws its vehicle's order (``settle_foreseen``). No alert and no verdict is
+        written for them: those wait for the rear reads."""
+        alerts = [a for a in await alerts_of(ahead) if calls_for_order(a)]
+        orders = await plan_orders(alerts, ahead, provisional=True)
+        written = await until_written("orders", partial(order_sink.write_ahead, orders))
+        metrics.provisional_orders.labels("issued").inc(len(written))
+        await send_orders(orders, set(written))
+
+    def standing(foreseen: dict[str, dict[str, Any]], alerts: list[dict[str, Any]]) -> set[str]:
+        """The weighings whose provisional order their verdict's alerts call for: same plate."""
+        return {
+            a["passage_id"]
+            for a in alerts
+            if calls_for_order(a)
+            and a["passage_id"] in foreseen
+            and a["plate"] == foreseen[a["passage_id"]]["plate"]
+        }
+
+    async def settle_foreseen(foreseen: dict[str, dict[str, Any]], stand: set[str]) -> None:
+        """A provisional order that its verdict calls for stands (an ordinary order now); the
+        others are withdrawn, and the officer's page says so."""
+        now_us = int(time.time() * US)
+        for passage_id, order in foreseen.items():
+            stands = passage_id in stand
+            if stands:
+                change = confirm(order, now_us)
+            else:
+                change = withdraw(order, now_us, "复核：车辆判定未确认该指令，已撤回")
+            result = await until_written("orders", partial(order_sink.apply, change, now_us))
+            metrics.provisional_orders.labels("confirmed" if stands else "withdrawn").inc()
+            if result != "ok":  # an officer closed or escalated it meanwhile
+                log.info("provisional order not settled (%s)", result)
 
     async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
         fresh = [o for o in orders if o["order_id"] in new_ids]
@@ -451,7 +506,9 @@ def create_app(settings: Settings) -> faust.App:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
         groups = buffers.ready(flush_all)
-        early_groups = buffers.settled() if settings.early_decisions and not flush_all else []
+        settled = buffers.settled(foresee_kg) if settings.early_decisions and not flush_all else []
+        early_groups = [g for g in settled if not g.provisional]
+        ahead_groups = [g for g in settled if g.provisional]
         metrics.pending.set(buffers.pending())
         # what this round acknowledges and writes is fixed now: the agent buffers the next batch
         # while the round is decided (a read released later is written by a later round)
@@ -462,8 +519,15 @@ def create_app(settings: Settings) -> faust.App:
         with metrics.stage_seconds.labels("decide").time():
             cut_results, early_results = await decider.decide(
                 [cut_job(g.vehicles, g.reads, g.early) for g in groups],
-                [EarlyJob(e.vehicles, e.matched) for e in early_groups],
+                [EarlyJob(e.vehicles, e.matched) for e in early_groups + ahead_groups],
             )
+        early_results, ahead_results = (
+            early_results[: len(early_groups)],
+            early_results[len(early_groups) :],
+        )
+        ahead = [v for r in ahead_results for v in r.verdicts]
+        if ahead:
+            await order_ahead(ahead)
         verdicts, tokens, sealed = [], [], []
         for group, result in zip(groups, cut_results, strict=True):
             for failure in result.failures:
@@ -489,7 +553,13 @@ def create_app(settings: Settings) -> faust.App:
         if verdicts or reads:
             links = chain.extend(sealed)
             alerts = await raise_alerts(verdicts)
-            orders = await plan_orders(alerts, verdicts)
+            foreseen = {}
+            if foresee_kg is not None:
+                heavy = [v["passage_id"] for v in verdicts if v["gvw_kg"] >= foresee_kg]
+                foreseen = await until_written("orders", partial(order_sink.foreseen, heavy))
+            stand = standing(foreseen, alerts)
+            unordered = [a for a in alerts if a["passage_id"] not in stand]
+            orders = await plan_orders(unordered, verdicts)
             with metrics.stage_seconds.labels("sink").time():
                 written = await until_written(
                     "verdicts",
@@ -498,6 +568,7 @@ def create_app(settings: Settings) -> faust.App:
             await check_chain(written, links)
             await send_alerts(alerts, set(written.alerts))
             await send_orders(orders, set(written.orders))
+            await settle_foreseen(foreseen, stand)
             await raise_trajectory_alerts(reads)
             await raise_clone_alerts(verdicts)
         if verdicts:

@@ -123,6 +123,7 @@ def plan_interception(
     return Plan(COMMAND_CENTRE, reason="no available unit reaches a point before the vehicle")
 
 
+PROVISIONAL_MARK = "【预判】"
 INSTRUCTION = {
     "intercept": "拦截",
     "refuse_entry": "劝返",
@@ -140,10 +141,12 @@ def order_for(
     escalation: int = 0,
     tried: tuple[str, ...] = (),
     first_ordered_us: int | None = None,
+    provisional: bool = False,
 ) -> dict:
     """The order record of a plan, with its instruction in Chinese. Redis keeps all of it (the
     officer page shows the vehicle); the ``zhichao.DispatchOrder`` topic takes its schema's
-    fields."""
+    fields. ``provisional``: planned on the front reads before the verdict (预判, marked in
+    the instruction; ``streams.order_life.confirm`` or ``withdraw`` settle it)."""
     point = registry.interception_points.get(plan.point_id or "")
     site = registry.sites.get(alert["site_id"])
     plate = alert["plate"] or "车牌未识别"
@@ -170,7 +173,8 @@ def order_for(
         "status": "open",
         "escalation": escalation,
         "tried": sorted({*tried, unit_id} - {COMMAND_CENTRE}),
-        "instruction": text,
+        "instruction": PROVISIONAL_MARK + text if provisional else text,
+        "provisional": provisional,
         "reason": plan.reason,
         "vehicle": {
             "passage_id": alert["passage_id"],

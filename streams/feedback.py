@@ -187,4 +187,5 @@ def next_order(
         order["escalation"] + 1,
         tuple(order["tried"]),
         order["first_ordered_us"],
+        order.get("provisional", False),
     )

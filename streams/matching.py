@@ -121,6 +121,7 @@ class SiteBuffer:
     done_vehicle: tuple[int, str] = (-1, "")  # (ts_us, passage_id) of the last decided vehicle
     done_reads: dict[str, float] = field(default_factory=dict)  # per camera: used before this
     early: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decided early: read ids
+    foreseen: set[str] = field(default_factory=set)  # given to ``settled`` as provisional
     settle_tried: tuple = ()  # state of the last attempt to settle vehicles early
 
     def progress(self) -> dict[str, Any]:
@@ -144,11 +145,16 @@ class Ready:
 @dataclass
 class Early:
     """Vehicles whose reads are final although their site cannot be cut yet
-    (``kernels.settle``): decided now, acknowledged with the group that later takes them."""
+    (``kernels.settle``): decided now, acknowledged with the group that later takes them.
+
+    ``provisional``: heavy vehicles whose *front* reads are final while a rear camera's are
+    not (a slow truck is seconds from its rear camera): what their verdict will most likely
+    be, for an interception order ahead of it (预判), never a verdict; no rear reads."""
 
     vehicles: list[dict[str, Any]]
     matched: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]  # front, rear reads
     site_id: str
+    provisional: bool = False
 
 
 @dataclass
@@ -304,6 +310,7 @@ class MatchBuffers:
                 buf.oldest_arrival_s = now
             buf.tried = ()
             buf.vehicle_ids.difference_update(e.record["passage_id"] for e in take)
+            buf.foreseen.difference_update(e.record["passage_id"] for e in take)
             buf.read_ids.difference_update(e.record["read_id"] for e in reads)
             early = {
                 e.record["passage_id"]: buf.early.pop(e.record["passage_id"])
@@ -345,13 +352,17 @@ class MatchBuffers:
         )
         return k, {r["read_id"] for front, rear in matched[:k] for r in front + rear}
 
-    def settled(self) -> list[Early]:
+    def settled(self, foresee_from_kg: float | None = None) -> list[Early]:
         """Vehicles that can be decided before their site can be cut, because no later input
         can change their reads on any camera (``kernels.settle``). They stay buffered (the join
         of their group still needs them) and unacknowledged until a cut takes them; once the
-        caller has decided them (``decided_early``), ``Ready.early`` names them."""
+        caller has decided them (``decided_early``), ``Ready.early`` names them.
+
+        With ``foresee_from_kg``, also (once each, ``provisional``) the vehicles of at least
+        that gross weight with a front read whose front reads are final although their rear
+        reads are not."""
         out = []
-        for buf in self.sites.values():
+        for site_id, buf in self.sites.items():
             if len(buf.early) == len(buf.vehicles):
                 continue
             if buf.vehicle_stream in self.backlogged or buf.read_stream in self.backlogged:
@@ -362,20 +373,33 @@ class MatchBuffers:
                 continue
             buf.settle_tried = state
             gap = self.params.frame_gap_s * US
-            if not any(  # settling needs every gate of the vehicle closed to later reads
-                max(e.hi, default=INF) - gap < known
-                for e in buf.vehicles
-                if e.record["passage_id"] not in buf.early
-            ):
-                continue
-            ok, matched = self._settle(buf, known)
-            take = [
-                (e.record, m)
-                for e, good, m in zip(buf.vehicles, ok, matched, strict=True)
-                if good and e.record["passage_id"] not in buf.early
+            front = [i for i, c in enumerate(self._cameras(site_id)) if c.view == "front"]
+            open_ = [e for e in buf.vehicles if e.record["passage_id"] not in buf.early]
+            heavy = [
+                e
+                for e in open_
+                if foresee_from_kg is not None
+                and e.record["passage_id"] not in buf.foreseen
+                and e.record["gvw_kg"] >= foresee_from_kg
             ]
+            if not any(  # settling needs every gate of the vehicle closed to later reads
+                max(e.hi, default=INF) - gap < known for e in open_
+            ) and not any(max((e.hi[i] for i in front), default=INF) - gap < known for e in heavy):
+                continue
+            ok, ok_front, matched = self._settle(buf, known)
+            heavy_ids = {e.record["passage_id"] for e in heavy}
+            take, ahead = [], []
+            for e, good, good_front, m in zip(buf.vehicles, ok, ok_front, matched, strict=True):
+                pid = e.record["passage_id"]
+                if good and pid not in buf.early:
+                    take.append((e.record, m))
+                elif good_front and m[0] and pid in heavy_ids:
+                    ahead.append((e.record, (m[0], [])))
             if take:
-                out.append(Early([v for v, _ in take], [m for _, m in take], take[0][0]["site_id"]))
+                out.append(Early([v for v, _ in take], [m for _, m in take], site_id))
+            if ahead:
+                buf.foreseen.update(v["passage_id"] for v, _ in ahead)
+                out.append(Early([v for v, _ in ahead], [m for _, m in ahead], site_id, True))
         return out
 
     def decided_early(self, group: Early, passage_ids: set[str]) -> None:
@@ -390,11 +414,13 @@ class MatchBuffers:
 
     def _settle(
         self, buf: SiteBuffer, known: float
-    ) -> tuple[list[bool], list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]:
-        """Per buffered vehicle: whether its reads are final on every camera, and those reads
-        (front, rear; in time, id order as ``streams.stages.join_site_reads`` lists them)."""
+    ) -> tuple[list[bool], list[bool], list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]:
+        """Per buffered vehicle: whether its reads are final on every camera, whether they are
+        on every front camera, and those reads (front, rear; in time, id order as
+        ``streams.stages.join_site_reads`` lists them)."""
         vehicles = [e.record for e in buf.vehicles]
         ok = [True] * len(vehicles)
+        ok_front = [True] * len(vehicles)
         matched: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
             ([], []) for _ in vehicles
         ]
@@ -439,8 +465,12 @@ class MatchBuffers:
                 )
                 for k in rest.tolist():
                     ok[idx[k]] = False
+                    if cam.view == "front":
+                        ok_front[idx[k]] = False
                 for k, good in zip(kept.tolist(), settled.tolist(), strict=True):
                     ok[idx[k]] = ok[idx[k]] and good
+                    if cam.view == "front":
+                        ok_front[idx[k]] = ok_front[idx[k]] and good
                 side = 0 if cam.view == "front" else 1
                 for r, k in zip(reads, vehicle_of.tolist(), strict=True):
                     if k >= 0:
@@ -448,7 +478,7 @@ class MatchBuffers:
         for front, rear in matched:
             front.sort(key=_by_time)
             rear.sort(key=_by_time)
-        return ok, matched
+        return ok, ok_front, matched
 
     @staticmethod
     def _mark_reads_used(

@@ -101,6 +101,12 @@ class Metrics:
             ["to"],
             registry=r,
         )
+        self.provisional_orders = Counter(
+            "zhichao_provisional_orders",
+            "Provisional orders (预判) by what became of them: issued, confirmed, withdrawn",
+            ["result"],
+            registry=r,
+        )
         self.feedback = Counter(
             "zhichao_dispatch_feedback",
             "Officers' reports applied, by kind and result (ok, duplicate, status)",

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.dispatch import COMMAND_CENTRE
+from streams.dispatch import COMMAND_CENTRE, PROVISIONAL_MARK
 
 US = 1_000_000
 OUTCOMES = ("intercepted", "not_found", "refused_entry", "cancelled")
@@ -23,6 +23,7 @@ OUTCOME_LABELS = {
     "not_found": "未发现",
     "refused_entry": "已劝返",
     "cancelled": "取消",
+    "withdrawn": "撤回（复核未确认）",  # the worker's, for a provisional order: never an officer's
 }
 # statuses: open (等待接受) -> accepted (已接受) -> arrived (已到达) -> closed (已处置);
 # open -> escalated (转派: a successor order took over)
@@ -138,6 +139,38 @@ def close(
     if order["unit_id"] != COMMAND_CENTRE:
         unit = {"available": True, "at": order["point_id"], "status": "available"}
     return Change(after, order["status"], unit, counters, drift, closes=True)
+
+
+def confirm(order: dict[str, Any], now_us: int) -> Change:
+    """A provisional order (预判, ``streams.matching.Early.provisional``) whose vehicle's verdict
+    calls for it after all: it stands, now as an ordinary order, in whatever status it has."""
+    _check(order, COMMAND_CENTRE, LIVE)
+    after = {
+        **order,
+        "provisional": False,
+        "confirmed_us": now_us,
+        "instruction": order["instruction"].removeprefix(PROVISIONAL_MARK),
+    }
+    return Change(after, order["status"])
+
+
+def withdraw(order: dict[str, Any], now_us: int, note: str) -> Change:
+    """A provisional order whose vehicle's verdict does not call for it (the rear reads named
+    another plate, or took away the identification a fine needs): closed by the worker, the
+    unit freed, counted as ``withdrawn`` only (not as an officer's outcome)."""
+    _check(order, COMMAND_CENTRE, LIVE)
+    after = {
+        **order,
+        "status": "closed",
+        "outcome": "withdrawn",
+        "closed_us": now_us,
+        "closed_by": "system",
+        "note": note[:200],
+    }
+    unit = None
+    if order["unit_id"] != COMMAND_CENTRE:
+        unit = {"available": True, "at": order.get("point_id"), "status": "available"}
+    return Change(after, order["status"], unit, {"withdrawn": 1}, closes=True)
 
 
 def overdue(order: dict[str, Any], now_us: int, accept_timeout_s: float) -> bool:

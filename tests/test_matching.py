@@ -15,6 +15,7 @@ from streams.matching import CameraReads, Entry, MatchBuffers
 from streams.stages import decide, decide_group, decide_with_support, measure_passages
 
 US = 1_000_000
+HEAVY_KG = 10_000.0
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +70,11 @@ def _decide_streaming(buffers, events, registry, policy, batch_sizes, partitions
     return verdicts, decided_early
 
 
-def _decide_with_early(buffers, events, registry, policy, batch_size):
+def _decide_with_early(buffers, events, registry, policy, batch_size, foreseen=None):
     """Stream ``events`` in random batches, deciding settled vehicles early: returns the
-    verdicts (early or at their cut) and, per vehicle, the event time it was decided at."""
+    verdicts (early or at their cut) and, per vehicle, the event time it was decided at.
+    With a ``foreseen`` dict, heavy vehicles are also decided provisionally (front reads
+    only): (provisional verdict, event time) per vehicle."""
     verdicts, decided_at, early_ids = {}, {}, set()
     i = 0
     while i < len(events):
@@ -92,8 +95,14 @@ def _decide_with_early(buffers, events, registry, policy, batch_size):
                 assert v["passage_id"] not in verdicts
                 verdicts[v["passage_id"]] = v
                 decided_at[v["passage_id"]] = now
-        for group in buffers.settled():
+        for group in buffers.settled(None if foreseen is None else HEAVY_KG):
             decided, _ = decide_with_support(group.vehicles, [], registry, policy, group.matched)
+            if group.provisional:
+                for v, (front, rear) in zip(decided, group.matched, strict=True):
+                    assert v["passage_id"] not in foreseen and v["passage_id"] not in verdicts
+                    assert front and not rear
+                    foreseen[v["passage_id"]] = ({r["read_id"] for r in front}, v, now)
+                continue
             buffers.decided_early(group, {v["passage_id"] for v in decided})
             for v in decided:
                 assert v["passage_id"] not in verdicts
@@ -121,6 +130,40 @@ def test_deciding_settled_vehicles_early_equals_deciding_everything_at_once(city
     replayed = {v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)}
     assert streamed == replayed
     assert len(early) > 0.1 * len(measured)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_provisional_decisions_give_the_final_front_reads_sooner(city, registry, seed):
+    """预判: a heavy vehicle whose front reads are final is decided provisionally (once), on
+    the front reads its verdict will have; the verdicts themselves do not change."""
+    traffic, measured = city
+    policy = load_policy(registry.policy)
+    rng = random.Random(seed)
+    foreseen = {}
+    streamed, decided_at, _ = _decide_with_early(
+        MatchBuffers(registry, max_wait_s=3600.0),
+        _events(traffic, measured),
+        registry,
+        policy,
+        lambda: rng.choice([1, 7, 50]),
+        foreseen,
+    )
+    assert streamed == {
+        v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)
+    }
+    heavy = [m["passage_id"] for m in measured if m["gvw_kg"] >= HEAVY_KG]
+    assert set(foreseen) <= set(heavy)
+    assert len(foreseen) > 0.05 * len(heavy)  # those whose rear camera is seconds away
+    replayed, support = decide_with_support(measured, traffic.reads, registry, policy)
+    used = {v["passage_id"]: set(s["read_ids"]) for v, s in zip(replayed, support, strict=True)}
+    rear = {r["read_id"] for r in traffic.reads if r["view"] == "rear"}
+    for pid, (front_ids, ahead, at) in foreseen.items():
+        final = streamed[pid]
+        assert front_ids == used[pid] - rear, pid  # the front reads its verdict rests on
+        assert (ahead["gvw_kg"], ahead["verdict"]) == (final["gvw_kg"], final["verdict"])
+        assert at <= decided_at[pid]
+    sooner = [decided_at[p] - at for p, (_, _, at) in foreseen.items()]
+    assert np.median(sooner) > 3 * US
 
 
 def test_settled_vehicles_are_decided_much_sooner(city, registry):

@@ -119,3 +119,71 @@ def test_an_overdue_order_is_escalated_once_in_redis(redis_dsn, registry):
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_provisional_order_is_written_once_found_by_its_weighing_and_settled(redis_dsn, registry):
+    """预判 orders: one open order per vehicle (a second provisional order or the verdict's
+    own order for the same plate is refused), found again by its weighing, after an
+    escalation too (the successor), and confirmed or withdrawn once."""
+    import orjson
+
+    from sinks import constants as K
+    from sinks.kpi import day_of
+    from sinks.order_sink import OrderSink
+    from streams.dispatch import order_for, plan_interception
+    from streams.feedback import escalate_overdue
+    from streams.order_life import confirm, withdraw
+    from tests.test_order_life import alert
+
+    a = alert()
+    plan = plan_interception(registry.sites[a["site_id"]], 60, 0.0, 0.0, registry, {})
+    ahead = order_for(a, plan, registry, 0, 60.0, True, provisional=True)
+    assert ahead["provisional"] and ahead["instruction"].startswith("【预判】")
+    other = {**a, "alert_id": "浙E99999|severe_overlimit|2026-12-01", "plate": "浙E99999"}
+    other_ahead = order_for(
+        {**other, "passage_id": "P-2"}, plan, registry, 0, 60.0, True, provisional=True
+    )
+
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_dsn)
+        try:
+            await client.flushdb()
+            orders = OrderSink(client, 3600)
+            assert await orders.write_ahead([ahead]) == [ahead["order_id"]]
+            assert await orders.write_ahead([ahead]) == []  # the vehicle has an open order
+            assert await orders.write_ahead([other_ahead]) == [other_ahead["order_id"]]
+            unit_feed = K.UNIT_ORDERS_KEY.format(unit_id=ahead["unit_id"])
+            assert len(await client.xrange(unit_feed)) == 2
+            found = await orders.foreseen(["P-1", "P-2", "P-3"])
+            assert sorted(found) == ["P-1", "P-2"] and found["P-1"] == ahead
+            # nobody accepts: the successor carries the mark, and the weighing finds it
+            successors = await escalate_overdue(orders, registry, 61 * US, 60)
+            [succ] = [o for o in successors if o["vehicle"]["passage_id"] == "P-1"]
+            assert succ["provisional"] and succ["escalation"] == 1
+            assert (await orders.foreseen(["P-1"]))["P-1"]["order_id"] == succ["order_id"]
+            # the verdict calls for it: it stands, unmarked; then no longer provisional
+            kept = confirm(succ, 70 * US)
+            assert await orders.apply(kept, 70 * US) == "ok"
+            body = orjson.loads(await client.get(K.ORDER_KEY.format(order_id=succ["order_id"])))
+            assert not body["provisional"] and not body["instruction"].startswith("【预判】")
+            assert await orders.foreseen(["P-1"]) == {}
+            # the other's verdict does not: withdrawn, the vehicle free for a new order
+            gone = withdraw((await orders.foreseen(["P-2"]))["P-2"], 71 * US, "复核未确认")
+            assert await orders.apply(gone, 71 * US) == "ok"
+            assert await orders.foreseen(["P-2"]) == {}
+            assert await client.get(K.OPEN_DISPATCH_KEY.format(vehicle="浙E99999")) is None
+            kpi = await client.hgetall(K.DISPATCH_KPI_KEY.format(day=day_of(0)))
+            assert float(kpi[b"provisional"]) == 2 and float(kpi[b"withdrawn"]) == 1
+            assert float(kpi[b"intercept"]) == 2 and b"closed" not in kpi
+            fresh = {**other_ahead, "plate": "浙F11111", "order_id": "x:0", "alert_id": "x"}
+            decided = {**fresh, "vehicle": {**fresh["vehicle"], "passage_id": "P-9"}}
+            await client.set(K.VERDICT_KEY.format(passage_id="P-9"), b"{}")
+            assert await orders.write_ahead([decided]) == []  # its verdict is out already
+            await client.set(K.ALERT_KEY.format(alert_id="x"), b"{}")
+            assert await orders.write_ahead([fresh]) == []  # alerted today already
+            await client.delete(K.ALERT_KEY.format(alert_id="x"))
+            assert await orders.write_ahead([fresh]) == ["x:0"]  # neither: ordered
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())

@@ -43,6 +43,9 @@ class Settings:
     # decide a weighing as soon as its reads are final (streams.matching.settled) instead of at
     # its site's cut: seconds sooner (README Status, "Early decisions"); 0 decides at cuts only
     early_decisions: bool = True
+    # interception orders planned on a heavy vehicle's front reads (预判), seconds before its
+    # verdict, then confirmed or withdrawn by it (needs early decisions)
+    provisional_orders: bool = True
     # helper processes that decide rounds (site join, plate fusion, verdict kernel) beside the
     # main thread (streams.decider); 0: in the main thread
     decide_processes: int = 1

@@ -43,6 +43,8 @@ class Tally:
     # passage published -> its order in the unit's stream (what the officer page pushes)
     order_latencies_ms: list[float] = field(default_factory=list)
     order_stream_id: str = "0-0"
+    provisional_orders: int = 0  # of those, planned on the front reads (预判)
+    withdrawn_orders: int = 0  # provisional orders their verdict did not confirm
     verdicts: int = 0
     overlimit: int = 0
     enforceable: int = 0
@@ -68,6 +70,8 @@ class Tally:
             "orders": len(orders),
             "p50_passage_to_order_ms": pct(orders, 50),
             "p99_passage_to_order_ms": pct(orders, 99),
+            "provisional_orders": self.provisional_orders,
+            "withdrawn_orders": self.withdrawn_orders,
             "devices_online": self.devices_online,
             "devices_total": self.devices_total,
         }
@@ -84,7 +88,13 @@ async def _feed(
 
     def simulate(seed: int, start: dt.datetime):
         return CitySimulator(
-            SimConfig(seed=seed, vehicles=CHUNK_VEHICLES, start=start), registry
+            SimConfig(
+                seed=seed,
+                vehicles=CHUNK_VEHICLES,
+                start=start,
+                first_passage=(seed - 1) * CHUNK_VEHICLES,  # passage ids unique over chunks
+            ),
+            registry,
         ).run()
 
     def after(traffic) -> dt.datetime:
@@ -147,10 +157,14 @@ async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
         for _, items in entries or []:
             for entry_id, fields in items:
                 tally.order_stream_id = entry_id.decode()
-                if b"order" not in fields:
-                    continue  # a change of an order, not a new one
+                if b"order" not in fields:  # a change of an order, not a new one
+                    change = json.loads(fields[b"update"])
+                    tally.withdrawn_orders += change.get("outcome") == "withdrawn"
+                    continue
                 order = json.loads(fields[b"order"])
                 sent_s = tally.published_at.get(order["vehicle"]["passage_id"])
+                if order["escalation"] == 0:
+                    tally.provisional_orders += bool(order.get("provisional"))
                 if sent_s is not None and order["escalation"] == 0:
                     written_s = int(entry_id.decode().split("-")[0]) / 1000.0
                     tally.order_latencies_ms.append((written_s - sent_s) * 1000.0)

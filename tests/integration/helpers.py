@@ -95,8 +95,13 @@ def expected_alerts(verdicts: list[dict[str, Any]], registry: Any) -> dict[str, 
 
 
 def orders_in_redis(client: Any) -> list[dict[str, Any]]:
-    """Every dispatch order in the command centre's feed, in order."""
-    return [json.loads(f[b"order"]) for _, f in client.xrange(K.ORDER_STREAM, "-", "+")]
+    """Every dispatch order in the command centre's feed, in order, as it is now (its
+    latest update: a provisional order confirmed or withdrawn by its verdict)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for _, f in client.xrange(K.ORDER_STREAM, "-", "+"):
+        o = json.loads(f.get(b"order") or f[b"update"])
+        latest[o["order_id"]] = o
+    return list(latest.values())
 
 
 def expected_order_vehicles(verdicts: list[dict[str, Any]], registry: Any) -> set[str]:
@@ -146,11 +151,16 @@ def check_one_order_per_vehicle(
     orders: list[dict[str, Any]], verdicts: list, registry: Any
 ) -> None:
     """Exactly one order for each vehicle whose alerts call for one, to a unit or the
-    command centre, with an instruction."""
-    vehicles = [o["plate"] or o["alert_id"] for o in orders]
+    command centre, with an instruction; provisional orders (预判) each confirmed by their
+    verdict or withdrawn, and then only if it calls for no order for that plate."""
+    standing = [o for o in orders if o.get("outcome") != "withdrawn"]
+    vehicles = [o["plate"] or o["alert_id"] for o in standing]
     expected = expected_order_vehicles(verdicts, registry)
     assert expected, "no vehicle in the run calls for an interception"
     assert sorted(vehicles) == sorted(expected)
+    assert not [o for o in orders if o.get("provisional")], "a provisional order left unsettled"
     for o in orders:
+        if o.get("outcome") == "withdrawn":
+            assert o["closed_by"] == "system" and (o["plate"] or o["alert_id"]) not in expected
         assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
         assert o["instruction"]
