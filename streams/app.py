@@ -483,8 +483,9 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 change = withdraw(order, now_us, "复核：车辆判定未确认该指令，已撤回")
             result = await until_written("orders", partial(order_sink.apply, change, now_us))
-            metrics.provisional_orders.labels("confirmed" if stands else "withdrawn").inc()
-            if result != "ok":  # an officer closed or escalated it meanwhile
+            if result == "ok":
+                metrics.provisional_orders.labels("confirmed" if stands else "withdrawn").inc()
+            else:  # an officer closed or escalated it meanwhile: theirs stands
                 log.info("provisional order not settled (%s)", result)
 
     async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
@@ -525,6 +526,9 @@ def create_app(settings: Settings) -> faust.App:
             early_results[: len(early_groups)],
             early_results[len(early_groups) :],
         )
+        for group, result in zip(ahead_groups, ahead_results, strict=True):
+            for failure in result.failures:  # its verdict will fail alike, and be dead-lettered
+                log.error("site %s, provisional: %s", group.site_id, failure)
         ahead = [v for r in ahead_results for v in r.verdicts]
         if ahead:
             await order_ahead(ahead)

@@ -103,7 +103,8 @@ class Metrics:
         )
         self.provisional_orders = Counter(
             "zhichao_provisional_orders",
-            "Provisional orders (预判) by what became of them: issued, confirmed, withdrawn",
+            "Provisional orders (预判): issued, then confirmed or withdrawn by the verdict (one an"
+            " officer closed first counts in neither)",
             ["result"],
             registry=r,
         )

@@ -22,8 +22,11 @@ from sinks import constants as K
 from streams import topics as T
 from streams.app import create_app
 from streams.embedded import redis_server
+from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
 from zhichao.settings import Settings
+
+US = 1_000_000
 
 
 @dataclass
@@ -245,3 +248,79 @@ def test_a_blacklisted_truck_is_alerted_where_it_is_weighed_and_where_it_is_seen
     assert {"blacklist", "blacklist_sighting"} <= mine, mine
     orders = [schemas.DISPATCH_ORDER.decode_wire(v) for v in outbox.of(T.DISPATCH_ORDERS)]
     assert [o for o in orders if o["plate"] == plate]  # the weighing calls for an interception
+
+
+@pytest.mark.parametrize(
+    ("rear_plate", "outcome"), [(None, "confirmed"), ("皖K73915", "withdrawn")]
+)
+def test_a_slow_trucks_order_goes_out_on_its_front_reads_and_its_verdict_settles_it(
+    app_and_outbox, registry, client, loop, rear_plate, outcome
+):
+    """预判: an over-limit truck crawling into a toll entrance gets its 劝返 order once its
+    front reads are final, before its rear reads exist; its verdict then confirms the order,
+    or withdraws it when a confident rear read names another plate (a front/rear conflict
+    forbids enforcement, so the verdict calls for no order)."""
+    app, outbox = app_and_outbox
+    traffic = CitySimulator(SimConfig(vehicles=400, seed=12), registry).run()
+    pid = "SX-G60-YC-ENT:0000095"  # over the limit at 7.6 km/h, one plate front and rear
+    passage = next(p for p in traffic.passages if p["passage_id"] == pid)
+    mine = [r for r in traffic.reads if r.get("_passage_id") == pid]
+    front = [r for r in mine if r["view"] == "front"]
+    rear = [r for r in mine if r["view"] == "rear"]
+    assert front and rear
+    if rear_plate:
+        rear = [{**r, "plate": rear_plate, "confidence": 0.99, "char_conf": None} for r in rear]
+    [vehicle], _ = measure_passages([passage], registry)
+    buffers = MatchBuffers(registry)
+    _, hi = buffers._windows(vehicle)
+    views = [c.view for c in buffers._cameras(vehicle["site_id"])]
+    front_closed = max(h for h, v in zip(hi, views, strict=True) if v == "front" and h > 0)
+    rear_read = min(r["ts_us"] for r in rear)
+    assert front_closed < rear_read - US  # the second in which only the front is known
+    elsewhere = next(r for r in traffic.reads if r["site_id"] != vehicle["site_id"])
+
+    def wire(r):
+        return schemas.CAMERA_READ.encode_wire({k: v for k, v in r.items() if k[0] != "_"})
+
+    def tick(ts_us):  # a read at another site: the partition is known up to ts - slack
+        r = {**elsewhere, "ts_us": int(ts_us), "read_id": f"tick-{ts_us}"}
+        return wire(r), elsewhere["site_id"].encode()
+
+    key = vehicle["site_id"].encode()
+    slack = Settings().publish_slack_s * US
+
+    def orders():
+        return [schemas.DISPATCH_ORDER.decode_wire(v) for v in outbox.of(T.DISPATCH_ORDERS)]
+
+    async def scenario():
+        async with app.agents["streams.app.match"].test_context() as agent:
+            await agent.put(schemas.WIM_PASSAGE.encode_wire(passage), key=key, wait=False)
+            for r in front:
+                await agent.put(wire(r), key=key, wait=False)
+            await agent.put(*tick((front_closed + rear_read) / 2 + slack), wait=False)
+            await _until(lambda: orders())
+            [order] = orders()
+            assert order["provisional"] and order["plate"] == vehicle_plate()
+            assert not outbox.of(T.VEHICLES_VERDICTS)  # the verdict waits for the rear reads
+            for r in rear:
+                await agent.put(wire(r), key=key, wait=False)
+            await agent.put(*tick(rear_read + 60 * US), wait=False)
+            await _until(lambda: outbox.of(T.VEHICLES_VERDICTS))
+            await _settled(outbox)
+
+    def vehicle_plate():
+        return next(t["plate_front"] for t in traffic.truth if t["passage_id"] == pid)
+
+    loop.run_until_complete(scenario())
+    [order] = orders()  # no second order for the vehicle
+    stored = json.loads(client.get(K.ORDER_KEY.format(order_id=order["order_id"])))
+    [verdict] = [schemas.VERDICT.decode_wire(v) for v in outbox.of(T.VEHICLES_VERDICTS)]
+    assert verdict["passage_id"] == pid and verdict["verdict"] == "overlimit"
+    if outcome == "confirmed":
+        assert verdict["enforceable"]
+        assert stored["status"] == "open" and stored["provisional"] is False
+        assert not stored["instruction"].startswith("【预判】")
+    else:
+        assert not verdict["enforceable"] and "front_rear_conflict" in verdict["flags"]
+        assert stored["status"] == "closed" and stored["outcome"] == "withdrawn"
+        assert client.get(K.OPEN_DISPATCH_KEY.format(vehicle=order["plate"])) is None

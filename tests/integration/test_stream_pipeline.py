@@ -287,6 +287,12 @@ def test_prometheus_metrics_count_what_happened(run):
     # some vehicles were decided before their site's cut, and their group's join agreed
     assert value("zhichao_early_decisions_total") > 0
     assert value("zhichao_early_disagreements_total") == 0
+    # every 预判 order was confirmed or withdrawn by its vehicle's verdict
+    issued = value("zhichao_provisional_orders_total", result="issued")
+    settled = sum(
+        value("zhichao_provisional_orders_total", result=r) for r in ("confirmed", "withdrawn")
+    )
+    assert issued == settled
 
 
 def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
