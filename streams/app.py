@@ -184,6 +184,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     decider.start()  # compiles its kernels while this process compiles its own
     warm_up(registry, policy, measure_too=settings.decide_processes == 0)
+    decider.wait_ready()  # then takes partitions: nothing compiles beside live work
     # 预判 orders for vehicles heavy enough to be over a limit (half the lightest class limit
     # leaves room for every reduction); decided as their front reads are final
     foresee_kg = (

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -74,6 +74,7 @@ class Decider:
         self.on_failure = on_failure  # counts lost helpers (a metric)
         self.pool: ProcessPoolExecutor | None = None
         self.helper_pids: list[int] = []  # of the helpers started (for the log and tests)
+        self.warming: list[Future] = []  # the helpers' start-up work (registry, kernels)
 
     def start(self) -> None:
         """Start the helpers and have them load the registry and kernels now, while the worker
@@ -88,7 +89,14 @@ class Decider:
             initargs=(os.getpid(),),
         )
         for _ in range(self.processes):  # each busy for seconds: one per process
-            self.pool.submit(ready_at, *self.where).add_done_callback(self._started)
+            warming = self.pool.submit(ready_at, *self.where)
+            warming.add_done_callback(self._started)
+            self.warming.append(warming)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until the helpers have compiled their kernels (or failed to start: logged), so that
+        a worker takes its partitions only then: compiling beside live work slows both."""
+        wait(self.warming, timeout=timeout_s)
 
     def _started(self, future) -> None:
         if future.exception() is not None:
