@@ -26,8 +26,7 @@ import redis.asyncio as aioredis
 
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, Link
-from sinks.kpi import increments_of
-from sinks.order_sink import WRITE_ORDER_LUA, order_args
+from sinks.kpi import day_of, increments_of
 from sinks.scripts import Script
 from sinks.sightings import sighting_args
 
@@ -110,7 +109,13 @@ for _ = 1, na do
 end
 for _ = 1, no do  -- one open dispatch per vehicle
   if isalerted[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
---WRITE_ORDER--
+    redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
+    redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+    redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+    redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 5], ARGV[i + 2])
+    redis.call('HINCRBY', ARGV[i + 6], ARGV[i + 7], 1)
+    redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
+    table.insert(ordered, ARGV[i + 2])
   end
   i = i + 8
 end
@@ -122,7 +127,7 @@ while i <= #ARGV do
   i = i + 3
 end
 return {new, appended, lost, alerted, ordered}
-""".replace("--WRITE_ORDER--\n", WRITE_ORDER_LUA.lstrip("\n"))
+"""
 
 
 # KEYS: one per record; ARGV: ttl, stream, maxlen, then the bodies. A record whose key is new is
@@ -198,7 +203,20 @@ def write_args(
         for a in alerts
         for x in (a["passage_id"], K.ALERT_KEY.format(alert_id=a["alert_id"]), orjson.dumps(a))
     ]
-    ordered = [x for o in orders for x in order_args(o)]
+    ordered = [
+        x
+        for o in orders
+        for x in (
+            K.ALERT_KEY.format(alert_id=o["alert_id"]),
+            K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
+            K.ORDER_KEY.format(order_id=o["order_id"]),
+            K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
+            orjson.dumps(o),
+            o["ts_us"],
+            K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
+            o["action"],
+        )
+    ]
     return head + counters + per_verdict + sites + links + alerted + ordered + sighting_args(reads)
 
 
