@@ -1,6 +1,8 @@
 """Redis key names and retention, in one place (units in the names)."""
 
 VERDICT_KEY = "zc:verdict:{passage_id}"  # JSON of the verdict, expires after verdict_ttl_s
+# a passage's evidence record is in its chain (one per passage): the head it made
+EVIDENCE_MARK_KEY = "zc:evidence:of:{passage_id}"
 VERDICT_STREAM = "zc:verdicts"  # live feed for dashboards
 VERDICT_STREAM_MAXLEN = 10_000
 GATEWAY_BATCH_STREAM = "zc:verdict-batches"  # one summary per gateway batch (batched mode)

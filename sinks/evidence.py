@@ -113,14 +113,22 @@ class EvidenceChain:
 
     def extend(self, sealed: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> list[Link]:
         """Seal (verdict, body) pairs onto their sites' chains, in order."""
-        links = []
-        for verdict, body in sealed:
-            site = verdict["site_id"]
-            seq, prev = self.heads.get(site, (0, GENESIS))
-            line, digest = seal(body, seq + 1, prev, self.key)
-            links.append(Link(site, verdict["passage_id"], seq + 1, prev, digest, line))
-            self.heads[site] = (seq + 1, digest)
-        return links
+        return [self._link(v["site_id"], v["passage_id"], body) for v, body in sealed]
+
+    def reseal(self, links: Iterable[Link]) -> list[Link]:
+        """The same records sealed again on the current heads (their chain moved before they
+        were appended): same body, new ``seq`` and ``prev``."""
+        out = []
+        for link in links:
+            body = {k: v for k, v in parse(link.line)[3].items() if k not in ("seq", "prev")}
+            out.append(self._link(link.site_id, link.passage_id, body))
+        return out
+
+    def _link(self, site: str, passage_id: str, body: dict[str, Any]) -> Link:
+        seq, prev = self.heads.get(site, (0, GENESIS))
+        line, digest = seal(body, seq + 1, prev, self.key)
+        self.heads[site] = (seq + 1, digest)
+        return Link(site, passage_id, seq + 1, prev, digest, line)
 
 
 @dataclass(frozen=True)

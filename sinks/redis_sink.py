@@ -3,9 +3,11 @@ retention TTL, the live stream for dashboards, the per-plate history, the KPI co
 batch's camera reads as plate sightings (``sinks.sightings``).
 
 With the verdicts go the evidence records of the enforceable ones (``sinks.evidence``), appended
-to their site's chain only if the verdict is new and the chain's head is the one the record was
-sealed after; and each site's match progress (``streams.matching``: what has been decided),
-so that after a crash the worker knows which redelivered inputs are already decided.
+to their site's chain only if the passage has no record yet (a mark per passage) and the chain's
+head is the one the record was sealed after — a record that cannot be linked is reported by
+passage, to be sealed again on the current head (``append_evidence``); and each site's match
+progress (``streams.matching``: what has been decided), so that after a crash the worker knows
+which redelivered inputs are already decided.
 
 Idempotent: the verdict key is written with NX, and only a passage seen for the first time adds
 to the stream, the history and the counters, all inside the same script. A passage decided again
@@ -32,23 +34,66 @@ from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
 
+# One evidence record into its site's chain. ARGV[i ..] are its ``link_args``: passage_id, site
+# id, expected head, new head, record, the passage's evidence mark. Appended only if the passage
+# has no record yet and the chain's head (in ``heads``) is still the one it was sealed after;
+# a record that is not appended breaks the site for the rest of the call (the records sealed
+# after it no longer link), and one whose passage has no record yet is added to ``lost`` (to be
+# sealed again on the current head). Returns 1 when appended.
+LINK_ARGS = 6
+LINK_EVIDENCE_LUA = f"""
+local LINK_ARGS = {LINK_ARGS}
+local function link_evidence(heads, i, ttl, broken, lost)
+  local pid, site = ARGV[i], ARGV[i + 1]
+  if redis.call('EXISTS', ARGV[i + 5]) == 1 then
+    broken[site] = true
+    return 0
+  end
+  if not broken[site] and (redis.call('HGET', heads, site) or '') == ARGV[i + 2] then
+    redis.call('XADD', 'zc:evidence:' .. site, '*', 'record', ARGV[i + 4])
+    redis.call('HSET', heads, site, ARGV[i + 3])
+    redis.call('SET', ARGV[i + 5], ARGV[i + 3], 'EX', ttl)
+    return 1
+  end
+  broken[site] = true
+  table.insert(lost, pid)
+  return 0
+end
+"""
+
+# KEYS: evidence heads hash; ARGV: ttl, then per record its ``link_args``. Returns {records
+# appended, {passage ids whose record could not be linked}}.
+APPEND_EVIDENCE = (
+    LINK_EVIDENCE_LUA
+    + """
+local broken, lost, appended = {}, {}, 0
+for i = 2, #ARGV, LINK_ARGS do
+  appended = appended + link_evidence(KEYS[1], i, ARGV[1], broken, lost)
+end
+return {appended, lost}
+"""
+)
+
+
 # ARGV: ttl, kpi_ttl, stream, maxlen, sighting retention (µs), sighting ttl, n counters,
 # n verdicts, n progress entries, n evidence links, n alerts, then n counters "key<TAB>field",
 # then per verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us,
 # counter indices "1,5", cases key ('' unless an enforceable over-limit case); then per progress
-# entry: site id, JSON; then per evidence link: passage_id, site id, expected head, new head,
-# record; then per alert: passage_id, alert key, body; then per order: alert key, vehicle's
-# open-dispatch key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter
-# (the plan's action); then per sighting: key, ts, member.
+# entry: site id, JSON; then per evidence link its ``link_args``; then per alert: passage_id,
+# alert key, body; then per order: alert key, vehicle's open-dispatch key, order key, unit's
+# order stream, body, ts_us, dispatch KPI key, counter (the plan's action); then per sighting:
+# key, ts, member.
 # KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
-# appended, records of new verdicts that could not be linked, {ids of new alerts}}.
-WRITE_BATCH = """
+# appended, {passage ids whose record could not be linked}, {ids of new alerts}, {order keys}}.
+WRITE_BATCH = (
+    LINK_EVIDENCE_LUA
+    + """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
 local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ne, na, no = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local totals, isnew, broken, alerted, isalerted, ordered = {}, {}, {}, {}, {}, {}
-local new, appended, lost = 0, 0, 0
+local new, appended, lost = 0, 0, {}
 local first = 13 + n
 local i = first
 while i < first + 7 * nv do
@@ -81,23 +126,8 @@ for _ = 1, np do
   i = i + 2
 end
 for _ = 1, ne do
-  local pid, site = ARGV[i], ARGV[i + 1]
-  if isnew[pid] and not broken[site] then
-    local head = redis.call('HGET', KEYS[2], site) or ''
-    if head == ARGV[i + 2] then
-      redis.call('XADD', 'zc:evidence:' .. site, '*', 'record', ARGV[i + 4])
-      redis.call('HSET', KEYS[2], site, ARGV[i + 3])
-      appended = appended + 1
-    else
-      broken[site] = true
-      lost = lost + 1
-    end
-  elseif isnew[pid] then
-    lost = lost + 1
-  else
-    broken[site] = true  -- decided before: the records sealed after it no longer link
-  end
-  i = i + 5
+  appended = appended + link_evidence(KEYS[2], i, ttl, broken, lost)
+  i = i + LINK_ARGS
 end
 for _ = 1, na do
   if isnew[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
@@ -128,6 +158,7 @@ while i <= #ARGV do
 end
 return {new, appended, lost, alerted, ordered}
 """
+)
 
 
 # KEYS: one per record; ARGV: ttl, stream, maxlen, then the bodies. A record whose key is new is
@@ -195,9 +226,7 @@ def write_args(
         len(orders),
     ]
     sites = [x for site, p in (progress or {}).items() for x in (site, orjson.dumps(p))]
-    links = [
-        x for e in evidence for x in (e.passage_id, e.site_id, e.expected_head, e.new_head, e.line)
-    ]
+    links = [x for e in evidence for x in link_args(e)]
     alerted = [
         x
         for a in alerts
@@ -220,6 +249,18 @@ def write_args(
     return head + counters + per_verdict + sites + links + alerted + ordered + sighting_args(reads)
 
 
+def link_args(link: Link) -> tuple[Any, ...]:
+    """What ``LINK_EVIDENCE_LUA`` reads for one record."""
+    return (
+        link.passage_id,
+        link.site_id,
+        link.expected_head,
+        link.new_head,
+        link.line,
+        K.EVIDENCE_MARK_KEY.format(passage_id=link.passage_id),
+    )
+
+
 def is_case(verdict: dict[str, Any]) -> bool:
     """An enforceable over-limit verdict: a case (案件) that counts toward repeat offending."""
     return verdict["verdict"] == "overlimit" and verdict["enforceable"]
@@ -229,7 +270,7 @@ def is_case(verdict: dict[str, Any]) -> bool:
 class Written:
     new: int  # passages seen for the first time
     appended: int  # evidence records linked into their chains
-    lost: int  # evidence records of new verdicts that could not be linked (chain moved)
+    lost: list[str]  # passages whose evidence record could not be linked (its chain moved)
     alerts: list[str]  # ids of the alerts written for the first time
     orders: list[str]  # ids of the dispatch orders written (one open per vehicle)
 
@@ -246,6 +287,7 @@ class VerdictSink:
         self.sighting_retention_s = sighting_retention_s
         self._write = Script(self.client, WRITE_BATCH)
         self._once = self.client.register_script(WRITE_ONCE)
+        self._append = Script(self.client, APPEND_EVIDENCE)
 
     async def write(
         self,
@@ -261,7 +303,7 @@ class VerdictSink:
         progress and the sightings of camera reads, atomically; ``count=False``: the verdicts'
         KPI counters were written already (gateway batches count as a whole)."""
         if not verdicts and not reads and not progress:
-            return Written(0, 0, 0, [], [])
+            return Written(0, 0, [], [], [])
         args = write_args(
             verdicts,
             list(reads),
@@ -281,7 +323,7 @@ class VerdictSink:
         return Written(
             int(new),
             int(appended),
-            int(lost),
+            [p.decode() for p in lost],
             [a[a_prefix:].decode() for a in alerted],
             [o[o_prefix:].decode() for o in ordered],
         )
@@ -357,6 +399,15 @@ class VerdictSink:
             {p for p, hit in zip(plates, listed, strict=True) if hit},
             dict(zip(cased, map(int, counts), strict=True)),
         )
+
+    async def append_evidence(self, evidence: list[Link]) -> tuple[int, list[str]]:
+        """Link records sealed again after their chain moved (``EvidenceChain.reseal``): how many
+        were appended, and the passages whose record still could not be linked."""
+        if not evidence:
+            return 0, []
+        args: list[Any] = [self.ttl_s, *(x for e in evidence for x in link_args(e))]
+        appended, lost = await self._append(keys=[HEADS_KEY], args=args)
+        return int(appended), [p.decode() for p in lost]
 
     async def evidence_heads(self) -> dict[str, str]:
         """Every site's evidence chain head, ``"<seq> <hash>"``."""

@@ -591,17 +591,32 @@ def create_app(settings: Settings) -> faust.App:
                 event.ack()
 
     async def check_chain(written: Any, links: list[Any]) -> None:
-        """After a write: records another writer's chain move left unlinked are counted, and
-        the heads are read again when Redis' chains are not where this worker sealed."""
-        if written.lost:
-            # another writer moved a chain (a rebalance race): these records are not linked
-            metrics.evidence_conflicts.inc(written.lost)
-            log.error(
-                "evidence chain moved under this worker: %d records not appended", written.lost
-            )
-        if written.appended < len(links):
+        """After a write: when Redis' chains are not where this worker sealed (a redelivered
+        verdict's record was in its chain already, or another writer moved a chain in a
+        rebalance), the heads are read again, and every record of a passage that has none yet
+        is sealed again on them and appended, until it is in its chain: an enforceable verdict
+        always has its evidence record."""
+        if written.appended == len(links):
+            return
+        pending = [link for link in links if link.passage_id in set(written.lost)]
+        attempt = 0
+        while True:
             chain.heads.clear()
             chain.restore(await until_written("evidence", sink.evidence_heads))
+            if not pending:
+                return
+            attempt += 1
+            metrics.evidence_conflicts.inc(len(pending))
+            (log.warning if attempt < 3 else log.error)(
+                "evidence chain moved under this worker: sealing %d records again (attempt %d)",
+                len(pending),
+                attempt,
+            )
+            pending = chain.reseal(pending)
+            _, lost = await until_written("evidence", partial(sink.append_evidence, pending))
+            pending = [link for link in pending if link.passage_id in set(lost)]
+            if pending:
+                await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     async def judge_gateway_batches(events: list[Any]) -> tuple[list[Judged], list[Any]]:
         """Batched gateway mode, first half: each ``VehicleBatch`` judged as arrays

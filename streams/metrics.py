@@ -35,7 +35,7 @@ class Metrics:
         )
         self.evidence_conflicts = Counter(
             "zhichao_evidence_conflicts",
-            "Evidence records not appended because their site's chain moved (rebalance race)",
+            "Evidence records sealed again: their chain moved before they were appended",
             registry=r,
         )
         self.verdicts = Counter(

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,11 +20,14 @@ from sim.config import SimConfig
 from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
+from sinks.evidence import EvidenceChain, chain_lines, verify_chain
+from sinks.redis_sink import VerdictSink
 from streams import topics as T
 from streams.app import create_app
 from streams.embedded import redis_server
 from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
+from tests.integration.helpers import evidence_in_redis
 from zhichao.settings import Settings
 
 US = 1_000_000
@@ -141,6 +145,45 @@ def test_match_agent_decides_passages_with_their_reads_like_replay(
         assert json.loads(stored) == replayed[v["passage_id"]]  # Kafka's copy has Avro floats
         assert v["verdict"] == replayed[v["passage_id"]]["verdict"]
     assert outbox.of(T.DEAD_LETTERS) == []
+
+
+def test_a_verdict_decided_again_keeps_one_evidence_record_and_the_rest_are_linked(
+    app_and_outbox, registry, redis_dsn, client, loop
+):
+    """As after a restart: one enforceable verdict and its record are in Redis already, and its
+    inputs come again with the rest. Its record is not written twice, and the records the
+    worker sealed after it (or on a head that was no longer Redis') are sealed again and linked:
+    every enforceable verdict ends with exactly one record in an intact chain."""
+    app, outbox = app_and_outbox
+    traffic = CitySimulator(SimConfig(vehicles=120, seed=5), registry).run()
+    inputs = [e for e in events_of(traffic) if e[1] in (T.WIM_PASSAGES, T.ANPR_READS)]
+    decoded = [schemas.decode_any_wire(value)[1] for _, _, _, value, _ in inputs]
+    measured, _ = measure_passages([r for r in decoded if "samples" in r], registry)
+    reads = [r for r in decoded if "read_id" in r]
+    replayed = decide(measured, reads, registry, load_policy(registry.policy))
+    enforceable = [v for v in replayed if v["enforceable"]]
+    by_site = Counter(v["site_id"] for v in enforceable)
+    first = next(v for v in enforceable if by_site[v["site_id"]] >= 2)  # others follow it
+    chain = EvidenceChain(b"agent-test-key")
+
+    async def written_before():
+        sink = VerdictSink(redis_dsn, 3600)
+        try:
+            body = {"verdict": first, "read_ids": ["from the worker before"]}
+            return await sink.write([first], evidence=chain.extend([(first, body)]))
+        finally:
+            await sink.close()
+
+    assert loop.run_until_complete(written_before()).appended == 1
+    _match_all(app, loop, inputs, outbox, verdicts=110)
+    sent = [schemas.VERDICT.decode_wire(v) for v in outbox.of(T.VEHICLES_VERDICTS)]
+    decided = sorted(v["passage_id"] for v in sent if v["enforceable"])
+    assert decided == sorted(v["passage_id"] for v in enforceable)
+    in_chains = evidence_in_redis(client)
+    assert sorted(p for pids in in_chains.values() for p in pids) == decided
+    for site in in_chains:
+        records = list(chain_lines(client, site))
+        assert verify_chain(records, b"agent-test-key") == (len(records), None)
 
 
 def test_bad_records_go_to_dead_letters_and_the_agent_carries_on(app_and_outbox, registry, loop):

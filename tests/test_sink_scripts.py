@@ -1,17 +1,20 @@
-"""The Redis side of the cloned-plate check (套牌) and of escalation on a real throw-away Redis:
-a plate's weighings read back from its history, its impossible journeys counted once each; an
-overdue order handed to the next unit once."""
+"""The Redis side of the cloned-plate check (套牌), of escalation, of provisional orders and of
+the evidence chain on a real throw-away Redis: a plate's weighings read back from its history,
+its impossible journeys counted once each; an overdue order handed to the next unit once; one
+evidence record per enforceable verdict whatever is delivered again."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
+from sinks.evidence import EvidenceChain, chain_lines, parse, verify_chain
 from sinks.redis_sink import VerdictSink
 from streams.embedded import redis_server
 from streams.stages import decide, measure_passages
@@ -187,3 +190,68 @@ def test_a_provisional_order_is_written_once_found_by_its_weighing_and_settled(r
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def _enforceable(passage_id: str, minute: int) -> dict:
+    return {
+        "passage_id": passage_id,
+        "site_id": "S1",
+        "ts_us": 1_795_132_800_000_000 + minute * 60 * US,
+        "gvw_kg": 52000.0,
+        "verdict": "overlimit",
+        "enforceable": True,
+        "flags": [],
+        "plate_front": f"浙D1234{minute}",
+        "plate_rear": "",
+        "local": True,
+        "vehicle_class": "C6",
+    }
+
+
+def test_every_enforceable_verdict_gets_exactly_one_record_across_redeliveries(redis_dsn):
+    """A restarted worker decides a passage again whose verdict and record are in Redis, and a
+    new one of the same site in the same batch: the first record is not written twice, the
+    second (sealed after the duplicate) is reported and, sealed again, linked. A verdict whose
+    record never made it (a crash between the two writes) gets it when it is decided again."""
+    key = b"test-key"
+    p1, p2, p3 = (_enforceable(f"P-{i}", i) for i in (1, 2, 3))
+
+    def sealed(chain, *verdicts):
+        return chain.extend(
+            [(v, {"verdict": v, "read_ids": [f"R-{v['passage_id']}"]}) for v in verdicts]
+        )
+
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_dsn)
+        try:
+            await client.flushdb()
+            sink = VerdictSink(client, 3600)
+            before = EvidenceChain(key)
+            first = await sink.write([p1], evidence=sealed(before, p1))
+            after = EvidenceChain(key)  # the restarted worker: heads as Redis has them
+            after.restore(await sink.evidence_heads())
+            links = sealed(after, p1, p2)
+            again = await sink.write([p1, p2], evidence=links)
+            after.heads.clear()
+            after.restore(await sink.evidence_heads())
+            relinked = after.reseal([x for x in links if x.passage_id in again.lost])
+            linked = await sink.append_evidence(relinked)
+            twice = await sink.append_evidence(relinked)
+            unsealed = await sink.write([p3])  # a crash before its record was written
+            p3_link = sealed(after, p3)
+            redecided = await sink.write([p3], evidence=p3_link)
+            return first, again, linked, twice, unsealed, redecided
+        finally:
+            await client.aclose()
+
+    first, again, linked, twice, unsealed, redecided = asyncio.run(scenario())
+    assert (first.new, first.appended, first.lost) == (1, 1, [])
+    assert (again.new, again.appended, again.lost) == (1, 0, ["P-2"])
+    assert linked == (1, [])
+    assert twice == (0, [])
+    assert (unsealed.new, unsealed.appended) == (1, 0)
+    assert (redecided.new, redecided.appended, redecided.lost) == (0, 1, [])
+    with redis.Redis.from_url(redis_dsn) as sync:
+        records = list(chain_lines(sync, "S1"))
+    assert verify_chain(records, key) == (3, None)
+    assert [parse(r)[3]["verdict"]["passage_id"] for r in records] == ["P-1", "P-2", "P-3"]

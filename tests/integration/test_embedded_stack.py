@@ -156,8 +156,8 @@ def test_verdict_sink_is_idempotent(stack):
 
     # new once, with its evidence record; the second time nothing, not even a record
     first, again = asyncio.run(twice())
-    assert (first.new, first.appended, first.lost) == (1, 1, 0)
-    assert (again.new, again.appended, again.lost) == (0, 0, 0)
+    assert (first.new, first.appended, first.lost) == (1, 1, [])
+    assert (again.new, again.appended, again.lost) == (0, 0, [])
     client = redis.Redis.from_url(stack.redis_dsn)
     records = list(chain_lines(client, "S1"))
     assert verify_chain(records, b"test-key") == (1, None)
