@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -45,16 +46,7 @@ from streams.decider import Decider
 from streams.deciding import EarlyJob, cut_job
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
-from streams.gateway import (
-    BatchProblem,
-    Judged,
-    judge_round,
-    rejected_message,
-    summary_of,
-    unpack,
-    vehicle_plates,
-    verdict_batch,
-)
+from streams.gateway import Outcome
 from streams.intake import Intake, of_generation, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
@@ -88,6 +80,9 @@ REDIS_DOWN = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
 )
+# gateway rounds taken and not yet written: one being written, the next ones judged in the
+# helper or waiting for it (3: measured best of 2, 3, 4 in `bench/bench_gateway.py`)
+GATEWAY_ROUNDS_IN_FLIGHT = 3
 
 
 def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
@@ -618,46 +613,44 @@ def create_app(settings: Settings) -> faust.App:
             if pending:
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
 
-    async def judge_gateway_batches(events: list[Any]) -> tuple[list[Judged], list[Any]]:
-        """Batched gateway mode, first half: each ``VehicleBatch`` judged as arrays
-        (``streams.gateway``); returns the judged batches and their events (not acknowledged)."""
-        unpacked, tokens = [], []
-        for event in events:
-            try:
-                name, record = schemas.decode_any_wire(event.value)
-                if name != "zhichao.VehicleBatch":
-                    await send_dead(event, "wrong_schema", f"{name} on {event.message.topic}")
-                    continue
-                columns, rejected = unpack(record, registry, clock)
-            except schemas.DecodeError as exc:
-                await send_dead(event, "undecodable", str(exc))
-                continue
-            except BatchProblem as exc:
-                await send_dead(event, exc.reason, str(exc))
-                continue
-            if rejected:  # the batch's other rows go on
-                message = rejected_message(rejected, record["count"])
-                await send_dead(event, "bad_rows", message, ack=not len(columns))
-            if len(columns):
-                unpacked.append(columns)
-                tokens.append(event)
-        if not unpacked:
-            return [], []
-        plates = sorted(set().union(*map(vehicle_plates, unpacked)))
-        hits = await until_written("alerts", partial(listed, redis, plates))
+    async def judge_gateway_batches(events: list[Any]) -> tuple[list[Outcome], list[Any]]:
+        """Batched gateway mode, first half: each ``VehicleBatch`` read and judged as arrays
+        (``streams.gateway``, in the helper); the batches with a plate on the 黑名单 are judged
+        again with it. Returns their outcomes and their events (not acknowledged)."""
+        messages = [(event.value, event.message.topic) for event in events]
+        now_s = time.time()
         with metrics.stage_seconds.labels("gateway_judge").time():
-            return judge_round(unpacked, registry, policy, hits), tokens
+            judged = await decider.judge_gateway(messages, clock, now_s)
+        kept = []
+        for event, message, received in zip(events, messages, judged.received, strict=True):
+            if received.dead is not None:
+                await send_dead(event, *received.dead, ack=not received.goes_on)
+            if received.goes_on:
+                kept.append((event, message))
+        if not kept:
+            return [], []
+        outcomes = judged.outcomes
+        plates = [o.plate_set() for o in outcomes]
+        hits = await until_written("alerts", partial(listed, redis, sorted(set().union(*plates))))
+        again = [k for k, mine in enumerate(plates) if not mine.isdisjoint(hits)]
+        if again:
+            redone = await decider.judge_gateway(
+                [kept[k][1] for k in again], clock, now_s, frozenset(hits)
+            )
+            for k, outcome in zip(again, redone.outcomes, strict=True):
+                outcomes[k] = outcome
+        return outcomes, [event for event, _ in kept]
 
-    async def write_gateway_batches(judged: list[Judged], tokens: list[Any]) -> None:
+    async def write_gateway_batches(outcomes: list[Outcome], tokens: list[Any]) -> None:
         """Second half: evidence, alerts and orders of the flagged vehicles, their full
         verdicts, each batch's counters once, ``VerdictBatch`` out; then the inputs are
         acknowledged. Runs while the next round is judged, before the next round's alerts."""
-        flagged = [v for j in judged for v in j.flagged]
+        flagged = [v for o in outcomes for v in o.flagged]
         links = chain.extend(
             [
-                (v, evidence_body(v, j.support, registry))
-                for j in judged
-                for v in j.flagged
+                (v, evidence_body(v, o.support, registry))
+                for o in outcomes
+                for v in o.flagged
                 if v["enforceable"]
             ]
         )
@@ -668,17 +661,13 @@ def create_app(settings: Settings) -> faust.App:
                 "verdicts",
                 partial(sink.write, flagged, (), None, links, alerts, orders, count=False),
             )
-            counted = [BatchCount(j.columns.batch_id, summary_of(j), j.counters) for j in judged]
+            counted = [BatchCount(o.batch_id, o.summary, o.counters) for o in outcomes]
             await until_written("verdicts", partial(gateway_sink.write, counted))
         await check_chain(written, links)
         await send_alerts(alerts, set(written.alerts))
         await send_orders(orders, set(written.orders))
-        encode = schemas.VERDICT_BATCH.encode_wire
-        await send_all(
-            T.VERDICT_BATCHES,
-            [(j.columns.site_id.encode(), encode(verdict_batch(j, policy))) for j in judged],
-        )
-        metrics.count_verdict_arrays([j.result for j in judged])
+        await send_all(T.VERDICT_BATCHES, [(o.site_id.encode(), o.verdict_batch) for o in outcomes])
+        metrics.count_verdict_arrays(outcomes)
         now = time.time()
         for event in tokens:
             metrics.weigh_to_verdict.observe(max(now - event.message.timestamp, 0.0))
@@ -735,22 +724,30 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(gateway_in)
     async def gateway(stream):
-        """Gateway batches: a round is judged while the previous one is being written."""
-        writing = None
+        """Gateway batches: while a round is written, the next is judged (in the helper) and
+        the one after it taken; rounds are written, and their inputs acknowledged, in order."""
+
+        async def written_after(judging: Any, previous: Any) -> None:
+            judged, tokens = await judging
+            if previous is not None:
+                await previous
+            if judged:
+                await write_gateway_batches(judged, tokens)
+
+        rounds: deque[Any] = deque()
         try:
             async for events in stream.noack_take(
                 settings.gateway_take, within=settings.batch_timeout_s
             ):
                 metrics.count_in(events)
-                judged, tokens = await judge_gateway_batches(events)
-                if writing is not None:
-                    await writing
-                    writing = None
-                if judged:
-                    writing = asyncio.ensure_future(write_gateway_batches(judged, tokens))
+                judging = asyncio.ensure_future(judge_gateway_batches(events))
+                previous = rounds[-1] if rounds else None
+                rounds.append(asyncio.ensure_future(written_after(judging, previous)))
+                while len(rounds) > GATEWAY_ROUNDS_IN_FLIGHT:
+                    await rounds.popleft()
         finally:
-            if writing is not None:
-                await writing
+            while rounds:
+                await rounds.popleft()
 
     @app.agent(heartbeats_in)
     async def heartbeats(stream):

@@ -4,9 +4,11 @@ worker's main thread.
 The main thread carries Faust's own per-message work, decoding and the sinks. The axle kernel
 and a round's site joins, plate fusion and verdict kernel (a third of its time under load) run
 in a helper process meanwhile, while the main thread takes and buffers the next batches
-(``streams.rounds``). On a machine where the broker and Redis leave a core partly idle that is
-throughput the main thread alone cannot have. Records cross as pickles (a few µs each; a raw
-passage's samples ~30 µs), what the helper does is pure (``streams.deciding``).
+(``streams.rounds``); so does the reading and judging of a round of gateway batches (half of
+the main thread's time in gateway mode), while the previous round is written. On a machine
+where the broker and Redis leave a core partly idle that is throughput the main thread alone
+cannot have. Records cross as pickles (a few µs each; a raw passage's samples ~30 µs), what
+the helper does is pure (``streams.deciding``).
 
 Should a helper die (killed, out of memory), the work is done in the main thread, the error is
 logged and counted, and a new helper is started: a lost helper costs speed, never a verdict."""
@@ -33,10 +35,13 @@ from streams.deciding import (
     Measured,
     decide_round,
     decide_round_at,
+    judge_gateway_at,
     measure_at,
     measure_isolating,
     ready_at,
 )
+from streams.gateway import GatewayRound, judge_messages
+from streams.validation import Clock
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,21 @@ class Decider:
             decide_round_at,
             (cuts, settled),
             lambda: decide_round(cuts, settled, self.registry, self.policy),
+        )
+
+    async def judge_gateway(
+        self,
+        messages: list[tuple[bytes, str]],
+        clock: Clock | None,
+        now_s: float,
+        listed: frozenset[str] = frozenset(),
+    ) -> GatewayRound:
+        """A round of gateway batches (value, topic) read and judged as arrays
+        (``streams.gateway.judge_messages``)."""
+        return await self._run(
+            judge_gateway_at,
+            (messages, clock, now_s, listed),
+            lambda: judge_messages(messages, self.registry, self.policy, clock, now_s, listed),
         )
 
     async def _run(self, at_helper, args, here):

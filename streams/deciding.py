@@ -17,6 +17,7 @@ from typing import Any
 
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry, load_registry
+from streams.gateway import GatewayRound, judge_messages
 from streams.stages import (
     decide_group,
     decide_with_support,
@@ -24,6 +25,7 @@ from streams.stages import (
     measure_passages,
     warm_up,
 )
+from streams.validation import Clock
 
 Record = dict[str, Any]
 Matched = tuple[list[Record], list[Record]]  # a vehicle's front and rear reads
@@ -175,6 +177,18 @@ def decide_round_at(
 ) -> tuple[list[Decided], list[Decided]]:
     """``decide_round`` in a helper process, which knows the registry and policy by name."""
     return decide_round(cuts, settled, *loaded(registry_path, policy_name))
+
+
+def judge_gateway_at(
+    registry_path: Path,
+    policy_name: str,
+    messages: list[tuple[bytes, str]],
+    clock: Clock | None,
+    now_s: float,
+    listed: frozenset[str],
+) -> GatewayRound:
+    """``streams.gateway.judge_messages`` in a helper process."""
+    return judge_messages(messages, *loaded(registry_path, policy_name), clock, now_s, listed)
 
 
 def measure_at(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+import schemas
 from kernels import flags as F
 from kernels.axles import MAX_AXLES
 from kernels.plate_grammar import is_trailer, normalise, plate_format
@@ -118,7 +119,10 @@ def _packed(record: dict[str, Any], name: str, dtype: str, n: int) -> np.ndarray
 
 
 def unpack(
-    record: dict[str, Any], registry: Registry, clock: Clock | None = None
+    record: dict[str, Any],
+    registry: Registry,
+    clock: Clock | None = None,
+    now_s: float | None = None,
 ) -> tuple[Columns, list[RowProblem]]:
     """The valid rows of a decoded ``VehicleBatch`` and the problems of the others; raises
     ``BatchProblem`` when the batch as a whole is unusable."""
@@ -166,7 +170,7 @@ def unpack(
         mark(~np.isfinite(conf) | (conf < 0) | (conf > 1), "bad_confidence", "outside 0..1")
     mark((ts <= 0) | (last < ts) | (last > ts + 60 * US), "bad_timestamp", "axle times")
     if clock is not None:  # the clock check of every input, on the column at once
-        now = time.time()
+        now = time.time() if now_s is None else now_s
         lo, hi = (now - clock.max_age_s) * US, (now + clock.max_ahead_s) * US
         mark((ts < lo) | (ts > hi), "bad_timestamp", "event time too far from now")
     ids, fronts, rears = (text[name] for name in TEXT_COLUMNS)
@@ -287,11 +291,6 @@ class Judged:
     flagged: list[dict[str, Any]]  # full verdicts of the rows that need one
     counters: Counter[tuple[str, str]]  # (KPI hash key, counter) -> increment
 
-    @property
-    def support(self) -> dict[str, Any]:
-        """What the flagged verdicts' evidence rests on: the gateway's batch, no samples."""
-        return {"samples_sha256": None, "read_ids": gateway_read_ids(self.columns)}
-
 
 def judge(
     c: Columns,
@@ -374,8 +373,103 @@ def judge_round(
     return out
 
 
-def gateway_read_ids(c: Columns) -> tuple[str, ...]:
-    return (f"gateway:{c.batch_id}",)
+@dataclass(frozen=True)
+class Received:
+    """One gateway message read: whether rows of it go on, and the dead letter it calls for
+    (reason, message), if any — the whole message, or its rows that were left out."""
+
+    goes_on: bool
+    dead: tuple[str, str] | None = None
+
+
+def receive(
+    value: bytes, topic: str, registry: Registry, clock: Clock | None, now_s: float
+) -> tuple[Received, Columns | None]:
+    """One message off ``wim.batches``: what became of it, and its valid rows."""
+    try:
+        name, record = schemas.decode_any_wire(value)
+    except schemas.DecodeError as exc:
+        return Received(False, ("undecodable", str(exc))), None
+    if name != "zhichao.VehicleBatch":
+        return Received(False, ("wrong_schema", f"{name} on {topic}")), None
+    try:
+        columns, rejected = unpack(record, registry, clock, now_s)
+    except BatchProblem as exc:
+        return Received(False, (exc.reason, str(exc))), None
+    dead = ("bad_rows", rejected_message(rejected, record["count"])) if rejected else None
+    return Received(len(columns) > 0, dead), columns if len(columns) else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the worker writes and sends of a judged batch, and all it needs of it: small to
+    send back from a helper process (no columns; text as one string)."""
+
+    batch_id: str
+    site_id: str
+    flagged: list[dict[str, Any]]  # full verdicts of the rows that alert
+    counters: Counter[tuple[str, str]]  # (KPI hash, counter) -> increment
+    summary: bytes  # the dashboards' batch stream line
+    verdict_batch: bytes  # zhichao.VerdictBatch, Avro on the wire
+    verdict: np.ndarray  # per row, for the metrics
+    enforceable: np.ndarray
+    plates: str  # every plate its rows' identities can take, newline-joined (黑名单 lookup)
+
+    @property
+    def support(self) -> dict[str, Any]:
+        """What the flagged verdicts' evidence rests on: the gateway's batch, no samples."""
+        return {"samples_sha256": None, "read_ids": gateway_read_ids(self.batch_id)}
+
+    def plate_set(self) -> set[str]:
+        return set(self.plates.split("\n")) - {""}
+
+
+def outcome_of(j: Judged, policy: Policy) -> Outcome:
+    c = j.columns
+    return Outcome(
+        batch_id=c.batch_id,
+        site_id=c.site_id,
+        flagged=j.flagged,
+        counters=j.counters,
+        summary=summary_of(j),
+        verdict_batch=schemas.VERDICT_BATCH.encode_wire(verdict_batch(j, policy)),
+        verdict=j.result.verdict,
+        enforceable=j.result.enforceable,
+        plates=join_text(sorted(vehicle_plates(c))),
+    )
+
+
+@dataclass(frozen=True)
+class GatewayRound:
+    received: list[Received]  # per message, in order
+    outcomes: list[Outcome]  # per message whose rows go on, in order
+
+
+def judge_messages(
+    messages: list[tuple[bytes, str]],
+    registry: Registry,
+    policy: Policy,
+    clock: Clock | None,
+    now_s: float,
+    listed: frozenset[str] = frozenset(),
+) -> GatewayRound:
+    """A round of ``wim.batches`` messages (value, topic) read and judged, with the plates on
+    the 黑名单 among ``listed`` (the worker looks the round's plates up in Redis, then has the
+    batches with a hit judged again with them): pure, so that it can run in a helper process.
+    ``now_s`` fixes the clock check, so that judging a message again reads the same rows."""
+    received, kept = [], []
+    for value, topic in messages:
+        outcome, columns = receive(value, topic, registry, clock, now_s)
+        received.append(outcome)
+        if columns is not None:
+            kept.append(columns)
+    judged = judge_round(kept, registry, policy, listed) if kept else []
+    return GatewayRound(received, [outcome_of(j, policy) for j in judged])
+
+
+def gateway_read_ids(batch_id: str) -> tuple[str, ...]:
+    """The read ids a flagged row's verdict and evidence name: its gateway batch."""
+    return (f"gateway:{batch_id}",)
 
 
 def vehicle_plates(c: Columns) -> set[str]:
@@ -417,7 +511,7 @@ def full_verdict(
         plate_rear=ident.plate_rear[i],
         confidence=float(ident.confidence[i]),
         flags=int(ident.flags[i]),
-        read_ids=gateway_read_ids(c),
+        read_ids=gateway_read_ids(c.batch_id),
     )
     return verdict_record(measured_row(c, i), identity, result, i, registry, policy)
 

@@ -158,7 +158,7 @@ class Metrics:
             self.verdicts.labels(verdict, enforceable).inc(n)
 
     def count_verdict_arrays(self, results: list[Any]) -> None:
-        """The same counts for verdict-kernel results (gateway batches)."""
+        """The same counts from arrays (``verdict``, ``enforceable``: gateway batches)."""
         for r in results:
             for code, name in enumerate(VERDICT_NAMES):
                 of_kind = r.verdict == code

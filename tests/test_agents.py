@@ -17,6 +17,8 @@ import redis
 import schemas
 from schemas.policy import load_policy
 from sim.config import SimConfig
+from sim.gateway import batches as gateway_batches
+from sim.gateway import pool_of
 from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
@@ -25,6 +27,7 @@ from sinks.redis_sink import VerdictSink
 from streams import topics as T
 from streams.app import create_app
 from streams.embedded import redis_server
+from streams.gateway import judge, unpack
 from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
 from tests.integration.helpers import evidence_in_redis
@@ -291,6 +294,43 @@ def test_a_blacklisted_truck_is_alerted_where_it_is_weighed_and_where_it_is_seen
     assert {"blacklist", "blacklist_sighting"} <= mine, mine
     orders = [schemas.DISPATCH_ORDER.decode_wire(v) for v in outbox.of(T.DISPATCH_ORDERS)]
     assert [o for o in orders if o["plate"] == plate]  # the weighing calls for an interception
+
+
+def test_a_gateway_batch_with_a_blacklisted_plate_is_judged_again_with_it(
+    app_and_outbox, registry, client, loop
+):
+    """The helper judges a gateway round without the 黑名单; the worker looks the round's
+    plates up and has the batch with a listed plate judged again: that row gets its full
+    verdict and a 黑名单 alert, the batch's counters and verdict batch go out once."""
+    app, outbox = app_and_outbox
+    pool = pool_of(CitySimulator(SimConfig(vehicles=300, seed=3), registry).run().truth)
+    batch = next(gateway_batches(pool, registry, 200, 200, int(time.time() * US), 1000.0))
+    _, record = schemas.decode_any_wire(batch.value)
+    columns, _ = unpack(record, registry)
+    plain = judge(columns, registry, load_policy(registry.policy))
+    flagged = {v["passage_id"] for v in plain.flagged}
+    row = next(
+        i
+        for i, (p, pid) in enumerate(zip(plain.identities.plate_front, columns.passage_ids))
+        if p and pid not in flagged
+    )
+    plate, passage_id = plain.identities.plate_front[row], columns.passage_ids[row]
+    client.sadd(K.BLACKLIST_KEY, plate)
+
+    async def scenario():
+        async with app.agents["streams.app.gateway"].test_context() as agent:
+            await agent.put(batch.value, key=batch.key, wait=False)
+            await _until(lambda: len(outbox.of(T.VERDICT_BATCHES)) >= 1)
+            await _settled(outbox)
+
+    loop.run_until_complete(scenario())
+    assert len(outbox.of(T.VERDICT_BATCHES)) == 1
+    alerts = [schemas.ALERT.decode_wire(v) for v in outbox.of(T.ALERTS)]
+    assert "blacklist" in {a["reason"] for a in alerts if a["plate"] == plate}
+    stored = json.loads(client.get(K.VERDICT_KEY.format(passage_id=passage_id)))
+    assert stored["plate_front"] == plate
+    counted = sum(int(client.hget(k, "vehicles") or 0) for k in client.keys("zc:kpi:city:*"))
+    assert counted == len(columns)
 
 
 @pytest.mark.parametrize(

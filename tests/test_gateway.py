@@ -27,12 +27,15 @@ from streams.gateway import (
     full_verdict,
     join_text,
     judge,
+    judge_messages,
     judge_round,
     split_text,
     unpack,
+    vehicle_plates,
     verdict_batch,
 )
 from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
+from streams.validation import Clock
 
 US = 1_000_000
 START_US = int(dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC).timestamp() * US)
@@ -334,3 +337,52 @@ def test_a_round_of_batches_is_judged_as_each_batch_alone(registry, policy, pool
         np.testing.assert_array_equal(j.local, alone.local)
         for name in ("verdict", "enforceable", "flags", "class_index", "limit_kg"):
             np.testing.assert_array_equal(getattr(j.result, name), getattr(alone.result, name))
+
+
+def test_a_round_of_messages_is_read_judged_and_dead_lettered_per_message(registry, policy, pool):
+    """What a helper returns for a round: per message whether its rows go on and its dead
+    letter; per message with rows, the outcome the worker writes — the same as judging its
+    valid rows directly; with the 黑名单 given, the listed rows have full verdicts too."""
+    made = list(batches(pool, registry, 600, 150, START_US, 1000.0, seed=21))
+    good, other = made[0], made[1]
+    _, record = schemas.decode_any_wire(other.value)
+    loads = bytearray(record["axle_loads_kg"])
+    loads[:4] = np.array([-5.0], dtype="<f4").tobytes()  # the first row's first axle
+    partly = schemas.VEHICLE_BATCH.encode_wire({**record, "axle_loads_kg": bytes(loads)})
+    heartbeat = schemas.DEVICE_HEARTBEAT.encode_wire(
+        {"device_id": "X", "site_id": "S", "ts_us": START_US, "status": "ok"}
+    )
+    messages = [(good.value, "wim.batches"), (b"\x00junk", "wim.batches"), (partly, "wim.batches")]
+    messages.append((heartbeat, "wim.batches"))
+    now_s = START_US / US
+    judged = judge_messages(messages, registry, policy, Clock(3600.0, 3600.0), now_s)
+    assert [r.goes_on for r in judged.received] == [True, False, True, False]
+    reasons = [r.dead and r.dead[0] for r in judged.received]
+    assert reasons == [None, "undecodable", "bad_rows", "wrong_schema"]
+    assert "row 0" in judged.received[2].dead[1]
+    assert len(judged.outcomes) == 2
+    for outcome, value in zip(judged.outcomes, (good.value, partly), strict=True):
+        columns, _ = unpack(schemas.decode_any_wire(value)[1], registry)
+        alone = judge(columns, registry, policy)
+        assert outcome.batch_id == columns.batch_id and outcome.counters == alone.counters
+        assert outcome.flagged == alone.flagged
+        sent = schemas.VERDICT_BATCH.decode_wire(outcome.verdict_batch)
+        assert sent == schemas.VERDICT_BATCH.decode(
+            schemas.VERDICT_BATCH.encode(verdict_batch(alone, policy))
+        )
+        assert outcome.plate_set() == vehicle_plates(columns)
+    # judged again with a plate of the first batch on the 黑名单 (not flagged without it)
+    columns, _ = unpack(schemas.decode_any_wire(good.value)[1], registry)
+    flagged = {v["passage_id"] for v in judged.outcomes[0].flagged}
+    plate = next(
+        p
+        for p, pid in zip(
+            judge(columns, registry, policy).identities.plate_front,
+            columns.passage_ids,
+            strict=True,
+        )
+        if p and pid not in flagged
+    )
+    again = judge_messages(messages[:1], registry, policy, None, now_s, frozenset({plate}))
+    assert again.outcomes[0].flagged == judge(columns, registry, policy, {plate}).flagged
+    assert plate in {v["plate_front"] for v in again.outcomes[0].flagged}

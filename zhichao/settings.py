@@ -35,7 +35,7 @@ class Settings:
     session_timeout_s: float = 20.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
-    gateway_take: int = 32  # gateway batches (zhichao.VehicleBatch) judged per round
+    gateway_take: int = 64  # gateway batches (zhichao.VehicleBatch) judged per round
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     # devices publish a record within this long of its timestamp; a WIM station that publishes
     # a passage after its last axle needs the longest passage (~8 s for a slow 20 m truck) here
