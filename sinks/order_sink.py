@@ -67,31 +67,58 @@ return 'ok'
 """
 
 
+# A new order's effects in Lua, shared by the verdict batch (``sinks.redis_sink.WRITE_BATCH``)
+# and provisional orders: ARGV[i ..] are its ``order_args`` (alert key, vehicle's open-dispatch
+# key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter); the caller has
+# set the open-dispatch key. Adds the order key to ``ordered``.
+WRITE_ORDER_LUA = """
+local function write_order(i, ttl, maxlen, kpi_ttl, ordered)
+  redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
+  redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+  redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+  redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 5], ARGV[i + 2])
+  redis.call('HINCRBY', ARGV[i + 6], ARGV[i + 7], 1)
+  redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
+  table.insert(ordered, ARGV[i + 2])
+end
+"""
+
+
+def order_args(o: dict[str, Any]) -> list[Any]:
+    """The arguments ``WRITE_ORDER_LUA`` reads for order ``o``."""
+    return [
+        K.ALERT_KEY.format(alert_id=o["alert_id"]),
+        K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
+        K.ORDER_KEY.format(order_id=o["order_id"]),
+        K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
+        orjson.dumps(o),
+        o["ts_us"],
+        K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
+        o["action"],
+    ]
+
+
 # Provisional orders (预判), written without their alert (the vehicle has no verdict yet), and
 # like a verdict's orders only where that alert would be new (one per vehicle, reason and
 # window) and the vehicle has no open order; none for a vehicle whose verdict is out already
-# (redelivered after a restart). ARGV: ttl, stream maxlen, KPI ttl, then per order: vehicle's
-# open-dispatch key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter
-# (the plan's action), foreseen key, verdict key, alert key. Returns the order keys written.
-ORDER_AHEAD = """
+# (redelivered after a restart). ARGV: ttl, stream maxlen, KPI ttl, then per order its
+# ``order_args``, its verdict key and its foreseen key. Returns the order keys written.
+ORDER_AHEAD = (
+    WRITE_ORDER_LUA
+    + """
 local ttl, maxlen, kpi_ttl = ARGV[1], ARGV[2], ARGV[3]
 local ordered = {}
 for i = 4, #ARGV, 10 do
-  if redis.call('EXISTS', ARGV[i + 8], ARGV[i + 9]) == 0
-      and redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
-    redis.call('SET', ARGV[i + 1], ARGV[i + 3], 'EX', ttl)
-    redis.call('XADD', ARGV[i + 2], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 3])
-    redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 3])
-    redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 4], ARGV[i + 1])
-    redis.call('HINCRBY', ARGV[i + 5], ARGV[i + 6], 1)
-    redis.call('HINCRBY', ARGV[i + 5], 'provisional', 1)
-    redis.call('EXPIRE', ARGV[i + 5], kpi_ttl)
-    redis.call('SET', ARGV[i + 7], ARGV[i], 'EX', ttl)
-    table.insert(ordered, ARGV[i + 1])
+  if redis.call('EXISTS', ARGV[i], ARGV[i + 8]) == 0
+      and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
+    write_order(i, ttl, maxlen, kpi_ttl, ordered)
+    redis.call('HINCRBY', ARGV[i + 6], 'provisional', 1)
+    redis.call('SET', ARGV[i + 9], ARGV[i + 1], 'EX', ttl)
   end
 end
 return ordered
 """
+)
 
 # The live provisional orders of weighings. ARGV: their foreseen keys. Returns, per weighing
 # that has one, its index (1-based) and the order's JSON (the vehicle's current order: an
@@ -163,17 +190,11 @@ class OrderSink:
             return []
         args: list[Any] = [self.ttl_s, K.VERDICT_STREAM_MAXLEN, K.KPI_TTL_S]
         for o in orders:
+            passage_id = o["vehicle"]["passage_id"]
+            args += order_args(o)
             args += [
-                K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
-                order_key(o["order_id"]),
-                K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
-                orjson.dumps(o),
-                o["ts_us"],
-                K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
-                o["action"],
-                K.FORESEEN_KEY.format(passage_id=o["vehicle"]["passage_id"]),
-                K.VERDICT_KEY.format(passage_id=o["vehicle"]["passage_id"]),
-                K.ALERT_KEY.format(alert_id=o["alert_id"]),
+                K.VERDICT_KEY.format(passage_id=passage_id),
+                K.FORESEEN_KEY.format(passage_id=passage_id),
             ]
         written = await self._ahead(args=args)
         prefix = len(order_key(""))

@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, Link
-from sinks.kpi import day_of, increments_of
+from sinks.kpi import increments_of
+from sinks.order_sink import WRITE_ORDER_LUA, order_args
 from sinks.scripts import Script
 from sinks.sightings import sighting_args
 
@@ -80,13 +81,13 @@ return {appended, lost}
 # then per verdict: verdict key, body, plate history key ('' if no plate), passage_id, ts_us,
 # counter indices "1,5", cases key ('' unless an enforceable over-limit case); then per progress
 # entry: site id, JSON; then per evidence link its ``link_args``; then per alert: passage_id,
-# alert key, body; then per order: alert key, vehicle's open-dispatch key, order key, unit's
-# order stream, body, ts_us, dispatch KPI key, counter (the plan's action); then per sighting:
-# key, ts, member.
+# alert key, body; then per order its ``order_args`` (``sinks.order_sink``); then per
+# sighting: key, ts, member.
 # KEYS: match progress hash, evidence heads hash. Returns {new verdicts, evidence records
 # appended, {passage ids whose record could not be linked}, {ids of new alerts}, {order keys}}.
 WRITE_BATCH = (
     LINK_EVIDENCE_LUA
+    + WRITE_ORDER_LUA
     + """
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
@@ -139,13 +140,7 @@ for _ = 1, na do
 end
 for _ = 1, no do  -- one open dispatch per vehicle
   if isalerted[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
-    redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
-    redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
-    redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
-    redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 5], ARGV[i + 2])
-    redis.call('HINCRBY', ARGV[i + 6], ARGV[i + 7], 1)
-    redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
-    table.insert(ordered, ARGV[i + 2])
+    write_order(i, ttl, maxlen, kpi_ttl, ordered)
   end
   i = i + 8
 end
@@ -232,20 +227,7 @@ def write_args(
         for a in alerts
         for x in (a["passage_id"], K.ALERT_KEY.format(alert_id=a["alert_id"]), orjson.dumps(a))
     ]
-    ordered = [
-        x
-        for o in orders
-        for x in (
-            K.ALERT_KEY.format(alert_id=o["alert_id"]),
-            K.OPEN_DISPATCH_KEY.format(vehicle=o["plate"] or o["alert_id"]),
-            K.ORDER_KEY.format(order_id=o["order_id"]),
-            K.UNIT_ORDERS_KEY.format(unit_id=o["unit_id"]),
-            orjson.dumps(o),
-            o["ts_us"],
-            K.DISPATCH_KPI_KEY.format(day=day_of(o["ts_us"])),
-            o["action"],
-        )
-    ]
+    ordered = [x for o in orders for x in order_args(o)]
     return head + counters + per_verdict + sites + links + alerted + ordered + sighting_args(reads)
 
 
