@@ -594,7 +594,8 @@ def create_app(settings: Settings) -> faust.App:
         always has its evidence record."""
         if written.appended == len(links):
             return
-        pending = [link for link in links if link.passage_id in set(written.lost)]
+        lost = set(written.lost)
+        pending = [link for link in links if link.passage_id in lost]
         attempt = 0
         while True:
             chain.heads.clear()
@@ -609,8 +610,9 @@ def create_app(settings: Settings) -> faust.App:
                 attempt,
             )
             pending = chain.reseal(pending)
-            _, lost = await until_written("evidence", partial(sink.append_evidence, pending))
-            pending = [link for link in pending if link.passage_id in set(lost)]
+            _, still = await until_written("evidence", partial(sink.append_evidence, pending))
+            lost = set(still)
+            pending = [link for link in pending if link.passage_id in lost]
             if pending:
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
 
