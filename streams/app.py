@@ -69,8 +69,9 @@ from streams.trajectory import (
     impossible_journeys,
     suspected_bypass,
 )
-from streams.transport import App, broker_answers
+from streams.transport import FETCH_MAX_WAIT_MS, App, broker_answers
 from streams.validation import Clock, read_problem
+from streams.vouching import LatestSeen
 from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ def create_app(settings: Settings) -> faust.App:
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
-    last_offsets: dict[tuple[str, int], int] = {}  # for the consumer-lag gauge
+    last_offsets: dict[tuple[str, int], int] = {}  # per input partition: the last buffered
+    latest = LatestSeen(guard_s=2 * FETCH_MAX_WAIT_MS / 1000)  # what caught-up inputs vouch for
     runners: list[Any] = []  # the pages' web server, cleaned up on close
     decider = Decider(
         registry,
@@ -676,30 +678,40 @@ def create_app(settings: Settings) -> faust.App:
             metrics.weigh_to_verdict.observe(max(now - event.message.timestamp, 0.0))
             event.ack()  # only now: a crash before this redelivers the batch, counted once
 
-    def partition_lags() -> dict[tuple[str, int], int | None]:
+    def partition_lags() -> dict[tuple[str, int], tuple[int | None, float | None]]:
         """Per assigned partition: records fetched or in the log beyond the last one the agent
-        received (as of the last fetch), None before the first fetch."""
+        buffered, as of the broker's last answer, and when that answer came (wall clock);
+        None before the first fetch."""
         try:
             assignment = app.consumer.assignment()
         except ConsumerNotStarted:  # agents driven by test_context have no consumer
             return {}
-        lags: dict[tuple[str, int], int | None] = {}
+        lags: dict[tuple[str, int], tuple[int | None, float | None]] = {}
         for tp in assignment:
+            fetched_s = app.consumer.last_fetched_s(tp)  # before the highwater (see there)
             high = app.consumer.highwater(tp)
             seen = last_offsets.get((tp.topic, tp.partition), -1)
-            lags[(tp.topic, tp.partition)] = None if high is None else max(high - seen - 1, 0)
+            lag = None if high is None else max(high - seen - 1, 0)
+            lags[(tp.topic, tp.partition)] = (lag, fetched_s)
         return lags
 
     def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
         """The input partitions this worker has not read to their end, and those it has; the
-        ones far behind (a backlog) become ``buffers.backlogged``."""
+        ones far behind (a backlog) become ``buffers.backlogged``. A partition read to its end
+        is complete up to the newest time read anywhere before its fetch was answered
+        (``streams.vouching``)."""
         lagging, caught_up = set(), set()
         buffers.backlogged = set()
-        for tp, lag in partition_lags().items():
-            if tp[0] in inputs.topics:
-                (caught_up if lag == 0 else lagging).add(tp)
-                if lag is None or lag > BACKLOG_RECORDS:
-                    buffers.backlogged.add(tp)
+        for tp, (lag, fetched_s) in partition_lags().items():
+            if tp[0] not in inputs.topics:
+                continue
+            (caught_up if lag == 0 else lagging).add(tp)
+            if lag is None or lag > BACKLOG_RECORDS:
+                buffers.backlogged.add(tp)
+            seen_by_then = None if lag != 0 or fetched_s is None else latest.before(fetched_s)
+            if seen_by_then is not None:
+                buffers.vouch(tp, seen_by_then)
+        latest.note(time.time(), buffers.latest())
         return lagging, caught_up
 
     def current_generation(events: list[Any]) -> list[Any]:
@@ -720,9 +732,9 @@ def create_app(settings: Settings) -> faust.App:
         async for taken in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
             events = current_generation(taken)
             metrics.count_in(events)
-            for event in events:
-                last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             await admit(sort_events(events, clock))
+            for event in events:  # buffered now (admit waits for the helper meanwhile)
+                last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             await rounds.admitted()
 
     @app.agent(gateway_in)
@@ -877,7 +889,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(5.0)
     async def measure_lag():
         lag: dict[str, int] = {}
-        for (topic, _), n in partition_lags().items():
+        for (topic, _), (n, _) in partition_lags().items():
             lag[topic] = lag.get(topic, 0) + (n or 0)
         for topic, n in lag.items():
             metrics.consumer_lag.labels(topic).set(n)

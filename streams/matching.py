@@ -30,7 +30,8 @@ read must not be offered to a later vehicle, nor an old vehicle decided again wi
 
 "Known up to": an input stream is one Kafka partition, read in publication order, and devices
 publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
-the partition's older records have arrived.
+the partition's older records have arrived; and a partition read to its end after a newer record
+was read elsewhere is complete up to that record's time (``vouch``, ``streams.vouching``).
 
 Every buffered record keeps an opaque *token* (the Kafka event): the agent acknowledges a token
 only when the record's verdict is written, so a crash redelivers what was not yet decided.
@@ -166,6 +167,9 @@ class MatchBuffers:
     sites: dict[str, SiteBuffer] = field(default_factory=dict)
     released: list[Any] = field(default_factory=list)  # tokens of records that need no verdict
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
+    # per input stream: complete up to this event time although its last record is older
+    # (read to its end after a newer record was read elsewhere: ``streams.vouching``)
+    floors: dict[Hashable, int] = field(default_factory=dict)
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
     backlogged: set[Hashable] = field(default_factory=set)  # and far behind: no early decisions
@@ -228,6 +232,19 @@ class MatchBuffers:
         buf.read_ids.add(read["read_id"])
         buf.reads[read["camera_id"]].add(Entry(read, token))
 
+    def latest(self) -> int:
+        """The newest event time read on any input stream (0 before the first)."""
+        return max(self.marks.values(), default=0)
+
+    def vouch(self, stream: Hashable, ts_us: int) -> None:
+        """``stream`` has been read to its end after a record of time ``ts_us`` was read (on
+        any stream): every record it will bring was captured after ``ts_us`` less the slack."""
+        if ts_us > self.floors.get(stream, 0):
+            self.floors[stream] = ts_us
+
+    def _complete(self, stream: Hashable) -> int:
+        return max(self.marks[stream], self.floors.get(stream, 0))
+
     def _windows(self, vehicle: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per camera of the site: earliest and latest time it could capture this vehicle; none
         (an empty window) for a camera the join never gives it: two or more lanes away."""
@@ -251,7 +268,7 @@ class MatchBuffers:
         """Event time up to which every input of the site has arrived."""
         if buf.vehicle_stream is None or buf.read_stream is None:
             return -INF
-        return min(self.marks[buf.vehicle_stream], self.marks[buf.read_stream]) - (
+        return min(self._complete(buf.vehicle_stream), self._complete(buf.read_stream)) - (
             self.slack_s * US
         )
 
@@ -541,6 +558,7 @@ class MatchBuffers:
             del self.sites[site]
         for stream in streams:
             self.marks.pop(stream, None)
+            self.floors.pop(stream, None)
         return dropped
 
     def take_released(self) -> list[Any]:

@@ -32,6 +32,16 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def last_fetched_s(self, tp: Any) -> float | None:
+        """When the broker's last answer for ``tp`` came (wall clock), None before the first.
+        Read it before ``highwater``: aiokafka sets the highwater first, then this time, so the
+        highwater read after it is at least as fresh."""
+        try:
+            ms = self._thread._ensure_consumer().last_poll_timestamp(tp)
+        except AssertionError:  # aiokafka's way of saying the partition is no longer assigned
+            return None
+        return None if ms is None else ms / 1000.0
+
 
 class Transport(driver.Transport):
     Consumer = _Consumer

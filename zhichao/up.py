@@ -30,6 +30,7 @@ from sinks.kpi import day_of
 from sinks.web import access
 from streams.embedded import EmbeddedError, EmbeddedStack
 from streams.topics import DEAD_LETTERS
+from zhichao.page_watch import watch_pages
 from zhichao.screenshots import take_screenshots
 
 US = 1_000_000
@@ -43,6 +44,8 @@ class Tally:
     # passage published -> its order in the unit's stream (what the officer page pushes)
     order_latencies_ms: list[float] = field(default_factory=list)
     order_stream_id: str = "0-0"
+    order_published_at: dict[str, float] = field(default_factory=dict)  # order_id -> its passage's
+    on_page_at: dict[str, float] = field(default_factory=dict)  # order_id -> reached its page
     provisional_orders: int = 0  # of those, planned on the front reads (预判)
     withdrawn_orders: int = 0  # provisional orders their verdict did not confirm
     verdicts: int = 0
@@ -60,6 +63,11 @@ class Tally:
             return round(float(np.percentile(values, q)), 1) if values else None
 
         lat, orders = self.latencies_ms, self.order_latencies_ms
+        on_pages = [
+            (at - self.order_published_at[order_id]) * 1000.0
+            for order_id, at in self.on_page_at.items()
+            if order_id in self.order_published_at
+        ]
         return {
             "passages_in": len(self.published_at),
             "verdicts_out": self.verdicts,
@@ -70,6 +78,9 @@ class Tally:
             "orders": len(orders),
             "p50_passage_to_order_ms": pct(orders, 50),
             "p99_passage_to_order_ms": pct(orders, 99),
+            "orders_on_pages": len(on_pages),
+            "p50_passage_to_page_ms": pct(on_pages, 50),
+            "p99_passage_to_page_ms": pct(on_pages, 99),
             "provisional_orders": self.provisional_orders,
             "withdrawn_orders": self.withdrawn_orders,
             "devices_online": self.devices_online,
@@ -166,6 +177,7 @@ async def _watch(stack: EmbeddedStack, tally: Tally) -> None:
                 if order["escalation"] == 0:
                     tally.provisional_orders += bool(order.get("provisional"))
                 if sent_s is not None and order["escalation"] == 0:
+                    tally.order_published_at[order["order_id"]] = sent_s
                     written_s = int(entry_id.decode().split("-")[0]) / 1000.0
                     tally.order_latencies_ms.append((written_s - sent_s) * 1000.0)
     finally:
@@ -339,10 +351,16 @@ async def run_up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     feeder = asyncio.create_task(_feed(registry, stack, speedup, tally, stop))
-    officers = None
+    officers = watching = None
+    drained = asyncio.Event()  # the page feeds are read until the last orders are in
     if pages is not None:
         officers = asyncio.create_task(
             run_officers(stack.redis_dsn, pages.base_url, pages.tokens, stop, pages.human)
+        )
+        watching = asyncio.create_task(
+            watch_pages(
+                pages.base_url, pages.tokens, list(registry.units), tally.on_page_at, drained
+            )
         )
     started = time.monotonic()
     last_print = 0.0
@@ -372,6 +390,10 @@ async def run_up(
     while tally.verdicts < len(tally.published_at) and time.monotonic() < drain_until:
         await asyncio.sleep(0.5)
         await _watch(stack, tally)
+    if watching is not None:
+        await asyncio.sleep(1.0)  # an order written last reaches its page
+        drained.set()
+        await watching
     result = tally.summary()
     result["dead_letters"] = await _dead_letters(stack.bootstrap)
     result["seconds"] = round(time.monotonic() - started, 1)
