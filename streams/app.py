@@ -733,7 +733,8 @@ def create_app(settings: Settings) -> faust.App:
             events = current_generation(taken)
             metrics.count_in(events)
             await admit(sort_events(events, clock))
-            for event in events:  # buffered now (admit waits for the helper meanwhile)
+            # buffered now (admit waits for the helper meanwhile); none of a rebalance since
+            for event in of_generation(events, app.consumer_generation_id):
                 last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
             await rounds.admitted()
 
@@ -856,6 +857,8 @@ def create_app(settings: Settings) -> faust.App:
         """What another worker now owns is re-read there from the committed offsets: drop it
         here, undecided, so that it is not decided twice on partial data."""
         dropped = buffers.forget({(tp.topic, tp.partition) for tp in revoked})
+        for tp in revoked:  # read again from the committed offset if it comes back: not caught up
+            last_offsets.pop((tp.topic, tp.partition), None)
         if dropped:
             log.info("rebalance: %d buffered vehicles left to their new owner", dropped)
 
