@@ -85,6 +85,7 @@ REDIS_DOWN = (
 # helper or waiting for it (stop 17, a gateway backlog: 2 gave 116–121k vehicles/s, 3 gave
 # 118–136k, 4 gave 123–130k; runs vary by ±10 %)
 GATEWAY_ROUNDS_IN_FLIGHT = 3
+LATE_REPORT_S = 60.0  # how often devices publishing later than the slack are logged
 
 
 def dead_letter_record(event: Any, reason: str, message: str) -> bytes:
@@ -170,6 +171,7 @@ def create_app(settings: Settings) -> faust.App:
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
     last_offsets: dict[tuple[str, int], int] = {}  # per input partition: the last buffered
+    late_unreported: dict[str, int] = {}  # per device: late inputs since the last warning
     latest = LatestSeen(guard_s=2 * FETCH_MAX_WAIT_MS / 1000)  # what caught-up inputs vouch for
     runners: list[Any] = []  # the pages' web server, cleaned up on close
     decider = Decider(
@@ -505,6 +507,9 @@ def create_app(settings: Settings) -> faust.App:
     async def _decide_ready(flush_all: bool) -> None:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
+        for device_id, n in buffers.take_late().items():
+            metrics.late_inputs.labels(device_id).inc(n)
+            late_unreported[device_id] = late_unreported.get(device_id, 0) + n
         groups = buffers.ready(flush_all)
         settled = buffers.settled(foresee_kg) if settings.early_decisions and not flush_all else []
         early_groups = [g for g in settled if not g.provisional]
@@ -888,6 +893,20 @@ def create_app(settings: Settings) -> faust.App:
             partial(sink.write_alerts_once, alerts, K.OPS_ALERT_KEY, K.OPS_ALERT_STREAM),
         )
         await send_alerts(alerts, set(new))
+
+    @app.timer(LATE_REPORT_S)
+    async def report_late():
+        """Devices that publish later than the slack break what "known until" rests on."""
+        if late_unreported:
+            log.warning(
+                "inputs published more than %.1f s after capture in the last %.0f s, per device: "
+                "%s; their sites may have been decided without them "
+                "(ZHICHAO_PUBLISH_SLACK_S, zhichao_late_inputs)",
+                settings.publish_slack_s,
+                LATE_REPORT_S,
+                dict(sorted(late_unreported.items())),
+            )
+            late_unreported.clear()
 
     @app.timer(5.0)
     async def measure_lag():

@@ -175,6 +175,9 @@ class MatchBuffers:
     backlogged: set[Hashable] = field(default_factory=set)  # and far behind: no early decisions
     clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
+    # per device: records that came after their time was already known complete (published
+    # later than ``slack_s`` after capture: the contract every "known until" rests on)
+    late: dict[str, int] = field(default_factory=dict)
 
     def _cameras(self, site_id: str) -> list[Camera]:
         """The site's front and rear cameras, in registry order."""
@@ -202,6 +205,7 @@ class MatchBuffers:
         """Buffer a measured vehicle; ``stream`` is the input it came on (topic, partition)."""
         buf = self._site(vehicle["site_id"])
         buf.vehicle_stream = stream if stream is not None else ("vehicles", vehicle["site_id"])
+        self._check_late(buf.vehicle_stream, vehicle["ts_us"], vehicle["device_id"])
         self._advance(buf.vehicle_stream, vehicle["ts_us"])
         key = (vehicle["ts_us"], vehicle["passage_id"])
         if vehicle["passage_id"] in buf.vehicle_ids or key <= buf.done_vehicle:  # redelivered
@@ -218,10 +222,12 @@ class MatchBuffers:
     def add_read(self, read: dict[str, Any], token: Any = None, stream: Hashable = None) -> None:
         """Buffer a weigh-site camera read; any read advances its input stream's clock."""
         stream = stream if stream is not None else ("reads", read["site_id"])
-        self._advance(stream, read["ts_us"])
         if read["view"] not in ("front", "rear"):
+            self._advance(stream, read["ts_us"])
             self.released.append(token)  # checkpoint sightings feed trajectories, not the join
             return
+        self._check_late(stream, read["ts_us"], read["camera_id"])
+        self._advance(stream, read["ts_us"])
         buf = self._site(read["site_id"])
         buf.read_stream = stream
         used = read["ts_us"] < buf.done_reads.get(read["camera_id"], -INF)
@@ -243,7 +249,16 @@ class MatchBuffers:
             self.floors[stream] = ts_us
 
     def _complete(self, stream: Hashable) -> int:
-        return max(self.marks[stream], self.floors.get(stream, 0))
+        return max(self.marks.get(stream, 0), self.floors.get(stream, 0))
+
+    def _check_late(self, stream: Hashable, ts_us: int, device_id: str) -> None:
+        known = self._complete(stream)
+        if known and ts_us < known - self.slack_s * US:
+            self.late[device_id] = self.late.get(device_id, 0) + 1
+
+    def take_late(self) -> dict[str, int]:
+        late, self.late = self.late, {}
+        return late
 
     def _windows(self, vehicle: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per camera of the site: earliest and latest time it could capture this vehicle; none

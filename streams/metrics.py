@@ -122,6 +122,13 @@ class Metrics:
         self.devices_normal = Gauge(
             "zhichao_devices_normal_ratio", "Registered devices online and reporting ok", registry=r
         )
+        self.late_inputs = Counter(
+            "zhichao_late_inputs",
+            "Inputs that came after their time was known complete: published later than the "
+            "publication slack after capture (their sites may have been decided without them)",
+            ["device"],
+            registry=r,
+        )
         self.caught_up = Gauge(
             "zhichao_partitions_caught_up", "Input partitions read to their end", registry=r
         )

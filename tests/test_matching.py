@@ -262,8 +262,9 @@ def test_partitions_read_to_their_end_vouch_for_the_newest_time_read_anywhere(ci
     replayed = {v["passage_id"]: v for v in decide(measured, traffic.reads, registry, policy)}
     decided_at = {}
     for vouch in (False, True):
+        buffers = MatchBuffers(registry, max_wait_s=3600.0)
         streamed, decided_at[vouch], _ = _decide_with_early(
-            MatchBuffers(registry, max_wait_s=3600.0),
+            buffers,
             _events(traffic, measured),
             registry,
             policy,
@@ -272,6 +273,7 @@ def test_partitions_read_to_their_end_vouch_for_the_newest_time_read_anywhere(ci
             vouch=vouch,
         )
         assert streamed == replayed
+        assert buffers.late == {}  # published in time order: nothing came late
     waits = {
         vouch: np.array(
             [at[m["passage_id"]] - m["ts_us"] for m in measured if m["passage_id"] in at]
@@ -281,6 +283,31 @@ def test_partitions_read_to_their_end_vouch_for_the_newest_time_read_anywhere(ci
     assert len(waits[True]) > 0.9 * len(measured)
     assert np.median(waits[True]) < np.median(waits[False]) - 1.0 * US  # measured: 1.8-2.2 s
     assert np.percentile(waits[True], 90) < np.percentile(waits[False], 90)
+
+
+def test_inputs_published_later_than_the_slack_are_counted_per_device(city, registry):
+    traffic, measured = city
+    reads = sorted(
+        (r for r in traffic.reads if r["view"] in ("front", "rear")), key=lambda r: r["ts_us"]
+    )
+    first, last = reads[0], reads[-1]
+    buffers = MatchBuffers(registry, max_wait_s=3600.0, slack_s=2.0)
+    buffers.add_read(first, "a", ("reads", 0))
+    buffers.add_read(
+        {**first, "read_id": "b", "ts_us": first["ts_us"] + 60 * US}, "b", ("reads", 0)
+    )
+    on_time = {**last, "read_id": "c", "ts_us": first["ts_us"] + 58.5 * US}  # within 2 s
+    buffers.add_read(on_time, "c", ("reads", 0))
+    assert buffers.take_late() == {}
+    late = {**last, "read_id": "d", "ts_us": first["ts_us"] + 57 * US}
+    buffers.add_read(late, "d", ("reads", 0))
+    buffers.add_read({**late, "read_id": "e"}, "e", ("reads", 1))  # first on its partition
+    vehicle = {**measured[0], "ts_us": first["ts_us"] + 10 * US}
+    buffers.vouch(("wim", 0), first["ts_us"] + 60 * US)  # read to its end after time 60 s
+    buffers.add_vehicle({**vehicle, "passage_id": "p1"}, "p1", ("wim", 0))  # its first record
+    buffers.add_vehicle({**vehicle, "passage_id": "p2"}, "p2", ("wim", 0))
+    assert buffers.take_late() == {last["camera_id"]: 1, vehicle["device_id"]: 2}
+    assert buffers.take_late() == {}
 
 
 def test_a_weighing_waits_at_most_max_wait_for_its_reads(city, registry):

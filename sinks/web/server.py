@@ -41,6 +41,19 @@ log = logging.getLogger(__name__)
 US = 1_000_000
 COOKIE = "zc_token"
 KEEPALIVE_S = 10.0
+REDIS_SOCKET_TIMEOUT_S = 5.0  # redis-py 8's connections, unless the DSN says otherwise
+
+
+def feed_block_s(client: Any) -> float:
+    """How long a feed's XREAD may block: a keep-alive's time, but under the client's socket
+    timeout (redis-py 8 sets 5 s by default). A block longer than that ends in a TimeoutError,
+    the feed drops, and the page reconnects every few seconds, missing nothing but delaying
+    an order that comes while it does (the page retries after 2 s)."""
+    kwargs = client.connection_pool.connection_kwargs  # a DSN's socket_timeout lands here
+    socket_timeout = kwargs.get("socket_timeout", REDIS_SOCKET_TIMEOUT_S)
+    return KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, 0.8 * socket_timeout)
+
+
 SendFeedback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -186,10 +199,11 @@ def web_app(
             }
         )
         await response.prepare(request)
+        block_ms = int(feed_block_s(client) * 1000)
         try:
             await response.write(b"retry: 2000\n\n" + b"".join(first))
             while True:
-                got = await client.xread(cursors, count=200, block=int(KEEPALIVE_S * 1000))
+                got = await client.xread(cursors, count=200, block=block_ms)
                 if not got:
                     if await principal(request) is None:
                         await response.write(sse("revoked", "{}"))

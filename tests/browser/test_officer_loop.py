@@ -6,6 +6,9 @@ on what it missed."""
 
 from __future__ import annotations
 
+import http.client
+import time
+
 import pytest
 
 from streams.dispatch import COMMAND_CENTRE, plan_interception
@@ -228,3 +231,24 @@ def test_the_command_centre_assigns_an_open_order_to_another_unit(live, pages, r
         POST, [f"/officer/orders/{successor}", {"action": "assign", "unit_id": order["unit_id"]}]
     )
     assert status == 400
+
+
+def test_a_quiet_feed_stays_open_past_the_redis_socket_timeout(live, registry):
+    """A page's feed with nothing to push waits on Redis for less than the client's socket
+    timeout (redis-py 8: 5 s) and sends keep-alives; a longer wait ended in a Redis
+    TimeoutError that closed the feed every few seconds (the page reconnected after 2 s, and an
+    order coming meanwhile waited for it)."""
+    unit = sorted(registry.units)[-1]
+    conn = http.client.HTTPConnection("127.0.0.1", live.web_port, timeout=10)
+    conn.request("GET", "/officer/events", headers={"Authorization": f"Bearer {live.tokens[unit]}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    pings, started = 0, time.monotonic()
+    try:
+        while pings < 2:
+            line = response.readline()
+            assert line, f"the feed closed after {time.monotonic() - started:.1f} s"
+            pings += line.strip() == b"event: ping"
+    finally:
+        conn.close()
+    assert time.monotonic() - started > 6.0  # past the socket timeout, still open

@@ -5,8 +5,10 @@ its order on the page that shows it (a unit's officer page, or the dashboard).""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,14 @@ def test_up_for_runs_the_whole_stack_and_reports_one_json_line(up_run):
     assert report["p99_weigh_to_verdict_ms"] is not None
     assert report["devices_total"] == 45 and report["devices_online"] >= 40
     assert "worker ready" in stderr
+
+
+def test_the_worker_logs_no_error_at_demo_load(up_run):
+    """The pages' feeds held open for the whole run (``zhichao up`` reads them) included."""
+    _, stderr = up_run
+    workdir = Path(re.search(r"logs in (\S+?)[;,]", stderr).group(1))
+    errors = [line for line in (workdir / "worker.log").open() if "[ERROR]" in line]
+    assert errors == [], errors[:5]
 
 
 def test_orders_reach_their_pages_within_a_second_at_demo_load(up_run):
