@@ -138,6 +138,9 @@ def test_a_dropped_connection_catches_up_on_what_it_missed(live, pages, unit_ord
     page = pages[order["unit_id"]]
     page.wait_for_function("id => window.zc.orders.has(id)", arg=order["order_id"])
     page.context.set_offline(True)
+    # Chromium's offline mode leaves an open stream flowing: end it as a lost network does,
+    # silently (no error event); the page's watchdog hears nothing for 25 s and reconnects
+    page.evaluate("() => window.zc.source.close()")
     try:
         page.wait_for_function("window.zc.connected === false", timeout=40_000)
         # meanwhile the command centre cancels the order

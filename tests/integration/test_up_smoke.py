@@ -43,7 +43,8 @@ def test_the_worker_logs_no_error_at_demo_load(up_run):
     """The pages' feeds held open for the whole run (``zhichao up`` reads them) included."""
     _, stderr = up_run
     workdir = Path(re.search(r"logs in (\S+?)[;,]", stderr).group(1))
-    errors = [line for line in (workdir / "worker.log").open() if "[ERROR]" in line]
+    log = (workdir / "worker.log").read_text(encoding="utf-8", errors="replace")
+    errors = [line for line in log.splitlines() if "[ERROR]" in line]
     assert errors == [], errors[:5]
 
 
