@@ -239,8 +239,11 @@ class MatchBuffers:
         buf.reads[read["camera_id"]].add(Entry(read, token))
 
     def latest(self) -> int:
-        """The newest event time read on any input stream (0 before the first)."""
-        return max(self.marks.values(), default=0)
+        """The newest event time read on at least two input streams (0 before that): what a
+        caught-up partition vouches for (``vouch``). A device whose clock runs ahead moves only
+        its own partition's mark (whose sites pay for it, as before), not every quiet one's."""
+        marks = sorted(self.marks.values())
+        return marks[-2] if len(marks) > 1 else 0
 
     def vouch(self, stream: Hashable, ts_us: int) -> None:
         """``stream`` has been read to its end after a record of time ``ts_us`` was read (on

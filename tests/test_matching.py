@@ -285,6 +285,20 @@ def test_partitions_read_to_their_end_vouch_for_the_newest_time_read_anywhere(ci
     assert np.percentile(waits[True], 90) < np.percentile(waits[False], 90)
 
 
+def test_one_partition_ahead_of_the_others_vouches_for_nothing(city, registry):
+    """A camera whose clock runs ten minutes ahead: the newest time vouched for is the newest
+    read on at least two partitions, not that camera's."""
+    traffic, _ = city
+    read = next(r for r in traffic.reads if r["view"] in ("front", "rear"))
+    t = read["ts_us"]
+    buffers = MatchBuffers(registry, max_wait_s=3600.0)
+    for partition, ts in ((0, t + 600 * US), (1, t + 2 * US), (2, t + 1 * US)):
+        buffers.add_read(
+            {**read, "read_id": f"r{partition}", "ts_us": ts}, partition, ("reads", partition)
+        )
+    assert buffers.latest() == t + 2 * US
+
+
 def test_inputs_published_later_than_the_slack_are_counted_per_device(city, registry):
     traffic, measured = city
     reads = sorted(
