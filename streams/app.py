@@ -703,7 +703,7 @@ def create_app(settings: Settings) -> faust.App:
     def input_progress() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
         """The input partitions this worker has not read to their end, and those it has; the
         ones far behind (a backlog) become ``buffers.backlogged``. A partition read to its end
-        is complete up to the newest time read anywhere before its fetch was answered
+        is complete up to the newest time read on two partitions before its fetch was answered
         (``streams.vouching``)."""
         lagging, caught_up = set(), set()
         buffers.backlogged = set()

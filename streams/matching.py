@@ -30,8 +30,8 @@ read must not be offered to a later vehicle, nor an old vehicle decided again wi
 
 "Known up to": an input stream is one Kafka partition, read in publication order, and devices
 publish within ``slack_s`` of capture, so any record on a partition — of any site — vouches that
-the partition's older records have arrived; and a partition read to its end after a newer record
-was read elsewhere is complete up to that record's time (``vouch``, ``streams.vouching``).
+the partition's older records have arrived; and a partition read to its end after newer records
+were read on two others is complete up to their time (``vouch``, ``streams.vouching``).
 
 Every buffered record keeps an opaque *token* (the Kafka event): the agent acknowledges a token
 only when the record's verdict is written, so a crash redelivers what was not yet decided.
@@ -168,7 +168,7 @@ class MatchBuffers:
     released: list[Any] = field(default_factory=list)  # tokens of records that need no verdict
     marks: dict[Hashable, int] = field(default_factory=dict)  # latest event time per input stream
     # per input stream: complete up to this event time although its last record is older
-    # (read to its end after a newer record was read elsewhere: ``streams.vouching``)
+    # (read to its end after newer records were read on others: ``streams.vouching``)
     floors: dict[Hashable, int] = field(default_factory=dict)
     site_cameras: dict[str, list[Camera]] = field(default_factory=dict)
     lagging: set[Hashable] = field(default_factory=set)  # input streams not yet caught up
@@ -246,8 +246,8 @@ class MatchBuffers:
         return marks[-2] if len(marks) > 1 else 0
 
     def vouch(self, stream: Hashable, ts_us: int) -> None:
-        """``stream`` has been read to its end after a record of time ``ts_us`` was read (on
-        any stream): every record it will bring was captured after ``ts_us`` less the slack."""
+        """``stream`` has been read to its end after records of time ``ts_us`` were read
+        (``latest``): every record it will bring was captured after ``ts_us`` less the slack."""
         if ts_us > self.floors.get(stream, 0):
             self.floors[stream] = ts_us
 

@@ -1,13 +1,15 @@
-"""What a caught-up partition vouches for: inputs complete up to the newest time seen anywhere.
+"""What a caught-up partition vouches for: inputs complete up to the newest time seen on others.
 
 The match buffers know an input partition complete up to the newest record read from it, less
 the publication slack (``MatchBuffers.marks``). A quiet partition — a few passages a second —
 then holds its sites back until its next record comes, a quarter of a second of wall time at
 demo load. But devices publish within the slack of capture on one clock, so once the worker has
-read a record of event time ``M`` from *any* input, every record captured before ``M - slack``
-is in the broker; a partition whose fetch was answered after that, and read to its end, holds
-none of them unread. So it is complete up to ``M`` less the slack too (Flink calls the quiet
-case an idle source; here it is judged from the broker's answer, not from a timeout).
+read records of event time ``M`` on other inputs, every record captured before ``M - slack`` is
+in the broker; a partition whose fetch was answered after that, and read to its end, holds none
+of them unread. So it is complete up to ``M`` less the slack too (Flink calls the quiet case an
+idle source; here it is judged from the broker's answer, not from a timeout). ``M`` is the
+newest time read on at least two partitions (``MatchBuffers.latest``), so that one device whose
+clock runs ahead does not move every quiet partition with it.
 
 "After that" is judged on the wall clock: ``LatestSeen`` notes, at each round, the newest event
 time the worker had buffered, and answers for a fetch answered at ``fetched_s`` the newest note
