@@ -13,9 +13,11 @@ last *measured* passage. The traffic has a tail of 10 % more vehicles that is no
 last weighings of a finite stream would otherwise wait for the wall-clock bound instead of the
 next reads (that is latency, not throughput).
 
-Latency: after the throughput run, a second stretch of traffic (again with an unmeasured tail) is
-published paced at a fraction of the measured rate; latency is from the passage handed to the
-producer to its verdict in Redis (the stream entry's time, Redis' clock on the same machine).
+Latency (``paced_latency``): after the throughput run, a stretch of traffic (again with an
+unmeasured tail) is published paced at a fraction of the measured rate, on a fresh broker and
+Redis each time; latency is from the passage handed to the producer to its verdict in Redis (the
+stream entry's time, Redis' clock on the same machine). Beside it, in the same run: the broker's
+own delivery of those messages to a bare consumer, and the decision floor (``bench.floor``).
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ from typing import Any
 import numpy as np
 import orjson
 import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.floor import decision_floor_s
 from schemas.registry import Registry
 from sim.config import SimConfig
 from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator, CityTraffic
 from sinks import constants as K
 from streams import topics as T
-from streams.embedded import EmbeddedStack
+from streams.embedded import EmbeddedStack, embedded_stack
+from streams.transport import FETCH_MAX_WAIT_MS
 from zhichao.up import start_worker, stop_worker
 
 US = 1_000_000
@@ -224,7 +229,6 @@ def batch_clock(client: Any) -> StreamClock:
 class PipelineRun:
     messages_per_s: float
     vehicles_per_s: float
-    latency_ms: dict[float, dict[str, float]]  # fraction of the max rate -> p50/p95/p99
     workers: int = 1
 
 
@@ -242,47 +246,157 @@ def wait_ready(
 
 def pipeline_run(
     stack: EmbeddedStack,
-    registry: Registry,
     work: Workload,
     partitions: int,
     workdir: Path,
-    latency_fractions: tuple[float, ...] = (),
-    latency_vehicles: int = 0,
     workers: int = 1,
     timeout_s: float = 300.0,
 ) -> PipelineRun:
-    """Throughput of ``workers`` workers over the filled topics (from the moment the first holds
-    partitions: a second worker's rebalance counts), then latency at fractions of it."""
+    """Throughput of ``workers`` workers over the filled topics, from the moment the first holds
+    partitions (a second worker's rebalance counts) to the verdict of the last measured
+    passage."""
     client = redis.Redis.from_url(stack.redis_dsn)
     logs = [workdir / f"worker-{i}.log" for i in range(workers)]
     procs = [start_worker(stack, partitions, log) for log in logs]
     try:
         ready_s = wait_ready(client, procs, logs[0])
-        clock = StreamClock(client)
-        times = clock.wait_for(work.measured_ids, procs, logs[0], timeout_s)
+        times = StreamClock(client).wait_for(work.measured_ids, procs, logs[0], timeout_s)
         elapsed = max(times.values()) - ready_s
-        messages_per_s = work.measured_messages / elapsed
-        vehicles_per_s = len(work.measured_ids) / elapsed
-        latency = {}
-        last_ts = max(p["ts_us"] for p in work.traffic.passages + work.traffic.reads)
-        for k, fraction in enumerate(latency_fractions):
-            # new traffic after the last, paced at a fraction of the measured rate
-            start = dt.datetime.fromtimestamp(last_ts / US + 60, tz=CHINA)
-            paced_work = workload(registry, latency_vehicles, seed=99 + k, start=start)
-            paced = paced_work.traffic
-            last_ts = max(p["ts_us"] for p in paced.passages + paced.reads)
-            ts = sorted(p["ts_us"] for p in paced.passages)
-            sim_rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / US)
-            target = fraction * vehicles_per_s
-            sent_at: dict[str, float] = {}
-            asyncio.run(fill(stack, paced, partitions, speedup=target / sim_rate, sent_at=sent_at))
-            ids = paced_work.measured_ids  # the tail keeps traffic flowing behind the last of them
-            got = clock.wait_for(ids, procs, logs[0], timeout_s)
-            lat = np.array([(got[pid] - sent_at[pid]) * 1000.0 for pid in ids])
-            latency[fraction] = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
-        return PipelineRun(messages_per_s, vehicles_per_s, latency, workers)
+        return PipelineRun(
+            work.measured_messages / elapsed, len(work.measured_ids) / elapsed, workers
+        )
     finally:
         for proc in procs:
             stop_worker(proc)
         with contextlib.suppress(Exception):
             client.close()
+
+
+def percentiles(values: Iterable[float], qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
+    a = np.fromiter(values, dtype=np.float64)
+    return {f"p{q}": float(np.percentile(a, q)) for q in qs}
+
+
+@dataclass
+class Paced:
+    """Produce→verdict latency at one rate (ms), beside what bounds it from below: the broker's
+    own delivery of the same messages at the same moment (a bare consumer at the tail), and the
+    decision floor (``bench.floor``) at this speedup."""
+
+    vehicles_per_s: float
+    speedup: float
+    verdict_ms: dict[str, float]
+    broker_ms: dict[str, float]
+    floor_ms: dict[str, float]
+    beyond_floor_ms: dict[str, float]  # each passage's latency less its own floor
+
+
+async def fill_timing_the_broker(
+    stack: EmbeddedStack,
+    traffic: CityTraffic,
+    partitions: int,
+    speedup: float,
+    sent_at: dict[str, float],
+) -> list[float]:
+    """``fill`` paced, while a bare consumer reading the input topics at their tail, with the
+    worker's fetch settings, records how long after being produced each message reached it."""
+    tps = [TopicPartition(t, p) for t in INPUTS for p in range(partitions)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.bootstrap,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        max_partition_fetch_bytes=32 << 20,
+    )
+    await consumer.start()
+    delays: list[float] = []
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now, before anything is produced
+            await consumer.position(tp)
+        # Tansu 0.6 (memory://) answers ListOffsets(latest) with the first offset of a
+        # partition's last batch + 1, not its end (15 records sent as batches of 10 and 5: 11;
+        # fetches report 15), so the seek lands before that batch: those records, produced
+        # before this fill, are not part of it
+        since_ms = time.time() * 1000.0
+        publishing = asyncio.ensure_future(fill(stack, traffic, partitions, speedup, sent_at))
+        expected = len(traffic.passages) + len(traffic.reads)
+        deadline = None
+        while len(delays) < expected:
+            got = await consumer.getmany(timeout_ms=100)
+            now_ms = time.time() * 1000.0
+            delays += [
+                now_ms - r.timestamp
+                for records in got.values()
+                for r in records
+                if r.timestamp >= since_ms
+            ]
+            if publishing.done():
+                deadline = deadline or time.monotonic() + 10.0
+                if time.monotonic() > deadline:
+                    await publishing  # its error, if it failed
+                    raise RuntimeError(f"the broker delivered {len(delays)} of {expected}")
+        await publishing
+    finally:
+        await consumer.stop()
+    return delays
+
+
+def paced_latency(
+    registry: Registry,
+    vehicles_per_s: float,
+    fractions: tuple[float, ...],
+    vehicles: int,
+    partitions: int,
+    workdir: Path,
+    start: dt.datetime,
+    timeout_s: float = 300.0,
+) -> dict[float, Paced]:
+    """Produce→verdict latency at ``fractions`` of ``vehicles_per_s``, each on a fresh broker
+    and Redis with a worker warmed up on a short backlog first.
+
+    Fresh, because Tansu's ``memory://`` storage answers a fetch at the tail more slowly the
+    more it holds (measured here, no worker: a bare consumer at 340 vehicles/s got messages p50
+    26 / p99 109 ms after a 3,000-vehicle backlog, p50 94 / p99 2,513 ms after 12,000): behind
+    the throughput run's backlog the broker, not the worker, would set the figure."""
+    warm = workload(registry, max(vehicles // 10, 50), seed=98, start=start)
+    warm_end = max(r["ts_us"] for r in warm.traffic.passages + warm.traffic.reads)
+    paced = workload(
+        registry, vehicles, seed=99, start=dt.datetime.fromtimestamp(warm_end / US + 60, tz=CHINA)
+    )
+    floor_s = decision_floor_s(paced.traffic, registry)
+    ts = sorted(p["ts_us"] for p in paced.traffic.passages)
+    sim_rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / US)
+    out = {}
+    for fraction in fractions:
+        here = workdir / f"paced-{fraction:g}"
+        (here / "stack").mkdir(parents=True)
+        speedup = fraction * vehicles_per_s / sim_rate
+        with embedded_stack(here / "stack") as stack:
+            asyncio.run(fill(stack, warm.traffic, partitions))
+            client = redis.Redis.from_url(stack.redis_dsn)
+            log = here / "worker.log"
+            proc = start_worker(stack, partitions, log)
+            try:
+                wait_ready(client, [proc], log)
+                clock = StreamClock(client)
+                clock.wait_for(warm.measured_ids, [proc], log, timeout_s)
+                sent_at: dict[str, float] = {}
+                delays = asyncio.run(
+                    fill_timing_the_broker(stack, paced.traffic, partitions, speedup, sent_at)
+                )
+                got = clock.wait_for(paced.measured_ids, [proc], log, timeout_s)
+            finally:
+                stop_worker(proc)
+                client.close()
+        ids = sorted(paced.measured_ids & floor_s.keys())
+        lat = {pid: (got[pid] - sent_at[pid]) * 1000.0 for pid in paced.measured_ids}
+        floor = {pid: floor_s[pid] / speedup * 1000.0 for pid in ids}
+        out[fraction] = Paced(
+            fraction * vehicles_per_s,
+            speedup,
+            percentiles(lat.values()),
+            percentiles(delays),
+            percentiles(floor.values()),
+            percentiles(lat[pid] - floor[pid] for pid in ids),
+        )
+    return out

@@ -47,6 +47,13 @@ def summarise(raw: dict) -> dict:
             "p99_weigh_to_verdict_ms": latency["0.5"]["p99"],  # issue 4's name
             "p50_weigh_to_verdict_ms": latency["0.5"]["p50"],
         }
+        at_half = info.get("paced", {}).get("0.5")
+        if at_half:  # what bounds it from below, same moment
+            out |= {
+                "p99_broker_only_ms_at_50pct": at_half["broker_ms"]["p99"],
+                "p99_decision_floor_ms_at_50pct": at_half["floor_ms"]["p99"],
+                "p99_beyond_floor_ms_at_50pct": at_half["beyond_floor_ms"]["p99"],
+            }
     if "test_batched_gateway_vs_quix" in info_of:
         info = info_of["test_batched_gateway_vs_quix"]
         out |= {
