@@ -17,6 +17,16 @@ RESULTS = {
                 "pipeline_messages_per_s": 5000.0,
                 "messages_per_vehicle": 3.9,
                 "produce_to_verdict_ms": LATENCY,
+                "paced": {
+                    "0.5": {
+                        "vehicles_per_s": 300.0,
+                        "speedup": 157.0,
+                        "verdict_ms": LATENCY["0.5"],
+                        "broker_ms": {"p50": 19, "p95": 40, "p99": 57},
+                        "floor_ms": {"p50": 35, "p95": 61, "p99": 86},
+                        "beyond_floor_ms": {"p50": 55, "p95": 150, "p99": 410},
+                    }
+                },
             }
         },
         "test_batched_gateway_vs_quix": {
@@ -65,5 +75,7 @@ def test_the_report_has_every_section_plots_and_missed_targets(tmp_path):
     assert "missed" in rows["batched_vs_quix_bare"]
     assert "✅" in rows["batched_vehicles_per_s"] and "✅" in rows["worker_rss_1m_plates_mib"]
     assert "| batched gateway | 50% | 90 | 200 | 480 |" in text
+    bounds = "| 50% | 300 | 157 × | 90 / 480 ms | 19 / 57 ms | 35 / 86 ms | 55 / 410 ms |"
+    assert bounds in text
     for name in ("peers", "stages", "latency", "scale"):
         assert (tmp_path / f"report-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
