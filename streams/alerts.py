@@ -132,17 +132,35 @@ def alerts_for(
 
 
 def device_alerts(
-    h: DeviceHealth, registry: Registry, rules: AlertRules, now_us: int
+    h: DeviceHealth,
+    registry: Registry,
+    rules: AlertRules,
+    now_us: int,
+    late: dict[str, int] | None = None,
+    ahead: dict[str, float] | None = None,
+    slack_s: float = 2.0,
 ) -> list[dict[str, Any]]:
-    """Alerts for operators (运维): devices offline or reporting trouble, and WIM devices whose
+    """Alerts for operators (运维): devices offline or reporting trouble, WIM devices whose
     检定 certificate runs out within ``cert_warning_days`` (or has: their weighings can no longer
-    support a fine). One per (device, reason, day)."""
+    support a fine), and devices that publish ``late`` or whose clock runs ``ahead``
+    (``streams.device_timing``). One per (device, reason, day)."""
     window = window_of(now_us)
     found: list[tuple[str, str, str]] = []
     for device_id in h.offline_ids:
         found.append((device_id, "device_offline", "无心跳，视为离线"))
     for device_id in h.abnormal_ids:
         found.append((device_id, "device_abnormal", "上报状态异常"))
+    for device_id, n in sorted((late or {}).items()):
+        detail = (
+            f"{n} 条记录在采集 {slack_s:g} 秒后才上传，所在站点的车辆可能已在缺少这些记录时判定"
+        )
+        found.append((device_id, "device_late", detail))
+    for device_id, ahead_s in sorted((ahead or {}).items()):
+        detail = (
+            f"记录时间比其他设备超前 {ahead_s:.0f} 秒，请校时"
+            "（所在分区的车辆会在其他记录到达前判定）"
+        )
+        found.append((device_id, "device_clock_ahead", detail))
     today = dt.datetime.fromtimestamp(now_us / US, CHINA).date()
     for device in registry.wim_devices.values():
         left = (device.cert_valid_to - today).days

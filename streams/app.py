@@ -44,6 +44,7 @@ from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
 from streams.decider import Decider
 from streams.deciding import EarlyJob, cut_job
+from streams.device_timing import DeviceTiming
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import Outcome
@@ -172,6 +173,7 @@ def create_app(settings: Settings) -> faust.App:
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
     last_offsets: dict[tuple[str, int], int] = {}  # per input partition: the last buffered
     late_unreported: dict[str, int] = {}  # per device: late inputs since the last warning
+    timing = DeviceTiming(settings.clock_ahead_alert_s)  # late and fast devices, for alerts
     latest = LatestSeen(guard_s=2 * FETCH_MAX_WAIT_MS / 1000)  # what caught-up inputs vouch for
     runners: list[Any] = []  # the pages' web server, cleaned up on close
     decider = Decider(
@@ -231,6 +233,8 @@ def create_app(settings: Settings) -> faust.App:
         """Measure the batch's passages (one kernel call) and buffer vehicles and reads."""
         for event, reason, message in intake.bad:
             await send_dead(event, reason, message)
+        # against the other inputs only when every one is being read as it comes
+        timing.check_ahead(intake.stamps(), 0 if buffers.lagging else buffers.latest())
         for items, stage in (
             (intake.passages, "measure_passages"),
             (intake.vehicles, "measure_controller"),
@@ -507,9 +511,11 @@ def create_app(settings: Settings) -> faust.App:
     async def _decide_ready(flush_all: bool) -> None:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
-        for device_id, n in buffers.take_late().items():
+        late = buffers.take_late()
+        for device_id, n in late.items():
             metrics.late_inputs.labels(device_id).inc(n)
             late_unreported[device_id] = late_unreported.get(device_id, 0) + n
+        timing.note_late(late)
         groups = buffers.ready(flush_all)
         settled = buffers.settled(foresee_kg) if settings.early_decisions and not flush_all else []
         early_groups = [g for g in settled if not g.provisional]
@@ -887,7 +893,16 @@ def create_app(settings: Settings) -> faust.App:
         )
         metrics.devices_online.set(h.online_rate)
         metrics.devices_normal.set(h.normal_rate)
-        alerts = device_alerts(h, registry, alert_rules, int(time.time() * US))
+        late, ahead = timing.take()
+        alerts = device_alerts(
+            h,
+            registry,
+            alert_rules,
+            int(time.time() * US),
+            late,
+            ahead,
+            settings.publish_slack_s,
+        )
         new = await until_written(
             "devices",
             partial(sink.write_alerts_once, alerts, K.OPS_ALERT_KEY, K.OPS_ALERT_STREAM),

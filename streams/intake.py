@@ -4,6 +4,7 @@ does not belong on an input topic, an event time too far from now."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,13 @@ class Intake:
     vehicles: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     reads: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     bad: list[tuple[Any, str, str]] = field(default_factory=list)  # event, reason, message
+
+    def stamps(self) -> Iterator[tuple[int, str]]:
+        """(event time, device) of every usable record."""
+        for record, _ in self.passages + self.vehicles:
+            yield record["ts_us"], record["device_id"]
+        for record, _ in self.reads:
+            yield record["ts_us"], record["camera_id"]
 
 
 def of_generation(events: list[Any], generation: int) -> list[Any]:

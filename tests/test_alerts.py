@@ -121,3 +121,29 @@ def test_operators_hear_of_offline_abnormal_and_uncertified_devices(registry):
     assert [a["alert_id"] for a in device_alerts(h, registry, rules, now_us + 3600 * 10**6)] == [
         a["alert_id"] for a in alerts
     ]
+
+
+def test_operators_hear_of_devices_that_publish_late_or_run_ahead(registry):
+    import datetime as dt
+
+    from sinks.devices import DeviceHealth
+    from streams.alerts import device_alerts, load_alert_rules
+
+    rules = load_alert_rules()
+    cams = sorted(registry.cameras)
+    now_us = int(dt.datetime(2026, 12, 2, 12, tzinfo=CHINA).timestamp() * 1e6)
+    h = DeviceHealth(len(cams), len(cams), len(cams), (), ())
+    alerts = device_alerts(h, registry, rules, now_us, {cams[0]: 7}, {cams[1]: 95.4}, 2.0)
+    timing = [a for a in alerts if a["reason"] in ("device_late", "device_clock_ahead")]
+    assert [(a["device_id"], a["reason"]) for a in timing] == [
+        (cams[0], "device_late"),
+        (cams[1], "device_clock_ahead"),
+    ]
+    late, ahead = timing
+    assert late["message"].startswith("设备上传延迟：")
+    assert "7 条记录在采集 2 秒后才上传" in late["message"]
+    assert ahead["message"].startswith("设备时钟超前：")
+    assert "超前 95 秒，请校时" in ahead["message"]
+    assert all(a["severity"] == "warning" and a["site_id"] for a in timing)
+    again = device_alerts(h, registry, rules, now_us + 3600 * 10**6, {cams[0]: 1}, {}, 2.0)
+    assert [a["alert_id"] for a in again if a["reason"] == "device_late"] == [late["alert_id"]]

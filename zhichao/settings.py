@@ -40,6 +40,9 @@ class Settings:
     # devices publish a record within this long of its timestamp; a WIM station that publishes
     # a passage after its last axle needs the longest passage (~8 s for a slow 20 m truck) here
     publish_slack_s: float = 2.0
+    # a device whose records run this far ahead of the other inputs has a fast clock: an
+    # operator alert (设备时钟超前), since its partition's sites are cut before their inputs arrive
+    clock_ahead_alert_s: float = 30.0
     # decide a weighing as soon as its reads are final (streams.matching.settled) instead of at
     # its site's cut: seconds sooner (README Status, "Early decisions"); 0 decides at cuts only
     early_decisions: bool = True
@@ -91,6 +94,8 @@ class Settings:
             raise ValueError("decide_processes must be >= 0")
         if self.publish_slack_s < 0:
             raise ValueError("publish_slack_s must be >= 0")
+        if self.clock_ahead_alert_s <= 0:
+            raise ValueError("clock_ahead_alert_s must be > 0")
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             raise ValueError(f"unknown kafka_security_protocol {self.kafka_security_protocol}")
         if self.kafka_security_protocol.startswith("SASL") and not (
