@@ -83,6 +83,19 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def rss_mib(self) -> float | None:
+        """Resident memory of the process (Linux), None when it is not running."""
+        if not self.running:
+            return None
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return None
+
     def stop(self, grace_s: float = 5.0) -> int | None:
         """SIGTERM the process group, SIGKILL it after ``grace_s``; returns the exit code."""
         if self.process is None:

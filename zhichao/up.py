@@ -34,6 +34,13 @@ from zhichao.page_watch import watch_pages
 from zhichao.screenshots import take_screenshots
 
 US = 1_000_000
+# Tansu's memory:// storage keeps every message (≈ 60 MB a minute at demo load, raw signals are
+# ≈ 66 kB a passage) and answers fetches more slowly the more it holds (README, Measured)
+BROKER_MEMORY_WARN_MIB = 2048
+BROKER_MEMORY_WARNING = (
+    "注意 the embedded broker holds {mib:,.0f} MB: it keeps every message in memory and slows "
+    "down as it fills. Restart the demo, or run `zhichao worker` against Kafka for long runs."
+)
 CHUNK_VEHICLES = 400  # the simulator runs ahead of the clock in chunks of this many vehicles
 
 
@@ -320,7 +327,7 @@ def stop_worker(worker: subprocess.Popen, grace_s: float = 15.0) -> None:
         worker.wait(grace_s)
 
 
-def _line(tally: Tally, elapsed: float) -> str:
+def _line(tally: Tally, elapsed: float, broker_mib: float | None) -> str:
     s = tally.summary()
     rate = tally.verdicts / elapsed if elapsed else 0.0
     over = 100.0 * tally.overlimit / tally.verdicts if tally.verdicts else 0.0
@@ -331,6 +338,7 @@ def _line(tally: Tally, elapsed: float) -> str:
         f"{s['verdicts_out']:6d} ({rate:5.1f}/s) | 超限率 {over:4.1f}% | 可处罚 "
         f"{s['enforceable']:4d} | 设备在线 devices {s['devices_online']}/{s['devices_total']}"
         f" | weigh→verdict {latency}"
+        + (f" | broker 内存 {broker_mib:,.0f} MB" if broker_mib is not None else "")
     )
 
 
@@ -363,15 +371,19 @@ async def run_up(
             )
         )
     started = time.monotonic()
-    last_print = 0.0
+    last_print, warned = 0.0, False
     while not stop.is_set():
         await asyncio.sleep(0.5)
         await _watch(stack, tally)
         elapsed = time.monotonic() - started
         if elapsed - last_print >= 2.0:
             await _devices(stack, registry, tally)
-            echo(_line(tally, elapsed))
+            broker_mib = stack.broker.rss_mib()
+            echo(_line(tally, elapsed, broker_mib))
             last_print = elapsed
+            if broker_mib and broker_mib > BROKER_MEMORY_WARN_MIB and not warned:
+                echo(BROKER_MEMORY_WARNING.format(mib=broker_mib))
+                warned = True
         if pages is not None and pages.screenshots and elapsed >= pages.screenshot_at_s:
             shots = await asyncio.to_thread(
                 take_screenshots,
@@ -395,6 +407,7 @@ async def run_up(
         drained.set()
         await watching
     result = tally.summary()
+    result["broker_rss_mib"] = round(stack.broker.rss_mib() or 0.0)
     result["dead_letters"] = await _dead_letters(stack.bootstrap)
     result["seconds"] = round(time.monotonic() - started, 1)
     result["day"] = day_of(int(time.time() * US))

@@ -37,6 +37,9 @@ def test_up_for_runs_the_whole_stack_and_reports_one_json_line(up_run):
     assert report["p99_weigh_to_verdict_ms"] is not None
     assert report["devices_total"] == 45 and report["devices_online"] >= 40
     assert "worker ready" in stderr
+    # the embedded broker keeps everything in memory: the live line and the report say how much
+    assert 10 < report["broker_rss_mib"] < 2048
+    assert re.search(r"broker 内存 [\d,]+ MB", stderr)
 
 
 def test_the_worker_logs_no_error_at_demo_load(up_run):
