@@ -7,8 +7,9 @@ messages, against the per-vehicle baselines over the same vehicles, same broker,
 
 Throughput: the worker starts after ``wim.batches`` is filled; vehicles per second from the
 moment it holds its partitions to the last batch's summary in Redis (``zc:verdict-batches``).
-Latency: batches published paced at a fraction of that rate, each stamped with the time it went
-to the producer; latency is to its summary in Redis (Redis' clock, same machine).
+Latency: batches published paced at a fraction of that rate, on a fresh broker and Redis each
+time with a worker warmed up first, each stamped with the time it went to the producer; latency
+is to its summary in Redis (Redis' clock, same machine).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis
 
 import schemas
-from bench.broker import batch_clock, rss_mib, wait_ready
+from bench.broker import batch_clock, percentiles, rss_mib, wait_ready
 from schemas.registry import Registry
 from sim.gateway import Batch, Pool, batches, publish, vehicles_of
 from streams import topics as T
-from streams.embedded import EmbeddedStack
+from streams.embedded import EmbeddedStack, embedded_stack
 from zhichao.up import start_worker, stop_worker
 
 US = 1_000_000
@@ -63,49 +63,76 @@ def per_vehicle_messages(gateway: list[Batch]) -> list[tuple[bytes, bytes]]:
 @dataclass
 class GatewayRun:
     vehicles_per_s: float
-    latency_ms: dict[float, dict[str, float]]  # fraction of the max rate -> p50/p95/p99
     worker_rss_mib: float
 
 
 def gateway_run(
     stack: EmbeddedStack,
     gateway: list[Batch],
-    paced: tuple[float, ...],
-    make_paced: Any,
     partitions: int,
     workdir: Path,
     timeout_s: float = 300.0,
 ) -> GatewayRun:
-    """Throughput of one worker over the filled ``wim.batches``, then latency at fractions of
-    it (``make_paced(fraction, rate)``: fresh batches for that stretch)."""
+    """Throughput of one worker over the filled ``wim.batches``, and its RSS after it."""
     client = redis.Redis.from_url(stack.redis_dsn)
     log = workdir / "gateway-worker.log"
     worker = start_worker(stack, partitions, log)
     try:
         ready_s = wait_ready(client, [worker], log)
-        clock = batch_clock(client)
-        times = clock.wait_for([b.batch_id for b in gateway], [worker], log, timeout_s)
+        ids = [b.batch_id for b in gateway]
+        times = batch_clock(client).wait_for(ids, [worker], log, timeout_s)
         vehicles = sum(b.vehicles for b in gateway)
-        rate = vehicles / (max(times.values()) - ready_s)
-        latency = {}
-        for fraction in paced:
-            fresh = make_paced(fraction, rate)
-            sent: list[float] = []
-            asyncio.run(
-                publish(
-                    stack.bootstrap,
-                    T.WIM_BATCHES,
-                    [(b.key, b.value) for b in fresh],
-                    rate_per_s=fraction * rate,
-                    weights=[b.vehicles for b in fresh],
-                    sent_at=sent,
-                )
-            )
-            got = clock.wait_for([b.batch_id for b in fresh], [worker], log, timeout_s)
-            lat = np.array([(got[b.batch_id] - s) * 1000 for b, s in zip(fresh, sent, strict=True)])
-            latency[fraction] = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
-        return GatewayRun(rate, latency, rss_mib(worker.pid))
+        return GatewayRun(vehicles / (max(times.values()) - ready_s), rss_mib(worker.pid))
     finally:
         stop_worker(worker)
         with contextlib.suppress(Exception):
             client.close()
+
+
+def gateway_latency(
+    warm: list[Batch],
+    fractions: tuple[float, ...],
+    make_paced: Any,
+    rate: float,
+    partitions: int,
+    workdir: Path,
+    timeout_s: float = 300.0,
+) -> dict[float, dict[str, float]]:
+    """Produce→verdict latency at ``fractions`` of ``rate`` (``make_paced(fraction, rate)``:
+    fresh batches for that stretch), each on a fresh broker and Redis with a worker warmed up
+    on ``warm``: behind the throughput run's backlog the broker would set the figure
+    (``bench.broker.paced_latency``)."""
+    latency = {}
+    for fraction in fractions:
+        here = workdir / f"gateway-paced-{fraction:g}"
+        (here / "stack").mkdir(parents=True)
+        fresh = make_paced(fraction, rate)
+        with embedded_stack(here / "stack") as stack:
+            asyncio.run(T.ensure_topics(stack.bootstrap, partitions))
+            asyncio.run(publish(stack.bootstrap, T.WIM_BATCHES, [(b.key, b.value) for b in warm]))
+            client = redis.Redis.from_url(stack.redis_dsn)
+            log = here / "worker.log"
+            worker = start_worker(stack, partitions, log)
+            try:
+                wait_ready(client, [worker], log)
+                clock = batch_clock(client)
+                clock.wait_for([b.batch_id for b in warm], [worker], log, timeout_s)
+                sent: list[float] = []
+                asyncio.run(
+                    publish(
+                        stack.bootstrap,
+                        T.WIM_BATCHES,
+                        [(b.key, b.value) for b in fresh],
+                        rate_per_s=fraction * rate,
+                        weights=[b.vehicles for b in fresh],
+                        sent_at=sent,
+                    )
+                )
+                got = clock.wait_for([b.batch_id for b in fresh], [worker], log, timeout_s)
+            finally:
+                stop_worker(worker)
+                client.close()
+        latency[fraction] = percentiles(
+            (got[b.batch_id] - s) * 1000 for b, s in zip(fresh, sent, strict=True)
+        )
+    return latency
