@@ -30,7 +30,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,6 +341,27 @@ async def fill_timing_the_broker(
     return delays
 
 
+@contextlib.contextmanager
+def warmed_worker(
+    here: Path, partitions: int, publish_warm: Callable[[EmbeddedStack], Any]
+) -> Iterator[tuple[EmbeddedStack, subprocess.Popen, Path, StreamClock]]:
+    """A fresh broker and Redis in ``here`` with ``publish_warm(stack)``'s backlog on it, and a
+    worker that holds its partitions: (stack, worker, its log, a clock on the verdict stream);
+    all stopped on exit. Latency runs wait for the backlog's verdicts first (warm kernels)."""
+    (here / "stack").mkdir(parents=True)
+    with embedded_stack(here / "stack") as stack:
+        publish_warm(stack)
+        client = redis.Redis.from_url(stack.redis_dsn)
+        log = here / "worker.log"
+        proc = start_worker(stack, partitions, log)
+        try:
+            wait_ready(client, [proc], log)
+            yield stack, proc, log, StreamClock(client)
+        finally:
+            stop_worker(proc)
+            client.close()
+
+
 def paced_latency(
     registry: Registry,
     vehicles_per_s: float,
@@ -367,27 +388,20 @@ def paced_latency(
     ts = sorted(p["ts_us"] for p in paced.traffic.passages)
     sim_rate = (len(ts) - 1) / ((ts[-1] - ts[0]) / US)
     out = {}
+
+    def publish_warm(stack: EmbeddedStack) -> None:
+        asyncio.run(fill(stack, warm.traffic, partitions))
+
     for fraction in fractions:
-        here = workdir / f"paced-{fraction:g}"
-        (here / "stack").mkdir(parents=True)
         speedup = fraction * vehicles_per_s / sim_rate
-        with embedded_stack(here / "stack") as stack:
-            asyncio.run(fill(stack, warm.traffic, partitions))
-            client = redis.Redis.from_url(stack.redis_dsn)
-            log = here / "worker.log"
-            proc = start_worker(stack, partitions, log)
-            try:
-                wait_ready(client, [proc], log)
-                clock = StreamClock(client)
-                clock.wait_for(warm.measured_ids, [proc], log, timeout_s)
-                sent_at: dict[str, float] = {}
-                delays = asyncio.run(
-                    fill_timing_the_broker(stack, paced.traffic, partitions, speedup, sent_at)
-                )
-                got = clock.wait_for(paced.measured_ids, [proc], log, timeout_s)
-            finally:
-                stop_worker(proc)
-                client.close()
+        with warmed_worker(workdir / f"paced-{fraction:g}", partitions, publish_warm) as run:
+            stack, proc, log, clock = run
+            clock.wait_for(warm.measured_ids, [proc], log, timeout_s)
+            sent_at: dict[str, float] = {}
+            delays = asyncio.run(
+                fill_timing_the_broker(stack, paced.traffic, partitions, speedup, sent_at)
+            )
+            got = clock.wait_for(paced.measured_ids, [proc], log, timeout_s)
         ids = sorted(paced.measured_ids & floor_s.keys())
         lat = {pid: (got[pid] - sent_at[pid]) * 1000.0 for pid in paced.measured_ids}
         floor = {pid: floor_s[pid] / speedup * 1000.0 for pid in ids}

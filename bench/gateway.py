@@ -23,11 +23,11 @@ from typing import Any
 import redis
 
 import schemas
-from bench.broker import batch_clock, percentiles, rss_mib, wait_ready
+from bench.broker import batch_clock, percentiles, rss_mib, wait_ready, warmed_worker
 from schemas.registry import Registry
 from sim.gateway import Batch, Pool, batches, publish, vehicles_of
 from streams import topics as T
-from streams.embedded import EmbeddedStack, embedded_stack
+from streams.embedded import EmbeddedStack
 from zhichao.up import start_worker, stop_worker
 
 US = 1_000_000
@@ -103,35 +103,29 @@ def gateway_latency(
     on ``warm``: behind the throughput run's backlog the broker would set the figure
     (``bench.broker.paced_latency``)."""
     latency = {}
+
+    def publish_warm(stack: EmbeddedStack) -> None:
+        asyncio.run(T.ensure_topics(stack.bootstrap, partitions))
+        asyncio.run(publish(stack.bootstrap, T.WIM_BATCHES, [(b.key, b.value) for b in warm]))
+
     for fraction in fractions:
-        here = workdir / f"gateway-paced-{fraction:g}"
-        (here / "stack").mkdir(parents=True)
         fresh = make_paced(fraction, rate)
-        with embedded_stack(here / "stack") as stack:
-            asyncio.run(T.ensure_topics(stack.bootstrap, partitions))
-            asyncio.run(publish(stack.bootstrap, T.WIM_BATCHES, [(b.key, b.value) for b in warm]))
-            client = redis.Redis.from_url(stack.redis_dsn)
-            log = here / "worker.log"
-            worker = start_worker(stack, partitions, log)
-            try:
-                wait_ready(client, [worker], log)
-                clock = batch_clock(client)
-                clock.wait_for([b.batch_id for b in warm], [worker], log, timeout_s)
-                sent: list[float] = []
-                asyncio.run(
-                    publish(
-                        stack.bootstrap,
-                        T.WIM_BATCHES,
-                        [(b.key, b.value) for b in fresh],
-                        rate_per_s=fraction * rate,
-                        weights=[b.vehicles for b in fresh],
-                        sent_at=sent,
-                    )
+        here = workdir / f"gateway-paced-{fraction:g}"
+        with warmed_worker(here, partitions, publish_warm) as (stack, worker, log, stream):
+            clock = batch_clock(stream.client)
+            clock.wait_for([b.batch_id for b in warm], [worker], log, timeout_s)
+            sent: list[float] = []
+            asyncio.run(
+                publish(
+                    stack.bootstrap,
+                    T.WIM_BATCHES,
+                    [(b.key, b.value) for b in fresh],
+                    rate_per_s=fraction * rate,
+                    weights=[b.vehicles for b in fresh],
+                    sent_at=sent,
                 )
-                got = clock.wait_for([b.batch_id for b in fresh], [worker], log, timeout_s)
-            finally:
-                stop_worker(worker)
-                client.close()
+            )
+            got = clock.wait_for([b.batch_id for b in fresh], [worker], log, timeout_s)
         latency[fraction] = percentiles(
             (got[b.batch_id] - s) * 1000 for b, s in zip(fresh, sent, strict=True)
         )
