@@ -24,12 +24,22 @@ DEFAULT_MIX: dict[str, float] = {
 COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 25.0}
 
 
+ARCHIVE_START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def archive_age_s(now_s: float, start: dt.datetime = ARCHIVE_START) -> float:
+    """How old traffic simulated from ``start`` (the default: a fixed day, so that ids, days and
+    figures are reproducible) is at ``now_s``, with a month to spare for the simulated days
+    after it: a worker fed that traffic must accept inputs this old (``max_event_age_s``)."""
+    return now_s - start.timestamp() + 30 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class SimConfig:
     seed: int = 20261122
     vehicles: int = 2000
     first_passage: int = 0  # passage numbers start here: runs fed one after another keep ids unique
-    start: dt.datetime = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    start: dt.datetime = ARCHIVE_START
     city_rate_per_s: float = 2.0  # weighed vehicles per second over the whole city
     min_headway_s: float = 1.0  # gap between a vehicle leaving the sensors and the next arriving
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))

@@ -16,7 +16,7 @@ import redis
 
 import schemas
 from schemas.policy import load_policy
-from sim.config import SimConfig
+from sim.config import SimConfig, archive_age_s
 from sim.gateway import batches as gateway_batches
 from sim.gateway import pool_of
 from sim.publish import events_of
@@ -87,6 +87,8 @@ def app_and_outbox(redis_dsn, loop):
             "metrics_port": 0,
             "max_wait_s": 3600.0,
             "evidence_key": "agent-test-key",
+            # the simulated archive's day, however long ago (as the root conftest.py does)
+            "max_event_age_s": max(Settings().max_event_age_s, archive_age_s(time.time())),
         },
         environ={},
     )

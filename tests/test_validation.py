@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
-from sim.config import SimConfig
+from sim.config import ARCHIVE_START, SimConfig, archive_age_s
 from sim.traffic import CitySimulator
 from streams.intake import of_generation, sort_events
 from streams.stages import measure_controller, measure_passages, usable_reads
@@ -114,6 +114,18 @@ def test_the_clock_check_rejects_1970_and_2100():
     assert clock.problem(int(now * US), now) is None
     assert clock.problem(0, now)[0] == "bad_timestamp"
     assert clock.problem(4_102_444_800 * US, now)[0] == "bad_timestamp"  # 2100-01-01
+
+
+def test_a_worker_fed_the_simulated_archive_years_on_still_takes_it():
+    """The suite's traffic is dated from a fixed day; past 400 days a worker would refuse all
+    of it, so the suite's workers accept ``archive_age_s`` (the root conftest.py)."""
+    start_us = int(ARCHIVE_START.timestamp() * US)
+    years_on = ARCHIVE_START.timestamp() + 3 * 365 * 86400
+    assert Clock(400 * 86400, 600).problem(start_us, years_on)[0] == "bad_timestamp"
+    widened = Clock(archive_age_s(years_on), 600)
+    for day in range(30):  # the archive's first day and the month after it
+        assert widened.problem(start_us + day * 86400 * US, years_on) is None
+    assert widened.problem(0, years_on)[0] == "bad_timestamp"  # still not just anything
 
 
 class _Message:
