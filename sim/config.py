@@ -24,7 +24,8 @@ DEFAULT_MIX: dict[str, float] = {
 COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 25.0}
 
 
-ARCHIVE_START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+CHINA = dt.timezone(dt.timedelta(hours=8))
+ARCHIVE_START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=CHINA)
 
 
 def archive_age_s(now_s: float, start: dt.datetime = ARCHIVE_START) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import json
 import sys
@@ -39,8 +40,9 @@ def _run_simulation(
     cost_class: str,
     overloaded_share: float,
     quiet: bool,
+    start: dt.datetime,
 ):
-    """Simulate into ``out``; returns (summary, traffic)."""
+    """Simulate into ``out`` from ``start``; returns (summary, traffic)."""
     from tqdm import tqdm
 
     from sim.config import SimConfig
@@ -53,7 +55,11 @@ def _run_simulation(
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     config = SimConfig(
-        seed=seed, vehicles=vehicles, cost323_class=cost_class, overloaded_share=overloaded_share
+        seed=seed,
+        vehicles=vehicles,
+        cost323_class=cost_class,
+        overloaded_share=overloaded_share,
+        start=start,
     )
     try:
         simulator = CitySimulator(config, registry)
@@ -73,6 +79,7 @@ def _run_simulation(
             "seed": seed,
             "city": str(registry.path),
             "cost323_class": cost_class,
+            "start": start.isoformat(),
             "summary": summary,
         },
     )
@@ -121,6 +128,13 @@ def _run_simulation(
     help="with --to-kafka: event time runs this many times faster (0 = no pacing)",
 )
 @click.option("--partitions", default=6, show_default=True, help="partitions of new topics")
+@click.option(
+    "--start",
+    "start_text",
+    default=None,
+    help="first event time, ISO 8601 (China time if no offset); default: now with --to-kafka "
+    "(a worker refuses inputs too far from its clock), else the archive day 2026-11-20 08:00",
+)
 def simulate(
     city: str,
     vehicles: int,
@@ -133,11 +147,13 @@ def simulate(
     to_kafka: str | None,
     speedup: float,
     partitions: int,
+    start_text: str | None,
 ) -> None:
     """Simulate a city's traffic into files (inputs, truth.jsonl, manifest.json), and
     optionally publish it to Kafka paced in event time."""
+    start = _start_of(start_text, live=bool(to_kafka))
     summary, traffic = _run_simulation(
-        city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet
+        city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet, start
     )
     if to_kafka:
         import asyncio
@@ -148,6 +164,20 @@ def simulate(
             publish(traffic, bootstrap_of(to_kafka), partitions, speedup)
         )
     click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+def _start_of(text: str | None, live: bool) -> dt.datetime:
+    """The simulation's first event time: ``text`` (ISO 8601, China time without an offset),
+    else now for a live feed, else the archive day (reproducible files)."""
+    from sim.config import ARCHIVE_START, CHINA
+
+    if text is None:
+        return dt.datetime.now(CHINA).replace(microsecond=0) if live else ARCHIVE_START
+    try:
+        start = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint="--start") from exc
+    return start if start.tzinfo is not None else start.replace(tzinfo=CHINA)
 
 
 @main.command("gateway-sim")
@@ -632,10 +662,12 @@ def up(
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None)
 def demo(vehicles: int, out: Path | None) -> None:
     """Simulate the example city and decide every passage with the kernels (no broker yet)."""
+    from sim.config import ARCHIVE_START
+
     target = out or Path(tempfile.mkdtemp(prefix="zhichao-demo-"))
     click.echo(f"治超 demo: simulating {vehicles} passages of the example city into {target}")
     summary, _ = _run_simulation(
-        "example-city", vehicles, target, 20261122, "avro", "B+", 0.08, quiet=False
+        "example-city", vehicles, target, 20261122, "avro", "B+", 0.08, False, ARCHIVE_START
     )
     click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     try:
