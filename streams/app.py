@@ -54,7 +54,7 @@ from streams.likely_plate import rank, upstream_probe
 from streams.matching import BACKLOG_RECORDS, MatchBuffers
 from streams.metrics import Metrics
 from streams.order_life import OrderRefused, confirm, withdraw
-from streams.rounds import DecidedRound, Rounds, WrittenInOrder
+from streams.rounds import Rounds
 from streams.stages import (
     warm_up,
 )
@@ -502,13 +502,13 @@ def create_app(settings: Settings) -> faust.App:
         encode = schemas.DISPATCH_ORDER.encode_wire
         await send_all(T.DISPATCH_ORDERS, [(o["unit_id"].encode(), encode(o)) for o in fresh])
 
-    rounds_written = WrittenInOrder()  # the next round is decided while the last is written
+    deciding = asyncio.Lock()  # the agent and the timer take turns
 
     async def decide_ready(flush_all: bool = False) -> None:
-        """A round: cut and decide it; written after the previous round (``WrittenInOrder``)."""
-        await rounds_written.run(partial(_decide_round, flush_all), _write_round)
+        async with deciding:
+            await _decide_ready(flush_all)
 
-    async def _decide_round(flush_all: bool) -> DecidedRound:
+    async def _decide_ready(flush_all: bool) -> None:
         buffers.lagging, caught_up = input_progress()  # now: the agent may have waited
         metrics.caught_up.set(len(caught_up))
         late = buffers.take_late()
@@ -523,9 +523,10 @@ def create_app(settings: Settings) -> faust.App:
         metrics.pending.set(buffers.pending())
         # what this round acknowledges and writes is fixed now: the agent buffers the next batch
         # while the round is decided (a read released later is written by a later round)
-        out = DecidedRound(released=buffers.take_released(), reads=unwritten_reads.copy())
+        released = buffers.take_released()
+        reads = unwritten_reads.copy()
         unwritten_reads.clear()
-        out.progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it
+        progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it
         with metrics.stage_seconds.labels("decide").time():
             cut_results, early_results = await decider.decide(
                 [cut_job(g.vehicles, g.reads, g.early) for g in groups],
@@ -538,7 +539,10 @@ def create_app(settings: Settings) -> faust.App:
         for group, result in zip(ahead_groups, ahead_results, strict=True):
             for failure in result.failures:  # its verdict will fail alike, and be dead-lettered
                 log.error("site %s, provisional: %s", group.site_id, failure)
-        out.ahead = [v for r in ahead_results for v in r.verdicts]
+        ahead = [v for r in ahead_results for v in r.verdicts]
+        if ahead:
+            await order_ahead(ahead)
+        verdicts, tokens, sealed = [], [], []
         for group, result in zip(groups, cut_results, strict=True):
             for failure in result.failures:
                 log.error("site %s: %s", group.site_id, failure)
@@ -548,26 +552,20 @@ def create_app(settings: Settings) -> faust.App:
             token_of = {
                 v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)
             }
-            out.poison += [(token_of[pid], message) for pid, message in result.poison]
-            out.add(result.verdicts, seal(result.verdicts, result.support))
-            out.tokens += group.tokens
+            for passage_id, message in result.poison:
+                await send_dead(token_of[passage_id], "decide_error", message)
+            verdicts += result.verdicts
+            sealed += seal(result.verdicts, result.support)
+            tokens += group.tokens
         for early, result in zip(early_groups, early_results, strict=True):
             for failure in result.failures:
                 log.error("site %s: %s", early.site_id, failure)
-            # now, before the next round settles: these are not offered to it again
             buffers.decided_early(early, {v["passage_id"] for v in result.verdicts})
             metrics.early_decisions.inc(len(result.verdicts))
-            out.add(result.verdicts, seal(result.verdicts, result.support))
-        return out
-
-    async def _write_round(decided: DecidedRound) -> None:
-        verdicts, reads = decided.verdicts, decided.reads
-        if decided.ahead:
-            await order_ahead(decided.ahead)
-        for token, message in decided.poison:
-            await send_dead(token, "decide_error", message)
+            verdicts += result.verdicts
+            sealed += seal(result.verdicts, result.support)
         if verdicts or reads:
-            links = chain.extend(decided.sealed)
+            links = chain.extend(sealed)
             alerts = await raise_alerts(verdicts)
             foreseen = {}
             if foresee_kg is not None:
@@ -579,7 +577,7 @@ def create_app(settings: Settings) -> faust.App:
             with metrics.stage_seconds.labels("sink").time():
                 written = await until_written(
                     "verdicts",
-                    partial(sink.write, verdicts, reads, decided.progress, links, alerts, orders),
+                    partial(sink.write, verdicts, reads, progress, links, alerts, orders),
                 )
             await check_chain(written, links)
             await send_alerts(alerts, set(written.alerts))
@@ -597,7 +595,7 @@ def create_app(settings: Settings) -> faust.App:
             encode = schemas.VERDICT.encode_wire
             await send_all(T.VEHICLES_VERDICTS, [(verdict_key(v), encode(v)) for v in verdicts])
         # only now: a crash before this point redelivers the inputs, decided again the same way
-        for event in decided.tokens + decided.released:
+        for event in tokens + released:
             if event is not None:
                 event.ack()
 
@@ -942,9 +940,7 @@ def create_app(settings: Settings) -> faust.App:
             )
 
     async def close() -> None:
-        """Write the last round, stop the pages and release the Redis connections (when the
-        worker stops)."""
-        await rounds_written.drain()
+        """Stop the pages and release the Redis connections (when the worker stops)."""
         for runner in runners:
             await runner.cleanup()
         await redis.aclose()

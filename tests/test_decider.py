@@ -18,7 +18,7 @@ from sim.traffic import CitySimulator
 from streams import deciding
 from streams.decider import Decider
 from streams.deciding import EarlyJob, cut_job, decide_round, measure_isolating
-from streams.rounds import Rounds, WrittenInOrder
+from streams.rounds import Rounds
 from streams.stages import decide, join_site_reads, measure_passages
 
 
@@ -177,65 +177,5 @@ def test_the_agent_waits_when_it_is_ahead_by_more_than_allowed():
         assert not third.done()  # two ahead: waits for the round
         gate.set()
         await asyncio.wait_for(third, 1.0)
-
-    asyncio.run(scenario())
-
-
-def test_rounds_are_written_in_the_order_decided_the_next_decided_meanwhile():
-    async def scenario():
-        log, gates = [], {n: asyncio.Event() for n in (1, 2, 3)}
-        order = WrittenInOrder()
-
-        def decide(n):
-            async def go():
-                log.append(f"decide {n}")
-                return n
-
-            return go
-
-        async def write(n):
-            await gates[n].wait()
-            log.append(f"write {n}")
-
-        first = asyncio.ensure_future(order.run(decide(1), write))
-        await asyncio.sleep(0.01)
-        assert first.done()  # nothing behind it to wait for: the agent goes on
-        second = asyncio.ensure_future(order.run(decide(2), write))
-        await asyncio.sleep(0.01)
-        assert log == ["decide 1", "decide 2"]  # decided while round 1 is being written
-        assert not second.done()  # held until round 1 is written: at most one behind
-        third = asyncio.ensure_future(order.run(decide(3), write))
-        gates[3].set()
-        gates[2].set()  # round 2 is ready to write first: it waits for round 1
-        await asyncio.sleep(0.01)
-        assert log == ["decide 1", "decide 2"]  # round 3 waits its turn too
-        gates[1].set()
-        await asyncio.wait_for(asyncio.gather(second, third), 1.0)
-        await order.drain()
-        assert [e for e in log if e.startswith("write")] == ["write 1", "write 2", "write 3"]
-        assert log.index("decide 3") > log.index("write 1")  # never two rounds behind
-
-    asyncio.run(scenario())
-
-
-def test_after_a_round_fails_to_be_written_no_later_round_is():
-    async def scenario():
-        written, order = [], WrittenInOrder()
-
-        async def decide():
-            return len(written)
-
-        async def write_fails(_):
-            raise RuntimeError("the sink refused")
-
-        async def write(n):
-            written.append(n)
-
-        await order.run(decide, write_fails)
-        with pytest.raises(RuntimeError, match="sink refused"):
-            await order.run(decide, write)  # its round is decided, not written
-        with pytest.raises(RuntimeError, match="sink refused"):
-            await order.drain()
-        assert written == []
 
     asyncio.run(scenario())
