@@ -183,9 +183,17 @@ def create_app(settings: Settings) -> faust.App:
         settings.policy,
         settings.decide_processes,
         metrics.decider_failures.inc,
+        settings.inline_passages,
+        settings.inline_vehicles,
+        lambda where: metrics.decider_work.labels(where).inc(),
     )
     decider.start()  # compiles its kernels while this process compiles its own
-    warm_up(registry, policy, measure_too=settings.decide_processes == 0)
+    # small batches and rounds are measured and decided here too (``inline_vehicles``)
+    warm_up(
+        registry,
+        policy,
+        measure_too=settings.decide_processes == 0 or settings.inline_passages > 0,
+    )
     decider.wait_ready()  # then takes partitions: nothing compiles beside live work
     # 预判 orders for vehicles heavy enough to be over a limit (half the lightest class limit
     # leaves room for every reduction); decided as their front reads are final

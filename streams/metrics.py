@@ -59,6 +59,13 @@ class Metrics:
             "Deciding helper processes lost (their round was decided in the main thread)",
             registry=r,
         )
+        self.decider_work = Counter(
+            "zhichao_decider_work",
+            "Batches measured and rounds decided, by where: inline (the worker's main thread, "
+            "small ones) or helper (a helper process)",
+            ["where"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "zhichao_dead_letters", "Inputs sent to dead.letters", ["reason"], registry=r
         )

@@ -101,6 +101,40 @@ def test_a_poison_record_costs_only_itself(registry, small_city, monkeypatch):
     )
 
 
+def test_small_batches_and_rounds_stay_in_the_main_thread(registry, small_city):
+    """At most ``inline_vehicles`` vehicles: done here, the helper never asked (it is dead, and
+    nothing notices); more: sent to the helper (found dead, done here, counted)."""
+    traffic, policy = small_city
+    measured, _ = measure_passages(traffic.passages, registry)
+    placed, lost = [], []
+    helper = Decider(
+        registry, policy, EXAMPLE_CITY, "", 1, lambda: lost.append(1), 5, 5, placed.append
+    )
+    helper.start()
+    try:
+        helper.wait_ready()
+        os.kill(helper.helper_pids[0], signal.SIGKILL)
+        time.sleep(0.5)
+        site = measured[0]["site_id"]
+        few = [m for m in measured if m["site_id"] == site][:5]
+        reads = [r for r in traffic.reads if r["site_id"] == site]
+
+        async def run(passages, vehicles, reads):
+            m = await helper.measure("measure_passages", passages)
+            (cut,), _ = await helper.decide([cut_job(vehicles, reads, {})], [])
+            return m, cut
+
+        small, small_cut = asyncio.run(run(traffic.passages[:5], few, reads))
+        assert placed == ["inline", "inline"] and lost == []
+        large, _ = asyncio.run(run(traffic.passages[:6], measured, traffic.reads))
+        assert placed[2] == "helper" and lost == [1]  # found dead there, done here
+    finally:
+        helper.close()
+    assert small.vehicles == measure_passages(traffic.passages[:5], registry)[0]
+    assert len(large.vehicles) == len(measure_passages(traffic.passages[:6], registry)[0])
+    assert small_cut.verdicts == decide(few, reads, registry, policy)
+
+
 def test_a_helper_that_dies_costs_speed_not_a_verdict(registry, small_city):
     traffic, policy = small_city
     measured, _ = measure_passages(traffic.passages, registry)

@@ -52,6 +52,12 @@ class Settings:
     # helper processes that decide rounds (site join, plate fusion, verdict kernel) beside the
     # main thread (streams.decider); 0: in the main thread
     decide_processes: int = 1
+    # with a helper, a batch of at most this many passages is still measured, and a round of at
+    # most this many vehicles decided, in the main thread: at live rates they are small and the
+    # round trip to the helper costs more than the work (README Measured, stop 20); a
+    # backlog's batches are larger and go to the helper. 0: everything to the helper
+    inline_passages: int = 32
+    inline_vehicles: int = 128
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
     max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
@@ -92,6 +98,8 @@ class Settings:
             raise ValueError("partitions must be >= 1")
         if self.decide_processes < 0:
             raise ValueError("decide_processes must be >= 0")
+        if self.inline_passages < 0 or self.inline_vehicles < 0:
+            raise ValueError("inline_passages and inline_vehicles must be >= 0")
         if self.publish_slack_s < 0:
             raise ValueError("publish_slack_s must be >= 0")
         if self.clock_ahead_alert_s <= 0:
