@@ -188,7 +188,7 @@ def create_app(settings: Settings) -> faust.App:
         lambda where: metrics.decider_work.labels(where).inc(),
     )
     decider.start()  # compiles its kernels while this process compiles its own
-    # small batches and rounds are measured and decided here too (``inline_vehicles``)
+    # small batches and rounds are measured and decided here too (``inline_passages``)
     warm_up(
         registry,
         policy,

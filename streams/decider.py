@@ -13,9 +13,9 @@ the helper does is pure (``streams.deciding``).
 Small work stays in the main thread (``inline_passages``, ``inline_vehicles``): at live rates
 a batch holds a few passages and a round a dozen vehicles, and the round trip — pickling both
 ways, waiting behind the helper's current round — takes longer than the work itself (at half
-the maximum rate, produce→verdict fell from p50 ≈ 210 / p99 ≈ 350 ms to ≈ 125 / 235 ms this
-way). A backlog's batches (≈ 60 passages) go to the helper, which is where its throughput comes
-from.
+the maximum rate, p99 produce→verdict 251 ms in stop 20's ``make bench`` against 594 in stop
+19's; standalone A/B runs, noisier, in the README's *Measured*). A backlog's batches (≈ 60
+passages) go to the helper, which is where its throughput comes from.
 
 Should a helper die (killed, out of memory), the work is done in the main thread, the error is
 logged and counted, and a new helper is started: a lost helper costs speed, never a verdict."""
