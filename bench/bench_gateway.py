@@ -7,7 +7,6 @@ small version runs once so the harness cannot rot; figures are reported, not ass
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import pytest
 
@@ -19,7 +18,7 @@ from bench.gateway import (
     per_vehicle_messages,
     publish,
 )
-from sim.config import SimConfig
+from sim.config import ARCHIVE_START, SimConfig
 from sim.gateway import pool_of
 from sim.traffic import CitySimulator
 from streams import topics as T
@@ -30,7 +29,7 @@ FRACTIONS = (0.1, 0.5, 0.9)
 # the per-vehicle copy for the baselines: a topic of its own (on wim.vehicles, the worker
 # would decide those vehicles one by one too)
 SINGLES = "bench.wim-vehicles"
-START = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+START = ARCHIVE_START  # the simulated archive's day (the root conftest.py)
 
 
 @pytest.mark.benchmark(group="gateway")

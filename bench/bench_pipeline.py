@@ -15,11 +15,12 @@ import datetime as dt
 import pytest
 
 from bench.broker import INPUTS, bare_rate, fill, paced_latency, pipeline_run, workload
+from sim.config import ARCHIVE_START
 from streams.embedded import embedded_stack
 
 PARTITIONS = 4
 FRACTIONS = (0.1, 0.5, 0.9)
-START = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+START = ARCHIVE_START  # the simulated archive's day (the root conftest.py)
 
 
 @pytest.mark.benchmark(group="pipeline")

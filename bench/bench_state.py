@@ -3,20 +3,18 @@ run with no plates (see ``bench.state``). Smoke size in ``make test``."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from bench.broker import workload
 from bench.gateway import make_batches
 from bench.state import state_run, synthetic_plates
-from sim.config import SimConfig
+from sim.config import ARCHIVE_START, SimConfig
 from sim.gateway import pool_of
 from sim.traffic import CitySimulator
 from streams.embedded import embedded_stack
 
 PARTITIONS = 4
-START = dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+START = ARCHIVE_START  # the simulated archive's day (the root conftest.py)
 
 
 @pytest.mark.benchmark(group="state")

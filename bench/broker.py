@@ -41,7 +41,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.floor import decision_floor_s
-from schemas.registry import Registry
+from schemas.registry import CHINA, Registry
 from sim.config import SimConfig
 from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator, CityTraffic
@@ -53,7 +53,6 @@ from zhichao.up import start_worker, stop_worker
 
 US = 1_000_000
 TAIL = 0.10
-CHINA = dt.timezone(dt.timedelta(hours=8))
 INPUTS = (T.WIM_PASSAGES, T.ANPR_READS)
 
 

@@ -140,15 +140,15 @@ class Registry:
         return [c for c in self.cameras.values() if c.site == site_id]
 
 
-_CHINA = dt.timezone(dt.timedelta(hours=8))
+CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time: the days of KPIs and limits
 
 
 def _china_date(ts_us: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ts_us / 1e6, tz=_CHINA).date()
+    return dt.datetime.fromtimestamp(ts_us / 1e6, tz=CHINA).date()
 
 
 def _china_day_start_us(day: dt.date) -> int:
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=_CHINA)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=CHINA)
     return int(start.timestamp()) * 1_000_000
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from schemas.registry import CHINA
+
 # Share of all weighed vehicles by class (cars and light trucks included: mainline WIM weighs
 # everything, domain.md §5.2). LT = light 2-axle truck below 4.5 t.
 DEFAULT_MIX: dict[str, float] = {
@@ -24,7 +26,6 @@ DEFAULT_MIX: dict[str, float] = {
 COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 25.0}
 
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 ARCHIVE_START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=CHINA)
 
 

@@ -187,7 +187,8 @@ def test_simulate_cli_starts_at_the_archive_day_or_when_told(tmp_path):
     offset is given); a feed to Kafka starts now, or a worker would refuse it as too old."""
     from click.testing import CliRunner
 
-    from sim.config import ARCHIVE_START, CHINA
+    from schemas.registry import CHINA
+    from sim.config import ARCHIVE_START
     from zhichao.cli import _start_of, main
 
     def first_passage_us(*extra):

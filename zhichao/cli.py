@@ -169,7 +169,8 @@ def simulate(
 def _start_of(text: str | None, live: bool) -> dt.datetime:
     """The simulation's first event time: ``text`` (ISO 8601, China time without an offset),
     else now for a live feed, else the archive day (reproducible files)."""
-    from sim.config import ARCHIVE_START, CHINA
+    from schemas.registry import CHINA
+    from sim.config import ARCHIVE_START
 
     if text is None:
         return dt.datetime.now(CHINA).replace(microsecond=0) if live else ARCHIVE_START
