@@ -130,11 +130,13 @@ def bare_rate(
     partitions: int,
     log: Path,
     timeout_s: float = 300.0,
+    stock: bool = False,
 ) -> float:
     """Messages per second of a bare counting loop (``bench.bare_faust`` or ``bench.bare_quix``)
-    over ``topics``, from its first to its last message."""
+    over ``topics``, from its first to its last message; ``stock``: Faust as shipped, not on
+    the worker's transport."""
     client = redis.Redis.from_url(stack.redis_dsn)
-    key = f"zc:bench:{module}:{'+'.join(topics)}"
+    key = f"zc:bench:{module}{'-stock' if stock else ''}:{'+'.join(topics)}"
     client.delete(key)
     env = _env(
         stack,
@@ -142,7 +144,8 @@ def bare_rate(
         BENCH_TOPICS=",".join(topics),
         BENCH_KEY=key,
         BENCH_APP_ID=f"bench-{module}-{time.time_ns()}",
-        BENCH_STATE_DIR=str(log.parent / f"state-{module}"),
+        BENCH_STATE_DIR=str(log.parent / f"state-{module}{'-stock' if stock else ''}"),
+        BENCH_STOCK="1" if stock else "0",
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own module

@@ -42,6 +42,8 @@ def summarise(raw: dict) -> dict:
             "raw_pipeline_vs_bare_quix": info["raw_pipeline_vs_bare_quix"],
             "pipeline_vehicles_per_s": info["pipeline_vehicles_per_s"],
             "bare_faust_messages_per_s": info["bare_faust_messages_per_s"],
+            "bare_faust_stock_messages_per_s": info["bare_faust_stock_messages_per_s"],
+            "raw_pipeline_vs_stock_faust": info["raw_pipeline_vs_stock_faust"],
             "bare_quix_messages_per_s": info["bare_quix_messages_per_s"],
             "p99_produce_to_verdict_ms_at_50pct": latency["0.5"]["p99"],
             "p99_weigh_to_verdict_ms": latency["0.5"]["p99"],  # issue 4's name
