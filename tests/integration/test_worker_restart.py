@@ -1,5 +1,6 @@
 """Crash recovery: the worker is killed with SIGKILL at random moments while it works through
-the traffic, and started again each time. Every passage still ends with exactly one verdict in
+the traffic (published over a minute, so that each kill lands mid-stream however fast the
+worker decides), and started again each time. Every passage still ends with exactly one verdict in
 Redis, the same as replay; the KPI counters are not doubled; every enforceable verdict has
 exactly one record in an intact evidence chain.
 
@@ -12,6 +13,7 @@ import asyncio
 import os
 import random
 import signal
+import threading
 import time
 
 import pytest
@@ -43,6 +45,9 @@ VEHICLES = int(os.environ.get("ZHICHAO_CRASH_VEHICLES", "600"))
 KILLS = int(os.environ.get("ZHICHAO_CRASH_KILLS", "2"))
 PARTITIONS = 4
 SESSION_TIMEOUT_S = "8"  # a killed worker's partitions go to the next one after this
+# the traffic arrives over about this long: published all at once, a backlog is decided faster
+# than a restarted worker can be killed again mid-stream
+STREAM_S = 60.0
 
 
 def _decided(client) -> int:
@@ -60,6 +65,23 @@ def _wait(predicate, timeout_s: float) -> bool:
     return False
 
 
+def _publishing(traffic, bootstrap: str) -> tuple[threading.Thread, list[BaseException]]:
+    """Publish ``traffic`` paced over ``STREAM_S`` in a thread; its error, if any, in the list."""
+    times = [p["ts_us"] for p in traffic.passages]
+    speedup = max((max(times) - min(times)) / 1e6 / STREAM_S, 1.0)
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            asyncio.run(publish(traffic, bootstrap, PARTITIONS, speedup=speedup))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test, which raises it
+            errors.append(exc)
+
+    thread = threading.Thread(target=send, name="publish", daemon=True)
+    thread.start()
+    return thread, errors
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, registry):
     work = tmp_path_factory.mktemp("crash")
@@ -75,7 +97,7 @@ def run(tmp_path_factory, registry):
         worker = start_worker(stack, PARTITIONS, work / "worker-0.log")
         try:
             assert _wait(lambda: client.exists(K.WORKER_READY_KEY), 180), "worker not ready"
-            asyncio.run(publish(traffic, stack.bootstrap, PARTITIONS, speedup=0))
+            publishing, failed = _publishing(traffic, stack.bootstrap)
             for n, mark in enumerate(marks, 1):
                 # each kill while the restarted worker is deciding, not while it starts
                 mark = max(mark, (kills[-1] if kills else 0) + 1 + VEHICLES // 50)
@@ -86,6 +108,8 @@ def run(tmp_path_factory, registry):
                 kills.append(_decided(client))
                 client.delete(K.WORKER_READY_KEY)
                 worker = start_worker(stack, PARTITIONS, work / f"worker-{n}.log")
+            publishing.join(STREAM_S * 5)
+            assert not publishing.is_alive() and not failed, failed
             _wait(lambda: _decided(client) >= VEHICLES, 600)
             time.sleep(3)  # anything decided twice would show up now
             streamed = verdicts_in_redis(client)
