@@ -13,7 +13,7 @@ the helper does is pure (``streams.deciding``).
 Measuring stays in the main thread (``inline_passages``, by default every batch): the axle
 kernel and evidence hashes cost ≈ 50 µs a passage, pickling the passage to the helper ≈ 30,
 and the agent waited for the answer with nothing else to do — in a backlog the main thread
-sat idle for a third of the time; measured inline, the backlog ran 8–20 % faster (stop 21).
+sat idle for a third of the time; measured inline, the backlog ran 8–20 % faster (stop 22).
 Small rounds stay too (``inline_vehicles``): at live rates a round holds a dozen vehicles and
 the round trip — pickling both ways, waiting behind the helper's current round — takes longer
 than the work (at half the maximum rate, p99 produce→verdict 251 ms in stop 20's ``make
