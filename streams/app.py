@@ -748,7 +748,7 @@ def create_app(settings: Settings) -> faust.App:
         # noack_take: an input is acknowledged when its verdict is written, not when buffered;
         # the next batches are buffered while a round is decided (streams.rounds)
         rounds = Rounds(decide_ready)
-        async for taken in stream.noack_take(settings.batch_size, within=settings.match_window_s):
+        async for taken in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
             events = current_generation(taken)
             metrics.count_in(events)
             await admit(sort_events(events, clock))

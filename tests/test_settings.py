@@ -45,8 +45,6 @@ def test_secrets_are_not_printed():
         ({"no_such": 1}, {}, "unknown setting"),
         ({}, {"ZHICHAO_EARLY_DECISIONS": "maybe"}, "is not a valid bool"),
         ({"publish_slack_s": -1.0}, {}, "publish_slack_s"),
-        ({}, {"ZHICHAO_MATCH_WINDOW_S": "0"}, "a take never ends"),
-        ({"batch_timeout_s": 0.0}, {}, "a take never ends"),
     ],
 )
 def test_bad_settings_are_rejected(overrides, env, message):
