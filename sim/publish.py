@@ -59,13 +59,28 @@ async def send_events(
     events: list[Event],
     clock: PaceClock,
     on_passage: Callable[[str], Any] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    for ts, topic, key, value, passage_id in events:
+    """Send ``events`` in order, each at its time on ``clock``; how many were sent. Once
+    ``stop`` is set, the next event due is not sent."""
+    for sent, (ts, topic, key, value, passage_id) in enumerate(events):
         await clock.wait_until(ts)
+        if stop is not None and stop.is_set():
+            return sent
         await producer.send(topic, value, key=key)
         if on_passage is not None and passage_id is not None and topic == T.WIM_PASSAGES:
             on_passage(passage_id)
     return len(events)
+
+
+def inputs_of_the_weighed(
+    events: list[Event], weighed_until_us: int, within_us: int
+) -> list[Event]:
+    """Of ``events`` not yet sent when weighing stopped at ``weighed_until_us``: those the
+    vehicles already weighed still need to be decided as they would have been — camera reads
+    (and heartbeats) up to ``within_us`` later, no new weighing. Without them a feed that stops
+    leaves its last weighings waiting out ``max_wait_s`` for reads that never come."""
+    return [e for e in events if e[1] != T.WIM_PASSAGES and e[0] <= weighed_until_us + within_us]
 
 
 def producer_for(bootstrap: str) -> Any:

@@ -93,7 +93,7 @@ class QuickDelivery:
         return await super().wait_first(rest, *coros[1:])
 
 
-class _Consumer(driver.Consumer):  # QuickDelivery: off until the 16 s outlier is explained
+class _Consumer(QuickDelivery, driver.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -58,7 +58,7 @@ class Settings:
     # measured here by default (README Measured, stop 22). Rounds at live rates are small and
     # the round trip costs more than the work (stop 20); a backlog's go to the helper. 0:
     # everything to the helper
-    inline_passages: int = 32  # 4096 measured faster (stop 22), off with QuickDelivery for now
+    inline_passages: int = 4096
     inline_vehicles: int = 128
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from schemas.registry import Registry
 from sim.config import SimConfig
 from sim.officers import run_officers
-from sim.publish import PaceClock, events_of, producer_for, send_events
+from sim.publish import PaceClock, events_of, inputs_of_the_weighed, producer_for, send_events
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.devices import health
@@ -42,6 +42,11 @@ BROKER_MEMORY_WARNING = (
     "down as it fills. Restart the demo, or run `zhichao worker` against Kafka for long runs."
 )
 CHUNK_VEHICLES = 400  # the simulator runs ahead of the clock in chunks of this many vehicles
+# when the demo stops, the vehicles already weighed still pass their cameras: a truck at walking
+# pace reaches a gate 20 m on some 15 s after its last axle (event time); at most this long
+# (wall time) is spent sending them
+TAIL_US = 30 * US
+TAIL_WALL_S = 5.0
 
 
 @dataclass
@@ -102,7 +107,9 @@ async def _feed(
     a chunk later than its last weighing (downstream sightings) wait to be merged with the
     next chunk, so weighings flow without gaps; the next chunk is simulated in a thread while
     this one is sent (simulating raw signals takes seconds, and the last weighings of a chunk
-    would wait that long for their reads)."""
+    would wait that long for their reads). On ``stop`` no new weighing is published, but the
+    reads of the vehicles already weighed are: the last orders' latency is then the system's,
+    not the wait for reads a stopped feed never sends (max_wait_s, 10 s and more)."""
 
     def simulate(seed: int, start: dt.datetime):
         return CitySimulator(
@@ -121,6 +128,8 @@ async def _feed(
 
     seed = 1
     carried: list = []
+    unsent: list = []  # when stopped: events not sent
+    weighed_until = 0  # event time of the last event sent
     clock: PaceClock | None = None
     producer = producer_for(stack.bootstrap)
     await producer.start()
@@ -138,14 +147,13 @@ async def _feed(
             events = sorted(carried + events_of(traffic), key=lambda e: e[0])
             now = [e for e in events if e[0] <= last_passage]
             carried = [e for e in events if e[0] > last_passage]
-            sending = asyncio.create_task(send_events(producer, now, clock, tally.mark_published))
-            stopping = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({sending, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if sending not in done:
-                sending.cancel()
-            stopping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending  # re-raises what went wrong while sending
+            sent = await send_events(producer, now, clock, tally.mark_published, stop)
+            unsent = now[sent:] + carried
+            weighed_until = now[sent - 1][0] if sent else weighed_until
+        if clock is not None:  # no new weighing; the reads of those weighed still come
+            tail = inputs_of_the_weighed(unsent, weighed_until, TAIL_US)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(send_events(producer, tail, clock), TAIL_WALL_S)
         await producer.flush()
     finally:
         upcoming.cancel()
@@ -398,7 +406,7 @@ async def run_up(
     await feeder
     if officers is not None:
         await officers
-    drain_until = time.monotonic() + 20.0  # the last weighings wait for their reads
+    drain_until = time.monotonic() + 20.0  # the last weighings are decided
     while tally.verdicts < len(tally.published_at) and time.monotonic() < drain_until:
         await asyncio.sleep(0.5)
         await _watch(stack, tally)
