@@ -9,9 +9,9 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
+from schemas.registry import CHINA
 from sinks import constants as K
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 HEAVY_MIN_GVW_KG = 3500.0
 HOUR_US = 3_600_000_000  # China is a whole number of hours from UTC
 

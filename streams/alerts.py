@@ -1,6 +1,8 @@
 """Alerts from verdicts (预警), by the rules in ``schemas/policy/alerts.yaml``: pure functions,
 no I/O. One alert per (vehicle, reason, window); its id is a hash of those three, so that a
-verdict seen twice (a redelivery) gives the same alert, which the sink writes once.
+verdict seen twice (a redelivery) gives the same alert, which the sink writes once. A 劝返 at an
+expressway entrance is the exception: one per weighing, since a truck turned back that tries
+again, overloaded still, must be turned back again.
 
 Only enforceable over-limit verdicts alert officers about a plate: a verdict whose evidence does
 not support a fine (device error band, expired 检定, an unsure plate) never sends anyone after a
@@ -17,11 +19,10 @@ from typing import Any
 
 import yaml
 
-from schemas.registry import Registry
+from schemas.registry import CHINA, Registry
 from sinks.devices import DeviceHealth
 
 RULES_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy" / "alerts.yaml"
-CHINA = dt.timezone(dt.timedelta(hours=8))
 US = 1_000_000
 INTERCEPTING = ("refuse_entry", "severe_overlimit", "repeat_offender", "blacklist")
 
@@ -101,11 +102,11 @@ def alerts_for(
     """The Alert records (``zhichao.Alert``) a verdict raises."""
     site = registry.sites.get(v["site_id"])
     plate = v["plate_front"] or v["plate_rear"]
-    subject = plate or v["passage_id"]
     window = window_of(v["ts_us"])
     out = []
     for reason in reasons_for(v, bool(site and site.expressway), rules, prior_cases, blacklisted):
         rule = rules.reasons[reason]
+        subject = v["passage_id"] if reason == "refuse_entry" else plate or v["passage_id"]
         out.append(
             {
                 "alert_id": alert_id(subject, reason, window),

@@ -83,13 +83,27 @@ def test_an_unread_plate_on_an_overloaded_truck_alerts_as_unidentified(verdicts,
 
 
 def test_one_alert_per_vehicle_reason_and_day(verdicts, registry, rules):
-    v = _one(verdicts, enforceable=True)
+    v = _one(verdicts, enforceable=True, site_id=lambda s: not registry.sites[s].expressway)
     [first] = alerts_for(v, registry, rules)
     later = {**v, "passage_id": "again", "ts_us": v["ts_us"] + 3_600_000_000}
     [again] = alerts_for(later, registry, rules)
     next_day = {**v, "passage_id": "tomorrow", "ts_us": v["ts_us"] + 86_400_000_000}
     [tomorrow] = alerts_for(next_day, registry, rules)
     assert first["alert_id"] == again["alert_id"] != tomorrow["alert_id"]
+
+
+def test_a_truck_turned_back_at_an_entrance_is_turned_back_each_time_it_tries(
+    verdicts, registry, rules
+):
+    """劝返 is per weighing: the same plate at an expressway entrance an hour later, still
+    overloaded, gets a new alert (and order); the same weighing read twice does not."""
+    v = _one(verdicts, enforceable=True, site_id=lambda s: registry.sites[s].expressway)
+    [first] = alerts_for(v, registry, rules)
+    [redelivered] = alerts_for(dict(v), registry, rules)
+    later = {**v, "passage_id": "again", "ts_us": v["ts_us"] + 3_600_000_000}
+    [again] = alerts_for(later, registry, rules)
+    assert first["reason"] == again["reason"] == "refuse_entry"
+    assert first["alert_id"] == redelivered["alert_id"] != again["alert_id"]
 
 
 def test_operators_hear_of_offline_abnormal_and_uncertified_devices(registry):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from schemas.registry import EXAMPLE_CITY, RegistryError, load_registry
+from schemas.registry import CHINA, EXAMPLE_CITY, RegistryError, load_registry
 
 
 def test_example_city_has_the_required_network(registry):
@@ -29,7 +29,7 @@ def test_example_city_has_the_required_network(registry):
 
 
 def test_one_certificate_is_expired_in_november_2026(registry):
-    ts = int(dt.datetime(2026, 11, 20, 8, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp())
+    ts = int(dt.datetime(2026, 11, 20, 8, tzinfo=CHINA).timestamp())
     expired = [d.id for d in registry.wim_devices.values() if not d.cert_valid_at(ts * 10**6)]
     assert expired == ["SX-S308-K045-U-WIM"]
 

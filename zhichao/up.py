@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
-from schemas.registry import Registry
+from schemas.registry import CHINA, Registry
 from sim.config import SimConfig
 from sim.officers import run_officers
 from sim.publish import PaceClock, events_of, inputs_of_the_weighed, producer_for, send_events
@@ -124,7 +124,7 @@ async def _feed(
 
     def after(traffic) -> dt.datetime:
         last = max(p["ts_us"] for p in traffic.passages)
-        return dt.datetime.fromtimestamp(last / US + 1.0, tz=dt.timezone(dt.timedelta(hours=8)))
+        return dt.datetime.fromtimestamp(last / US + 1.0, tz=CHINA)
 
     seed = 1
     carried: list = []
@@ -133,9 +133,7 @@ async def _feed(
     clock: PaceClock | None = None
     producer = producer_for(stack.bootstrap)
     await producer.start()
-    upcoming = asyncio.create_task(
-        asyncio.to_thread(simulate, seed, dt.datetime.now(dt.timezone(dt.timedelta(hours=8))))
-    )
+    upcoming = asyncio.create_task(asyncio.to_thread(simulate, seed, dt.datetime.now(CHINA)))
     try:
         while not stop.is_set():
             traffic = await upcoming

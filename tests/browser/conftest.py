@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from schemas.registry import CHINA
 from sim.config import SimConfig
 from sim.publish import events_of
 from sim.traffic import CitySimulator
@@ -26,7 +27,6 @@ from zhichao.up import issue_demo_tokens, login_url, start_worker, stop_worker, 
 
 CHROMIUM = Path(CHROMIUM_PATH)
 PARTITIONS = 2
-CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 class Live:
