@@ -31,8 +31,11 @@ class Settings:
     data_dir: Path = Path("zhichao-data")  # the worker's local table state (rocksdb://)
     policy: str = ""  # empty: the registry's policy
     verdict_ttl_s: int = 30 * 24 * 3600
-    # a worker that dies (SIGKILL, power) keeps its partitions until this runs out
-    session_timeout_s: float = 20.0
+    # a worker that dies (SIGKILL, power) keeps its partitions until this runs out; Tansu also
+    # holds every group join for half of it (a worker starts 5 s later at 10 s, 10 s at 20 s).
+    # 10 s with Faust's 3 s heartbeats is Kafka's classic consumer default; 6 s is the least a
+    # Kafka broker accepts by default (group.min.session.timeout.ms)
+    session_timeout_s: float = 10.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
     gateway_take: int = 64  # gateway batches (zhichao.VehicleBatch) judged per round
