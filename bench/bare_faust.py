@@ -39,7 +39,7 @@ def create_app(
         value_serializer="raw",
         consumer_max_fetch_size=32 << 20,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=Settings().session_timeout_s,  # the worker's (and its join wait)
+        broker_session_timeout=Settings.load().session_timeout_s,  # the worker's: same join wait
         web_enabled=False,
         datadir=os.environ.get("BENCH_STATE_DIR", "bench-bare-data"),
     )

@@ -32,9 +32,9 @@ class Settings:
     policy: str = ""  # empty: the registry's policy
     verdict_ttl_s: int = 30 * 24 * 3600
     # a worker that dies (SIGKILL, power) keeps its partitions until this runs out; Tansu also
-    # holds every group join for half of it (a worker starts 5 s later at 10 s, 10 s at 20 s).
-    # 10 s with Faust's 3 s heartbeats is Kafka's classic consumer default; 6 s is the least a
-    # Kafka broker accepts by default (group.min.session.timeout.ms)
+    # holds every group join for half of it, so a worker's start-up waits 5 s at 10 s. 10 s with
+    # Faust's 3 s heartbeats is Kafka's classic consumer default; 6 s is the least a Kafka broker
+    # accepts by default (group.min.session.timeout.ms)
     session_timeout_s: float = 10.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
