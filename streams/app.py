@@ -9,7 +9,9 @@ script per batch) and ``vehicles.verdicts``. Every camera read is also a sightin
 Anything that cannot be decoded or measured goes to ``dead.letters`` with a reason.
 
 Weighing and matching run in one agent: a hop through an intermediate topic would double
-Faust's per-event cost, which dominates the worker's time (DESIGN §6).
+Faust's per-event cost, which dominates the worker's time (DESIGN §6). For the same reason
+``match`` takes its records from an inbox the conductor fills (``streams.inbox``), not
+through Faust's per-event stream.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from streams.device_timing import DeviceTiming
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import Outcome
+from streams.inbox import Inbox, InboxTopic, batches
 from streams.intake import Intake, of_generation, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
@@ -147,7 +150,11 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     app.conf.zhichao = settings  # what the agents were built with, for the operator
-    inputs = app.topic(T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS)
+    inputs = InboxTopic(
+        app,
+        topics=[T.WIM_PASSAGES, T.WIM_VEHICLES, T.ANPR_READS],
+        inbox=Inbox(settings.inbox_size),
+    )
     gateway_in = app.topic(T.WIM_BATCHES)
     heartbeats_in = app.topic(T.DEVICE_HEARTBEATS)
     feedback_in = app.topic(T.DISPATCH_FEEDBACK)
@@ -745,10 +752,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(inputs)
     async def match(stream):
-        # noack_take: an input is acknowledged when its verdict is written, not when buffered;
+        # an input is acknowledged when its verdict is written, not when buffered;
         # the next batches are buffered while a round is decided (streams.rounds)
         rounds = Rounds(decide_ready)
-        async for taken in stream.noack_take(settings.batch_size, within=settings.batch_timeout_s):
+        async for taken in batches(stream, settings.batch_size, settings.batch_timeout_s):
             events = current_generation(taken)
             metrics.count_in(events)
             await admit(sort_events(events, clock))

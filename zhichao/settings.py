@@ -38,6 +38,8 @@ class Settings:
     session_timeout_s: float = 10.0
     batch_size: int = 256
     batch_timeout_s: float = 0.02
+    # fetched input records waiting for the match agent (streams.inbox); past it, fetching pauses
+    inbox_size: int = 4096
     gateway_take: int = 64  # gateway batches (zhichao.VehicleBatch) judged per round
     max_wait_s: float = 10.0  # a weighing waits at most this long (wall time) for its reads
     # devices publish a record within this long of its timestamp; a WIM station that publishes
