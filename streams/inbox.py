@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import faust
@@ -113,6 +114,10 @@ class InboxTopic(faust.Topic):
 def _inbox_handler(app: Any, tp: Any, inbox: Inbox) -> Callable[[Any], Any]:
     acquire_flow_control = app.flow_control.acquire
     consumer = app.consumer
+    # Faust's consumer logs "Stream has not started processing" for a partition that has
+    # records and whose stream never took one (its monitor's inbound time): the inbox is that
+    # partition's stream
+    inbound = app.monitor.stream_inbound_time
 
     def on_full() -> Callable[[], None]:
         consumer.on_buffer_full(tp)
@@ -120,6 +125,7 @@ def _inbox_handler(app: Any, tp: Any, inbox: Inbox) -> Callable[[Any], Any]:
 
     async def on_message(message: Any) -> None:
         await acquire_flow_control()
+        inbound[tp] = monotonic()
         await inbox.put(Arrival(message, consumer), tp, on_full)
 
     return on_message

@@ -157,6 +157,8 @@ def test_the_conductor_sends_an_inbox_topics_partitions_to_its_inbox(app):
     app.flow_control.resume()
     (arrival,), message = asyncio.run(main())
     assert arrival.message is message
+    # Faust's check that a partition with records is being processed sees it
+    assert ("wim.passages", 0) in app.monitor.stream_inbound_time
 
 
 def test_an_inbox_topic_must_be_its_partitions_only_reader(app):
