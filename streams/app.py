@@ -51,7 +51,7 @@ from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
 from streams.gateway import Outcome
 from streams.inbox import Inbox, InboxTopic, batches
-from streams.intake import Intake, of_generation, sort_events
+from streams.intake import Intake, ReadPositions, of_generation, sort_events
 from streams.kafka_security import faust_credentials
 from streams.likely_plate import rank, upstream_probe
 from streams.matching import BACKLOG_RECORDS, MatchBuffers
@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> faust.App:
     unwritten_reads: list[dict[str, Any]] = []  # sightings, written with the next verdicts
     metrics = Metrics()
     produced_s: dict[str, float] = {}  # passage_id -> Kafka timestamp, for the latency metric
-    last_offsets: dict[tuple[str, int], int] = {}  # per input partition: the last buffered
+    positions = ReadPositions()  # per input partition: the last record buffered
     late_unreported: dict[str, int] = {}  # per device: late inputs since the last warning
     timing = DeviceTiming(settings.clock_ahead_alert_s)  # late and fast devices, for alerts
     latest = LatestSeen(guard_s=2 * FETCH_MAX_WAIT_MS / 1000)  # what caught-up inputs vouch for
@@ -715,9 +715,7 @@ def create_app(settings: Settings) -> faust.App:
         lags: dict[tuple[str, int], tuple[int | None, float | None]] = {}
         for tp in assignment:
             fetched_s = app.consumer.last_fetched_s(tp)  # before the highwater (see there)
-            high = app.consumer.highwater(tp)
-            seen = last_offsets.get((tp.topic, tp.partition), -1)
-            lag = None if high is None else max(high - seen - 1, 0)
+            lag = positions.lag((tp.topic, tp.partition), app.consumer.highwater(tp))
             lags[(tp.topic, tp.partition)] = (lag, fetched_s)
         return lags
 
@@ -760,8 +758,7 @@ def create_app(settings: Settings) -> faust.App:
             metrics.count_in(events)
             await admit(sort_events(events, clock))
             # buffered now (admit waits for the helper meanwhile); none of a rebalance since
-            for event in of_generation(events, app.consumer_generation_id):
-                last_offsets[(event.message.topic, event.message.partition)] = event.message.offset
+            positions.buffered(events, app.consumer_generation_id)
             await rounds.admitted()
 
     @app.agent(gateway_in)
@@ -882,9 +879,9 @@ def create_app(settings: Settings) -> faust.App:
     async def forget_revoked(sender, revoked, **kwargs):
         """What another worker now owns is re-read there from the committed offsets: drop it
         here, undecided, so that it is not decided twice on partial data."""
-        dropped = buffers.forget({(tp.topic, tp.partition) for tp in revoked})
-        for tp in revoked:  # read again from the committed offset if it comes back: not caught up
-            last_offsets.pop((tp.topic, tp.partition), None)
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        dropped = buffers.forget(gone)
+        positions.forget(gone)  # read again from the committed offset if it comes back
         if dropped:
             log.info("rebalance: %d buffered vehicles left to their new owner", dropped)
 

@@ -1,10 +1,11 @@
 """Sorting a batch of input events by kind: WIM passages, controller vehicles, camera reads, and
 what cannot be used (with a reason code for the dead-letter topic): undecodable, a schema that
-does not belong on an input topic, an event time too far from now."""
+does not belong on an input topic, an event time too far from now; and how far the agent has
+read each input partition (``ReadPositions``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,3 +64,30 @@ def sort_events(events: list[Any], clock: Clock | None = None) -> Intake:
             continue
         getattr(intake, kind).append((record, event))
     return intake
+
+
+class ReadPositions:
+    """Per input partition, the offset of the last record the match agent buffered; with the
+    broker's high watermark, how far the agent is behind on it (``lag``: 0 is read to its end,
+    which lets the partition vouch for its sites' time, ``streams.vouching``).
+
+    Only records of the consumer's current generation move it, and a revoked partition is
+    forgotten: if it comes back it is read again from its committed offset, and until the agent
+    has buffered that far it is behind, not read to its end."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], int] = {}
+
+    def buffered(self, events: list[Any], generation: int) -> None:
+        for event in of_generation(events, generation):
+            self._last[(event.message.topic, event.message.partition)] = event.message.offset
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self._last.pop(tp, None)
+
+    def lag(self, tp: tuple[str, int], highwater: int | None) -> int | None:
+        """Records in the log beyond the last one buffered; None before the first fetch."""
+        if highwater is None:
+            return None
+        return max(highwater - self._last.get(tp, -1) - 1, 0)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import schemas
 from sim.config import ARCHIVE_START, SimConfig, archive_age_s
 from sim.traffic import CitySimulator
-from streams.intake import of_generation, sort_events
+from streams.intake import ReadPositions, of_generation, sort_events
 from streams.stages import measure_controller, measure_passages, usable_reads
 from streams.validation import Clock, passage_problem, read_problem, vehicle_problem
 
@@ -152,11 +152,47 @@ def test_decoding_and_checking_any_bytes_never_raises(registry, body, name):
 
 
 class _Fetched:
-    def __init__(self, generation: int | None):
-        self.message = type("M", (), {"generation_id": generation})()
+    def __init__(
+        self, generation: int | None, topic: str = "anpr.reads", partition: int = 0, offset: int = 0
+    ):
+        self.message = type(
+            "M",
+            (),
+            {"generation_id": generation, "topic": topic, "partition": partition, "offset": offset},
+        )()
 
 
 def test_inputs_fetched_before_the_latest_rebalance_are_left_to_be_read_again():
     events = [_Fetched(3), _Fetched(4), _Fetched(None), _Fetched(3), _Fetched(5)]
     assert of_generation(events, 4) == [events[1], events[2]]
     assert of_generation(events, 3) == [events[0], events[2], events[3]]
+
+
+def test_a_partition_is_read_to_its_end_once_its_last_record_is_buffered():
+    positions, tp = ReadPositions(), ("anpr.reads", 0)
+    assert positions.lag(tp, None) is None  # no fetch answered yet
+    assert positions.lag(tp, 10) == 10
+    positions.buffered([_Fetched(4, offset=o) for o in range(6)], generation=4)
+    assert positions.lag(tp, 10) == 4
+    positions.buffered([_Fetched(4, offset=9)], generation=4)
+    assert positions.lag(tp, 10) == 0
+    assert positions.lag(("anpr.reads", 1), 10) == 10  # other partitions are their own
+
+
+def test_records_of_an_earlier_generation_do_not_move_the_position():
+    positions, tp = ReadPositions(), ("wim.passages", 2)
+    positions.buffered([_Fetched(4, "wim.passages", 2, offset=3)], generation=4)
+    positions.buffered([_Fetched(3, "wim.passages", 2, offset=9)], generation=4)
+    assert positions.lag(tp, 10) == 6
+
+
+def test_a_revoked_partition_that_comes_back_is_behind_until_read_again():
+    """Its records are read again from the committed offset: with the old position kept it would
+    count as read to its end at once and vouch for its sites' time before their inputs are in."""
+    positions, tp = ReadPositions(), ("anpr.reads", 3)
+    positions.buffered([_Fetched(4, "anpr.reads", 3, offset=9)], generation=4)
+    assert positions.lag(tp, 10) == 0
+    positions.forget({tp, ("anpr.reads", 7)})
+    assert positions.lag(tp, 10) == 10
+    positions.buffered([_Fetched(5, "anpr.reads", 3, offset=4)], generation=5)
+    assert positions.lag(tp, 10) == 5
