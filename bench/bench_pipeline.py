@@ -1,17 +1,20 @@
 """The worker on the embedded broker against bare counting loops over the same messages (issues
 4 and 7): a bare Faust agent and a bare Quix Streams application over the raw-signal topics,
 ``raw_pipeline_vs_bare_faust`` (the bare loop on the worker's own transport; beside it the
-same loop on Faust as shipped), produce→verdict latency at 10, 50 and 90 % of the measured
-maximum with the broker's own delivery and the decision floor beside it; and scale-out, 1
-against 2 workers on the same topics. In ``make test`` a small version runs once (latency at
-50 % only) so the harness cannot rot; the figures are reported, not asserted (timing on a
-shared machine is not a unit test)."""
+same loop on Faust as shipped; the median of three pairs, each on a fresh stack),
+produce→verdict latency at 10, 50 and 90 % of the measured maximum with the broker's own
+delivery and the decision floor beside it; and scale-out, 1 against 2 workers on the same
+topics. In ``make test`` a small version runs once (one pair, latency at 50 % only) so the
+harness cannot rot; the figures are reported, not asserted (timing on a shared machine is not
+a unit test)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +23,38 @@ from sim.config import ARCHIVE_START
 from streams.embedded import embedded_stack
 
 PARTITIONS = 4
+# bare loops and pipeline, each pair on a fresh stack; the headline is the median pair's ratio
+# (a single pair swings by ±10 % and more on these machines: 0.54–0.70 in stop 26's A/B runs)
+PAIRS = 3
 FRACTIONS = (0.1, 0.5, 0.9)
 START = ARCHIVE_START  # the simulated archive's day (the root conftest.py)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """The bare loops and the pipeline over the same topics of one fresh stack."""
+
+    faust: float
+    stock: float
+    quix: float
+    pipe: Any
+
+    @property
+    def ratio(self) -> float:
+        return self.pipe.messages_per_s / self.faust
+
+
+def raw_pair(work: Any, where: Path) -> Pair:
+    (where / "stack").mkdir(parents=True)
+    with embedded_stack(where / "stack") as stack:
+        asyncio.run(fill(stack, work.traffic, PARTITIONS))
+        n = work.total_messages
+        faust = bare_rate("bare_faust", stack, INPUTS, n, PARTITIONS, where / "faust.log")
+        stock = bare_rate(
+            "bare_faust", stack, INPUTS, n, PARTITIONS, where / "stock.log", stock=True
+        )
+        quix = bare_rate("bare_quix", stack, INPUTS, n, PARTITIONS, where / "quix.log")
+        return Pair(faust, stock, quix, pipeline_run(stack, work, PARTITIONS, where))
 
 
 @pytest.mark.benchmark(group="pipeline")
@@ -29,28 +62,21 @@ def test_pipeline_vs_bare_faust_and_quix(benchmark, registry, smoke, tmp_path):
     work = workload(registry, 300 if smoke else 12_000, seed=21, start=START)
 
     def run():
-        with embedded_stack(tmp_path / "stack") as stack:
-            asyncio.run(fill(stack, work.traffic, PARTITIONS))
-            n = work.total_messages
-            faust = bare_rate("bare_faust", stack, INPUTS, n, PARTITIONS, tmp_path / "faust.log")
-            stock = bare_rate(
-                "bare_faust", stack, INPUTS, n, PARTITIONS, tmp_path / "stock.log", stock=True
-            )
-            quix = bare_rate("bare_quix", stack, INPUTS, n, PARTITIONS, tmp_path / "quix.log")
-            pipe = pipeline_run(stack, work, PARTITIONS, tmp_path)
+        pairs = [raw_pair(work, tmp_path / f"pair-{i}") for i in range(1 if smoke else PAIRS)]
+        median = sorted(pairs, key=lambda p: p.ratio)[len(pairs) // 2]
         paced = paced_latency(
             registry,
-            pipe.vehicles_per_s,
+            median.pipe.vehicles_per_s,
             (0.5,) if smoke else FRACTIONS,
             300 if smoke else 3000,
             PARTITIONS,
             tmp_path,
             START + dt.timedelta(days=1),
         )
-        return faust, stock, quix, pipe, paced
+        return pairs, median, paced
 
-    (tmp_path / "stack").mkdir()
-    faust, stock, quix, pipe, paced = benchmark.pedantic(run, rounds=1, iterations=1)
+    pairs, median, paced = benchmark.pedantic(run, rounds=1, iterations=1)
+    faust, stock, quix, pipe = median.faust, median.stock, median.quix, median.pipe
     info = benchmark.extra_info
     info["bare_faust_messages_per_s"] = faust
     info["bare_faust_stock_messages_per_s"] = stock
@@ -61,13 +87,16 @@ def test_pipeline_vs_bare_faust_and_quix(benchmark, registry, smoke, tmp_path):
     info["raw_pipeline_vs_bare_faust"] = pipe.messages_per_s / faust
     info["raw_pipeline_vs_bare_quix"] = pipe.messages_per_s / quix
     info["raw_pipeline_vs_stock_faust"] = pipe.messages_per_s / stock
+    info["raw_pipeline_vs_bare_faust_pairs"] = [p.ratio for p in pairs]
     info["produce_to_verdict_ms"] = {str(f): p.verdict_ms for f, p in paced.items()}
     info["paced"] = {str(f): dataclasses.asdict(p) for f, p in paced.items()}
     print(
         f"\nbare Faust {faust:,.0f} msg/s (as shipped {stock:,.0f}); "
         f"bare Quix {quix:,.0f} msg/s; pipeline "
         f"{pipe.messages_per_s:,.0f} msg/s ({pipe.vehicles_per_s:,.0f} vehicles/s) = "
-        f"{info['raw_pipeline_vs_bare_faust']:.2f} of Faust; latency "
+        f"{info['raw_pipeline_vs_bare_faust']:.2f} of Faust (the median of "
+        + ", ".join(f"{p.ratio:.2f}" for p in pairs)
+        + "); latency "
         + "; ".join(
             f"{f:.0%}: "
             + ", ".join(f"{k} {v:.0f}" for k, v in p.verdict_ms.items())

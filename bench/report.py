@@ -148,6 +148,7 @@ def write_report(results: dict, summary: dict, targets: dict, out_dir: Path) -> 
             "quick delivery, `streams.transport`), so that it measures the pipeline's work "
             "beyond Faust's; beside it the same loop on faust-streaming as shipped "
             f"(`raw_pipeline_vs_stock_faust` {pipe['raw_pipeline_vs_stock_faust']:.2f})."
+            + _pairs_sentence(pipe.get("raw_pipeline_vs_bare_faust_pairs"))
             if pipe
             else "",
         ]
@@ -243,3 +244,15 @@ def write_report(results: dict, summary: dict, targets: dict, out_dir: Path) -> 
             "to the worker's peak (not broken down further).",
         ]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _pairs_sentence(ratios: list[float] | None) -> str:
+    """The spread behind the headline ratio: every pair's, the median pair's figures shown."""
+    if not ratios or len(ratios) < 2:
+        return ""
+    listed = ", ".join(f"{r:.2f}" for r in ratios)
+    return (
+        f" Each pair of bare loops and pipeline ran on a fresh stack; the ratios of the "
+        f"{len(ratios)} pairs were {listed}, and the figures above are the median pair's "
+        "(one pair swings by ±10 % and more on this machine)."
+    )
