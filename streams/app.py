@@ -46,6 +46,7 @@ from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
 from streams.decider import Decider
 from streams.deciding import EarlyJob, cut_job
+from streams.delivery import AcksAfterDelivery
 from streams.device_timing import DeviceTiming
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
 from streams.feedback import apply_feedback, escalate_overdue
@@ -215,12 +216,23 @@ def create_app(settings: Settings) -> faust.App:
         metrics.events_out.labels(topic).inc()
         return await app.producer.send(topic, key, value, None, None, None)
 
-    async def send_all(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-        """Hand messages to the producer and wait until the broker has them all."""
+    async def hand_over(topic: str, messages: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Hand messages to the producer; returns their deliveries (done once the broker has
+        each one)."""
         metrics.events_out.labels(topic).inc(len(messages))
         producer = app.producer
-        deliveries = [await producer.send(topic, k, v, None, None, None) for k, v in messages]
-        await asyncio.gather(*deliveries)
+        return [await producer.send(topic, k, v, None, None, None) for k, v in messages]
+
+    async def send_all(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+        """Hand messages to the producer and wait until the broker has them all."""
+        await asyncio.gather(*await hand_over(topic, messages))
+
+    async def delivered(sent: list[Any], deliveries: list[Any] | None) -> None:
+        """Wait for ``sent`` here, or leave it to the round's ``deliveries`` when given."""
+        if deliveries is None:
+            await asyncio.gather(*sent)
+        else:
+            deliveries += sent
 
     async def send_dead(event: Any, reason: str, message: str, ack: bool = True) -> None:
         """A dead letter for ``event``; ``ack=False`` when the rest of it is still to be
@@ -351,7 +363,7 @@ def create_app(settings: Settings) -> faust.App:
                 cases[plate] = cases.get(plate, 0) + 1  # a later verdict in this batch sees it
         return out
 
-    async def raise_trajectory_alerts(reads: list[dict[str, Any]]) -> None:
+    async def raise_trajectory_alerts(reads: list[dict[str, Any]], deliveries: list[Any]) -> None:
         """黑名单 plates read by any camera (checkpoints too), and suspected bypasses (绕行, M6),
         judged when a bypass road's camera reads a truck, from the plate's sightings (those of
         this batch are written by now)."""
@@ -373,9 +385,9 @@ def create_app(settings: Settings) -> faust.App:
                 alerts.append(alert)
         if alerts:
             new = await until_written("alerts", partial(sink.write_alerts_once, alerts))
-            await send_alerts(alerts, set(new))
+            await send_alerts(alerts, set(new), deliveries)
 
-    async def raise_clone_alerts(verdicts: list[dict[str, Any]]) -> None:
+    async def raise_clone_alerts(verdicts: list[dict[str, Any]], deliveries: list[Any]) -> None:
         """Suspected cloned plates (套牌, M5): confident weighings of one plate at places no
         truck could have driven between (this batch's verdicts are written by now)."""
         window_us = CLONE_WINDOW_S * US
@@ -404,7 +416,7 @@ def create_app(settings: Settings) -> faust.App:
                 alerts.append(clone_alert(v, clash or conflicts[0], count, registry))
         if alerts:
             new = await until_written("alerts", partial(sink.write_alerts_once, alerts))
-            await send_alerts(alerts, set(new))
+            await send_alerts(alerts, set(new), deliveries)
 
     async def add_likely_plates(alert: dict[str, Any]) -> None:
         """An unidentified weighing's likely plates from the checkpoint before it (M7)."""
@@ -424,20 +436,23 @@ def create_app(settings: Settings) -> faust.App:
             name = registry.sites[probe.site_id].name
             alert["message"] += f"；疑似车牌 {'、'.join(alert['likely_plates'])}（{name}）"
 
-    async def send_alerts(alerts: list[dict[str, Any]], new_ids: set[str]) -> None:
+    async def send_alerts(
+        alerts: list[dict[str, Any]], new_ids: set[str], deliveries: list[Any] | None = None
+    ) -> None:
         """The alerts Redis took for the first time, to the ``alerts`` topic (Redis is their
-        record; the topic is for downstream consumers)."""
+        record; the topic is for downstream consumers); see ``delivered``."""
         fresh = {a["alert_id"]: a for a in reversed(alerts) if a["alert_id"] in new_ids}
         for a in fresh.values():
             metrics.alerts.labels(a["reason"]).inc()
         encode = schemas.ALERT.encode_wire
-        await send_all(
+        sent = await hand_over(
             T.ALERTS,
             [
                 ((a["plate"] or a["passage_id"] or a["device_id"]).encode(), encode(a))
                 for a in fresh.values()
             ],
         )
+        await delivered(sent, deliveries)
 
     def calls_for_order(alert: dict[str, Any]) -> bool:
         return alert_rules.reasons[alert["reason"]]["action"] in ("intercept", "refuse_entry")
@@ -471,7 +486,7 @@ def create_app(settings: Settings) -> faust.App:
             )
         return orders
 
-    async def order_ahead(ahead: list[dict[str, Any]]) -> None:
+    async def order_ahead(ahead: list[dict[str, Any]], deliveries: list[Any]) -> None:
         """预判: orders for the heavy vehicles decided on their front reads alone
         (``MatchBuffers.settled``), seconds before their verdicts; each verdict then confirms
         or withdraws its vehicle's order (``settle_foreseen``). No alert and no verdict is
@@ -480,7 +495,7 @@ def create_app(settings: Settings) -> faust.App:
         orders = await plan_orders(alerts, ahead, provisional=True)
         written = await until_written("orders", partial(order_sink.write_ahead, orders))
         metrics.provisional_orders.labels("issued").inc(len(written))
-        await send_orders(orders, set(written))
+        await send_orders(orders, set(written), deliveries)
 
     def standing(foreseen: dict[str, dict[str, Any]], alerts: list[dict[str, Any]]) -> set[str]:
         """The weighings whose provisional order their verdict's alerts call for: same plate."""
@@ -508,16 +523,22 @@ def create_app(settings: Settings) -> faust.App:
             else:  # an officer closed or escalated it meanwhile: theirs stands
                 log.info("provisional order not settled (%s)", result)
 
-    async def send_orders(orders: list[dict[str, Any]], new_ids: set[str]) -> None:
+    async def send_orders(
+        orders: list[dict[str, Any]], new_ids: set[str], deliveries: list[Any] | None = None
+    ) -> None:
         fresh = [o for o in orders if o["order_id"] in new_ids]
         for o in fresh:
             metrics.orders.labels(
                 "command_centre" if o["unit_id"] == COMMAND_CENTRE else "unit"
             ).inc()
         encode = schemas.DISPATCH_ORDER.encode_wire
-        await send_all(T.DISPATCH_ORDERS, [(o["unit_id"].encode(), encode(o)) for o in fresh])
+        sent = await hand_over(
+            T.DISPATCH_ORDERS, [(o["unit_id"].encode(), encode(o)) for o in fresh]
+        )
+        await delivered(sent, deliveries)
 
     deciding = asyncio.Lock()  # the agent and the timer take turns
+    acks = AcksAfterDelivery()  # a round's inputs, acknowledged once its messages are delivered
 
     async def decide_ready(flush_all: bool = False) -> None:
         async with deciding:
@@ -554,9 +575,10 @@ def create_app(settings: Settings) -> faust.App:
         for group, result in zip(ahead_groups, ahead_results, strict=True):
             for failure in result.failures:  # its verdict will fail alike, and be dead-lettered
                 log.error("site %s, provisional: %s", group.site_id, failure)
+        deliveries: list[Any] = []  # of the messages this round sends
         ahead = [v for r in ahead_results for v in r.verdicts]
         if ahead:
-            await order_ahead(ahead)
+            await order_ahead(ahead, deliveries)
         verdicts, tokens, sealed = [], [], []
         for group, result in zip(groups, cut_results, strict=True):
             for failure in result.failures:
@@ -595,11 +617,11 @@ def create_app(settings: Settings) -> faust.App:
                     partial(sink.write, verdicts, reads, progress, links, alerts, orders),
                 )
             await check_chain(written, links)
-            await send_alerts(alerts, set(written.alerts))
-            await send_orders(orders, set(written.orders))
+            await send_alerts(alerts, set(written.alerts), deliveries)
+            await send_orders(orders, set(written.orders), deliveries)
             await settle_foreseen(foreseen, stand)
-            await raise_trajectory_alerts(reads)
-            await raise_clone_alerts(verdicts)
+            await raise_trajectory_alerts(reads, deliveries)
+            await raise_clone_alerts(verdicts, deliveries)
         if verdicts:
             now = time.time()
             for v in verdicts:
@@ -608,11 +630,12 @@ def create_app(settings: Settings) -> faust.App:
                     metrics.weigh_to_verdict.observe(max(now - sent, 0.0))
             metrics.count_verdicts(verdicts)
             encode = schemas.VERDICT.encode_wire
-            await send_all(T.VEHICLES_VERDICTS, [(verdict_key(v), encode(v)) for v in verdicts])
-        # only now: a crash before this point redelivers the inputs, decided again the same way
-        for event in tokens + released:
-            if event is not None:
-                event.ack()
+            deliveries += await hand_over(
+                T.VEHICLES_VERDICTS, [(verdict_key(v), encode(v)) for v in verdicts]
+            )
+        # only once delivered: a crash before then redelivers the inputs, decided again the same
+        # way; the next round goes on meanwhile (``streams.delivery``)
+        await acks.after(deliveries, tokens + released)
 
     async def check_chain(written: Any, links: list[Any]) -> None:
         """After a write: when Redis' chains are not where this worker sealed (a redelivered
@@ -695,9 +718,13 @@ def create_app(settings: Settings) -> faust.App:
             counted = [BatchCount(o.batch_id, o.summary, o.counters) for o in outcomes]
             await until_written("verdicts", partial(gateway_sink.write, counted))
         await check_chain(written, links)
-        await send_alerts(alerts, set(written.alerts))
-        await send_orders(orders, set(written.orders))
-        await send_all(T.VERDICT_BATCHES, [(o.site_id.encode(), o.verdict_batch) for o in outcomes])
+        deliveries: list[Any] = []  # waited for at once: one produce round trip, not three
+        await send_alerts(alerts, set(written.alerts), deliveries)
+        await send_orders(orders, set(written.orders), deliveries)
+        deliveries += await hand_over(
+            T.VERDICT_BATCHES, [(o.site_id.encode(), o.verdict_batch) for o in outcomes]
+        )
+        await asyncio.gather(*deliveries)
         metrics.count_verdict_arrays(outcomes)
         now = time.time()
         for event in tokens:
