@@ -3,14 +3,16 @@ next round.
 
 A round of decisions writes Redis, then hands its verdicts, alerts and orders to the producer.
 Its inputs may be acknowledged only once the broker has those messages (a crash before that
-must read them again), but nothing else in the next round depends on them: waiting for the
-broker's answer inside the round held the match agent still for a produce round trip per round,
-and on a busy embedded broker those are long (stop 27, a 12,000-vehicle backlog: 5.6–5.7k
-against 6.2–6.3k messages/s with the wait moved here, alternating runs).
+must read them again), but nothing in the next round depends on them: waiting for the broker's
+answer inside the round held the match agent still for up to three produce round trips a round,
+and on the embedded broker, busy sending 5 MB fetch answers, those are long. Stop 27, a
+12,000-vehicle backlog on a fresh stack, four alternating pairs: 5.45–6.86k messages/s (mean
+5.93k) with the wait in the round, 5.78–7.04k (mean 6.37k) with it here.
 
-So each round's acknowledgements wait here, in order of rounds, at most ``most`` rounds deep;
-past that the round waits for the oldest, which keeps the unacknowledged inputs bounded. A
-delivery that fails fails the next round that comes here, as it failed its own round before.
+Each round's acknowledgements wait here in a task that is held until it is done (stop 23 tried
+acknowledging from unbounded tasks and saw one run stall), at most ``most`` rounds deep; past
+that a round waits for the oldest, which keeps the unacknowledged inputs bounded. A delivery
+that fails fails the next round that comes here, as it failed its own round before.
 """
 
 from __future__ import annotations
