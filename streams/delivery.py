@@ -18,10 +18,12 @@ that fails fails the next round that comes here, as it failed its own round befo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+log = logging.getLogger(__name__)
 ROUNDS_IN_FLIGHT = 4
 
 
@@ -30,20 +32,14 @@ class AcksAfterDelivery:
         self.most = most
         self._rounds: deque[asyncio.Future] = deque()
 
-    def __len__(self) -> int:
-        return len(self._rounds)
-
     async def after(self, deliveries: Iterable[Any], events: Iterable[Any]) -> None:
         """Acknowledge ``events`` (None is skipped) once every one of ``deliveries`` is done."""
         while self._rounds and self._rounds[0].done():
             self._rounds.popleft().result()  # a failed delivery raises here
-        self._rounds.append(asyncio.ensure_future(_ack_when_done(list(deliveries), list(events))))
+        task = asyncio.ensure_future(_ack_when_done(list(deliveries), list(events)))
+        task.add_done_callback(_report)
+        self._rounds.append(task)
         while len(self._rounds) > self.most:
-            await self._rounds.popleft()
-
-    async def drain(self) -> None:
-        """Wait for every round's deliveries and acknowledgements."""
-        while self._rounds:
             await self._rounds.popleft()
 
 
@@ -53,3 +49,13 @@ async def _ack_when_done(deliveries: list[Any], events: list[Any]) -> None:
     for event in events:
         if event is not None:
             event.ack()
+
+
+def _report(task: asyncio.Future) -> None:
+    """The operator hears of a failed delivery at once, even if no round comes after it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "a round's messages were not delivered (%r): its inputs stay unacknowledged and are "
+            "read again after a restart",
+            task.exception(),
+        )

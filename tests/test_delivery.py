@@ -30,9 +30,8 @@ def test_inputs_are_acknowledged_once_their_deliveries_are_done_not_before():
         await asyncio.sleep(0)
         assert not any(e.acked for e in events if e)
         second.set_result(None)
-        await acks.drain()
+        await asyncio.sleep(0.01)
         assert all(e.acked for e in events if e)
-        assert len(acks) == 0
 
     asyncio.run(main())
 
@@ -64,13 +63,13 @@ def test_past_most_rounds_waiting_a_round_waits_for_the_oldest():
         assert events[0].acked and not events[1].acked
         for f in pending[1:]:
             f.set_result(None)
-        await acks.drain()
+        await asyncio.sleep(0.01)
         assert all(e.acked for e in events)
 
     asyncio.run(main())
 
 
-def test_a_failed_delivery_fails_the_next_round_and_leaves_its_inputs_unacknowledged():
+def test_a_failed_delivery_fails_the_next_round_and_leaves_its_inputs_unacknowledged(caplog):
     async def main():
         acks = AcksAfterDelivery()
         loop = asyncio.get_running_loop()
@@ -82,5 +81,6 @@ def test_a_failed_delivery_fails_the_next_round_and_leaves_its_inputs_unacknowle
         with pytest.raises(ConnectionError, match="broker gone"):
             await acks.after([], [Event()])
         assert not event.acked  # read again after a restart, decided again the same way
+        assert "not delivered" in caplog.text  # the operator heard of it when it failed
 
     asyncio.run(main())
