@@ -211,12 +211,7 @@ def create_app(settings: Settings) -> faust.App:
         else None
     )
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
-        """Hand a message to the producer; returns the delivery future."""
-        metrics.events_out.labels(topic).inc()
-        return await app.producer.send(topic, key, value, None, None, None)
-
-    async def hand_over(topic: str, messages: list[tuple[bytes, bytes]]) -> list[Any]:
+    async def hand_over(topic: str, messages: list[tuple[bytes | None, bytes]]) -> list[Any]:
         """Hand messages to the producer; returns their deliveries (done once the broker has
         each one)."""
         metrics.events_out.labels(topic).inc(len(messages))
@@ -242,7 +237,7 @@ def create_app(settings: Settings) -> faust.App:
             "dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset, message
         )
         metrics.dead_letters.labels(reason).inc()
-        await send(T.DEAD_LETTERS, None, dead_letter_record(event, reason, message))
+        await hand_over(T.DEAD_LETTERS, [(None, dead_letter_record(event, reason, message))])
         if ack:
             event.ack()
 
