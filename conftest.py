@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+from schemas.settings import Settings
 from sim.config import archive_age_s
-from zhichao.settings import Settings
 
 
 def pytest_configure(config):

@@ -16,9 +16,9 @@ import time
 import faust
 import redis
 
-from streams import topics as T
+from schemas import topics as T
+from schemas.settings import Settings
 from streams.transport import App
-from zhichao.settings import Settings
 
 KEY = "zc:bench:bare"
 

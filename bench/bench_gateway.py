@@ -18,10 +18,10 @@ from bench.gateway import (
     per_vehicle_messages,
     publish,
 )
+from schemas import topics as T
 from sim.config import ARCHIVE_START, SimConfig
 from sim.gateway import pool_of
 from sim.traffic import CitySimulator
-from streams import topics as T
 from streams.embedded import embedded_stack
 
 PARTITIONS = 4

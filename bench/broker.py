@@ -41,17 +41,17 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.floor import decision_floor_s
+from schemas import topics as T
 from schemas.registry import CHINA, Registry
+from schemas.units import US
 from sim.config import SimConfig
 from sim.publish import PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator, CityTraffic
 from sinks import constants as K
-from streams import topics as T
 from streams.embedded import EmbeddedStack, embedded_stack
 from streams.transport import FETCH_MAX_WAIT_MS
 from zhichao.up import start_worker, stop_worker
 
-US = 1_000_000
 TAIL = 0.10
 INPUTS = (T.WIM_PASSAGES, T.ANPR_READS)
 

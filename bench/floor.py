@@ -16,11 +16,11 @@ complete up to now — asking after every ``step_s`` of event time which vehicle
 from __future__ import annotations
 
 from schemas.registry import Registry
+from schemas.units import US
 from sim.traffic import CityTraffic
 from streams.deciding import measure_isolating
 from streams.matching import MatchBuffers
 
-US = 1_000_000
 DRAIN_S = 120.0  # after the last input: what is still undecided waits this long at most
 
 

@@ -24,13 +24,12 @@ import redis
 
 import schemas
 from bench.broker import batch_clock, percentiles, rss_mib, wait_ready, warmed_worker
+from schemas import topics as T
 from schemas.registry import Registry
 from sim.gateway import Batch, Pool, batches, publish, vehicles_of
-from streams import topics as T
 from streams.embedded import EmbeddedStack
 from zhichao.up import start_worker, stop_worker
 
-US = 1_000_000
 PER_BATCH = 250  # vehicles per lane per 50 ms at ~100,000 vehicles/s over the example's lanes
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import redis
 
 from bench.broker import Workload, batch_clock, fill, rss_mib, wait_ready
+from schemas import topics as T
 from sim.gateway import Batch, publish
 from sinks import constants as K
 from sinks.sightings import SIGHTINGS_KEY
-from streams import topics as T
 from streams.embedded import EmbeddedStack
 from zhichao.up import start_worker, stop_worker
 

@@ -35,9 +35,9 @@ import numpy as np
 from numba import njit
 
 from kernels import config
-from kernels import flags as F
+from schemas import flags as F
+from schemas.columns import MAX_AXLES
 
-MAX_AXLES = 12
 MAX_PULSES = 24  # per channel
 MAX_ROWS = 8
 MAX_SEGMENTS = 4

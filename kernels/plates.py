@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.plate_grammar import (
+from schemas.plate_grammar import (
     CODE,
     MAX_PLATE_LEN,
     N_CODES,

@@ -31,8 +31,8 @@ import numpy as np
 from numba import njit
 
 from kernels import config
-from kernels import flags as F
 from kernels.axles import MAX_AXLES
+from schemas import flags as F
 from schemas.policy import Policy
 
 OK, WARNING, OVERLIMIT = 0, 1, 2

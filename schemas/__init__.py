@@ -55,3 +55,12 @@ __all__ = [
     "decode_any_wire",
     "wire_schema_id",
 ]
+
+# what each input record is, by its schema: the replay's files and the match agent's intake
+KIND_OF_SCHEMA = {
+    "zhichao.WimPassage": "passages",
+    "zhichao.WimVehicle": "vehicles",
+    "zhichao.CameraRead": "reads",
+    "zhichao.DeviceHeartbeat": "heartbeats",
+}
+MATCH_KINDS = ("passages", "vehicles", "reads")  # what the match agent takes

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from kernels import flags
+from schemas import flags
 
 POLICY_DIR = Path(__file__).resolve().parent / "policy"
 CONFIDENCE_LEVELS = ("primary", "secondary", "recalled", "assumption")

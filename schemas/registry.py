@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from kernels.plate_grammar import authority_of
+from schemas.plate_grammar import authority_of
 
 CITY_DIR = Path(__file__).resolve().parent / "cities"
 EXAMPLE_CITY = CITY_DIR / "example-city.yaml"

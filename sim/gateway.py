@@ -18,12 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 import schemas
-from kernels.axles import MAX_AXLES
+from schemas.columns import MAX_AXLES, join_text, split_text
 from schemas.registry import Registry
+from schemas.units import US
 from sim.plates import misread
-from streams.gateway import join_text, split_text
-
-US = 1_000_000
 
 
 @dataclass(frozen=True)

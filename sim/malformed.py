@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import schemas
+from schemas import topics as T
+from schemas.units import US
 from sim.publish import Event
 from sim.traffic import CityTraffic
-from streams import topics as T
 
-US = 1_000_000
 Y1970_US = 1_000 * US
 Y2100_US = 4_102_444_800 * US
 

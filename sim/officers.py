@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from schemas.orders import COMMAND_CENTRE
 from sinks import constants as K
-from streams.dispatch import COMMAND_CENTRE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.plate_grammar import AUTHORITY_LETTERS, PROVINCES, SERIAL
+from schemas.plate_grammar import AUTHORITY_LETTERS, PROVINCES, SERIAL
 
 LOCAL_PROVINCE, LOCAL_LETTER = "浙", "D"
 STRONG = [("0", "D"), ("0", "Q"), ("8", "B"), ("2", "Z"), ("5", "S"), ("6", "G")]

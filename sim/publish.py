@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import schemas
+from schemas import topics as T
+from schemas.units import US
 from sim.traffic import CityTraffic
-from streams import topics as T
 
-US = 1_000_000
 Event = tuple[int, str, bytes, bytes, str | None]  # ts, topic, key, value, passage_id
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from schemas.registry import Registry, Site
+from schemas.units import US
 from sim import plates as simplates
 from sim.config import SimConfig
 from sim.signals import SensorLayout, make_calibration, synthesise
 from sim.vehicles import HEAVY_CODES, Vehicle, draw_class, make_vehicle
 
-US = 1_000_000
 REAR_EXTRA_M = 1.5  # the rear plate hangs about 1.5 m behind the last axle (plates.md M1)
 
 

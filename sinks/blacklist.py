@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from kernels.plate_grammar import normalise, plate_format
+from schemas.plate_grammar import normalise, plate_format
 from sinks import constants as K
 
 ACTIONS = ("add", "remove")

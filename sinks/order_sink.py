@@ -12,10 +12,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from schemas.orders import LIVE, Change, UnitState
 from sinks import constants as K
 from sinks.kpi import day_of
-from streams.dispatch import UnitState
-from streams.order_life import LIVE, Change
 
 # KEYS[1] the order. ARGV: expected status, new body, once key ('' none), ttl, stream maxlen,
 # unit stream, closes ('1' or ''), vehicle's open-dispatch key, unit id ('' none), unit state,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernels.plate_grammar import normalise
+from schemas.plate_grammar import normalise
 
 SIGHTINGS_KEY = "zc:sightings:{plate}"
 # per checkpoint (卡口) camera, the plates it read by time: where an unidentified truck came from

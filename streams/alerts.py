@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 
 from schemas.registry import CHINA, Registry
+from schemas.units import US
 from sinks.devices import DeviceHealth
 
 RULES_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy" / "alerts.yaml"
-US = 1_000_000
 INTERCEPTING = ("refuse_entry", "severe_overlimit", "repeat_offender", "blacklist")
 
 

@@ -30,9 +30,12 @@ import redis.exceptions as redis_errors
 from faust.exceptions import ConsumerNotStarted
 
 import schemas
-from kernels.plate_grammar import normalise
+from schemas import topics as T
+from schemas.plate_grammar import normalise
 from schemas.policy import load_policy
 from schemas.registry import load_registry
+from schemas.settings import Settings
+from schemas.units import US
 from sinks import constants as K
 from sinks.blacklist import apply_updates, listed, update_problem
 from sinks.devices import device_kpis
@@ -42,14 +45,13 @@ from sinks.order_sink import OrderSink
 from sinks.redis_sink import VerdictSink, is_case
 from sinks.sightings import MIN_CONFIDENCE, Sightings
 from sinks.web.server import serve, web_app
-from streams import topics as T
 from streams.alerts import alerts_for, device_alerts, load_alert_rules, sighting_alert
 from streams.decider import Decider
 from streams.deciding import EarlyJob, cut_job
 from streams.delivery import AcksAfterDelivery
 from streams.device_timing import DeviceTiming
 from streams.dispatch import COMMAND_CENTRE, order_for, plan_interception
-from streams.feedback import apply_feedback, escalate_overdue
+from streams.feedback import apply_feedback, escalate_overdue, report_check
 from streams.gateway import Outcome
 from streams.inbox import Inbox, InboxTopic, batches
 from streams.intake import Intake, ReadPositions, of_generation, sort_events
@@ -77,10 +79,8 @@ from streams.trajectory import (
 from streams.transport import FETCH_MAX_WAIT_MS, App, broker_answers
 from streams.validation import Clock, read_problem
 from streams.vouching import LatestSeen
-from zhichao.settings import Settings
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -883,6 +883,7 @@ def create_app(settings: Settings) -> faust.App:
             redis,
             registry,
             send_feedback,
+            report_check(registry),
             settings.heartbeat_interval_s,
             settings.accept_timeout_s,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-US = 1_000_000
+from schemas.units import US
 
 
 @dataclass

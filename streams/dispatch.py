@@ -17,18 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.orders import COMMAND_CENTRE, UnitState
 from schemas.registry import InterceptionPoint, Registry, Site, Unit
-
-COMMAND_CENTRE = "command_centre"
-
-
-@dataclass(frozen=True)
-class UnitState:
-    """Where a unit is and whether it can take an order (from ``dispatch.feedback``)."""
-
-    unit_id: str
-    available: bool = True
-    at: str | None = None  # an interception point id; None: at its home point
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ pure functions of ``streams.order_life``; ``sinks.order_sink`` writes them compa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.registry import Registry
+from schemas.units import US
 from sinks.order_sink import OrderSink
 from streams.dispatch import (
     COMMAND_CENTRE,
@@ -32,7 +34,6 @@ from streams.order_life import (
 )
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 ORDER_KINDS = ("accept", "arrived", "outcome", "assign")
 STATUS_KINDS = ("status", "position")
 
@@ -63,6 +64,17 @@ def change_for(
     if fb["outcome"] is None:
         raise OrderRefused("bad_outcome", "an outcome report needs its outcome")
     return close(order, by, fb["outcome"], now_us, fb["static_gvw_kg"], fb["note"])
+
+
+def report_check(registry: Registry) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
+    """The pages' check of a report on an order: the change the worker will make of it, or
+    ``OrderRefused`` with its reason (``sinks.web.server``)."""
+
+    def check(order: dict[str, Any], fb: dict[str, Any]) -> Any:
+        target = UnitState(fb["assign_to"]) if fb["assign_to"] else None
+        return change_for(order, fb, fb["ts_us"], registry, target)
+
+    return check
 
 
 def assignment(

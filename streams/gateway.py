@@ -31,18 +31,18 @@ import numpy as np
 import orjson
 
 import schemas
-from kernels import flags as F
-from kernels.axles import MAX_AXLES
-from kernels.plate_grammar import is_trailer, normalise, plate_format
 from kernels.verdicts import OVERLIMIT, VerdictInputs, VerdictResult
 from kernels.verdicts import decide as decide_kernel
+from schemas import flags as F
+from schemas.columns import MAX_AXLES, TEXT_COLUMNS, join_text, split_text
+from schemas.plate_grammar import is_trailer, normalise, plate_format
 from schemas.policy import Policy
 from schemas.registry import Registry
+from schemas.units import US
 from sinks.kpi import HEAVY_MIN_GVW_KG, HOUR_US, scopes_at
 from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
 from streams.validation import MAX_PLATE_CHARS, MAX_SPEED_KMH, Clock, _common, _device
 
-US = 1_000_000
 MAX_BATCH_VEHICLES = 100_000
 ID_LIMIT = 128
 
@@ -81,18 +81,6 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.passage_ids)
-
-
-TEXT_COLUMNS = ("passage_ids", "plate_front", "plate_rear")
-
-
-def join_text(values: list[str]) -> str:
-    """A text column on the wire: the values joined by newlines."""
-    return "\n".join(values)
-
-
-def split_text(text: str) -> list[str]:
-    return text.split("\n")
 
 
 class BatchProblem(ValueError):

@@ -12,12 +12,6 @@ from typing import Any
 import schemas
 from streams.validation import Clock
 
-KIND_OF_SCHEMA = {
-    "zhichao.WimPassage": "passages",
-    "zhichao.WimVehicle": "vehicles",
-    "zhichao.CameraRead": "reads",
-}
-
 
 @dataclass
 class Intake:
@@ -54,8 +48,8 @@ def sort_events(events: list[Any], clock: Clock | None = None) -> Intake:
         except schemas.DecodeError as exc:
             intake.bad.append((event, "undecodable", str(exc)))
             continue
-        kind = KIND_OF_SCHEMA.get(name)
-        if kind is None:
+        kind = schemas.KIND_OF_SCHEMA.get(name)
+        if kind not in schemas.MATCH_KINDS:
             intake.bad.append((event, "wrong_schema", f"{name} on {event.message.topic}"))
             continue
         late = clock.problem(record["ts_us"]) if clock else None

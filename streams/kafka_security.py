@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from zhichao.settings import Settings
+from schemas.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

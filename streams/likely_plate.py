@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.registry import Registry, Site
+from schemas.units import US
 
-US = 1_000_000
 SPREAD_SHARE = 0.25  # of the travel time, each side: link travel times vary this much
 SPREAD_MIN_S = 60.0
 MAX_CANDIDATES = 3

@@ -48,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from kernels.plate_grammar import is_trailer, normalise
 from kernels.plates import JoinParams, expected_capture_us
 from kernels.settle import settled_camera
+from schemas.plate_grammar import is_trailer, normalise
 from schemas.registry import Camera, Registry
+from schemas.units import US
 from streams.stages import join_site_reads, read_ids_of
 
-US = 1_000_000
 READ_RETENTION_S = 600.0  # reads with no vehicle to wait for are released after this long
 BACKLOG_RECORDS = 1000  # a partition this far behind is a backlog: its sites settle nothing early
 INF = float("inf")

@@ -11,12 +11,12 @@ A change that is not allowed raises ``OrderRefused`` with a reason code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from streams.dispatch import COMMAND_CENTRE, PROVISIONAL_MARK
+from schemas.orders import COMMAND_CENTRE, LIVE, Change, OrderRefused
+from schemas.units import US
+from streams.dispatch import PROVISIONAL_MARK
 
-US = 1_000_000
 OUTCOMES = ("intercepted", "not_found", "refused_entry", "cancelled")
 OUTCOME_LABELS = {
     "intercepted": "已拦截",
@@ -25,27 +25,7 @@ OUTCOME_LABELS = {
     "cancelled": "取消",
     "withdrawn": "撤回（复核未确认）",  # the worker's, for a provisional order: never an officer's
 }
-# statuses: open (等待接受) -> accepted (已接受) -> arrived (已到达) -> closed (已处置);
-# open -> escalated (转派: a successor order took over)
-LIVE = ("open", "accepted", "arrived")
 STATIC_GVW_RANGE_KG = (500.0, 200_000.0)  # a static scale reading outside this is a typo
-
-
-class OrderRefused(ValueError):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Change:
-    order: dict[str, Any]
-    expected_status: str
-    unit_state: dict[str, Any] | None = None  # for zc:units (unit id -> state)
-    counters: dict[str, float] = field(default_factory=dict)
-    drift: tuple[str, float] | None = None  # (WIM device, (WIM - static) / static in %)
-    closes: bool = False
-    successor: dict[str, Any] | None = None
 
 
 def _check(order: dict[str, Any], by: str, statuses: tuple[str, ...]) -> None:

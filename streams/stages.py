@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from kernels import flags as F
 from kernels import plates, settle
 from kernels import verdicts as verdict_kernel
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
-from kernels.plate_grammar import is_trailer, normalise, plate_format
 from kernels.verdicts import VERDICT_NAMES, VerdictInputs, VerdictResult
 from kernels.verdicts import decide as decide_kernel
+from schemas import flags as F
+from schemas.plate_grammar import is_trailer, normalise, plate_format
 from schemas.policy import Policy
 from schemas.registry import Registry
+from schemas.units import US
 from streams.validation import passage_problem, read_problem, vehicle_problem
 
-US = 1_000_000
 CONFLICT_CONFIDENCE = 0.9  # front and rear both this sure and still different: a real conflict
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kernels.plate_grammar import normalise
+from schemas.plate_grammar import normalise
 from schemas.registry import Registry, Site
+from schemas.units import US
 from sinks.sightings import Sighting
 from streams.alerts import alert_id, read_alert, window_of
 
-US = 1_000_000
 LOOKBACK_S = 2 * 3600  # an upstream read this long before the bypass read still counts
 TRUCK_COLOURS = ("yellow", "yellowgreen")
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from kernels.axles import MAX_AXLES
 from schemas.registry import Registry
+from schemas.units import US
 
-US = 1_000_000
 DIRECTIONS = ("up", "down")
 MAX_SPEED_KMH = 250.0
 MAX_PLATE_CHARS = 12

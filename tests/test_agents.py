@@ -15,7 +15,10 @@ import pytest
 import redis
 
 import schemas
+from schemas import topics as T
 from schemas.policy import load_policy
+from schemas.settings import Settings
+from schemas.units import US
 from sim.config import SimConfig, archive_age_s
 from sim.gateway import batches as gateway_batches
 from sim.gateway import pool_of
@@ -24,16 +27,12 @@ from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.evidence import EvidenceChain, chain_lines, verify_chain
 from sinks.redis_sink import VerdictSink
-from streams import topics as T
 from streams.app import create_app
 from streams.embedded import redis_server
 from streams.gateway import judge, unpack
 from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
 from tests.integration.helpers import evidence_in_redis
-from zhichao.settings import Settings
-
-US = 1_000_000
 
 
 @dataclass

@@ -8,12 +8,11 @@ import pytest
 
 from bench.floor import decision_floor_s
 from kernels.plates import JoinParams
+from schemas.units import US
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from streams.deciding import measure_isolating
 from streams.matching import MatchBuffers
-
-US = 1_000_000
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,8 @@ limit and only against a meaningful mark, and what was counted is handed over on
 
 from __future__ import annotations
 
+from schemas.units import US
 from streams.device_timing import DeviceTiming
-
-US = 1_000_000
 
 
 def test_late_inputs_add_up_per_device_until_taken():

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from schemas.units import US
 from sinks.devices import health, latest_heartbeats
-
-US = 1_000_000
 
 
 def test_offline_after_three_missed_heartbeats():

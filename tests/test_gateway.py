@@ -12,12 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
-from kernels import flags as F
 from kernels.axles import MAX_AXLES
-from kernels.plate_grammar import is_trailer, normalise, plate_format
 from kernels.verdicts import VerdictInputs
 from kernels.verdicts import decide as decide_kernel
+from schemas import flags as F
+from schemas.plate_grammar import is_trailer, normalise, plate_format
 from schemas.policy import load_policy
+from schemas.units import US
 from sim.config import SimConfig
 from sim.gateway import batches, pool_of
 from sim.traffic import CitySimulator
@@ -37,7 +38,6 @@ from streams.gateway import (
 from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
 from streams.validation import Clock
 
-US = 1_000_000
 START_US = int(dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC).timestamp() * US)
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.plate_grammar import normalise
+from schemas.plate_grammar import normalise
+from schemas.units import US
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from sinks.sightings import CAMERA_SIGHTINGS_KEY, parse_camera_member, sighting_args
 from streams.likely_plate import Probe, rank, upstream_probe
-
-US = 1_000_000
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from schemas.policy import load_policy
+from schemas.units import US
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from streams.matching import CameraReads, Entry, MatchBuffers
 from streams.stages import decide, decide_group, decide_with_support, measure_passages
 
-US = 1_000_000
 HEAVY_KG = 10_000.0
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.units import US
 from streams.dispatch import COMMAND_CENTRE, plan_interception
 from streams.dispatch import order_for as make_order
 from streams.feedback import successor_of
@@ -23,8 +24,6 @@ from streams.order_life import (
     reweigh,
     unit_status,
 )
-
-US = 1_000_000
 
 
 def alert(site_id: str = "SX-G104-K1260-D", gvw: float = 62_000.0, limit: float = 49_000.0):

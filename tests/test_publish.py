@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from schemas import topics as T
+from schemas.units import US
 from sim.publish import PaceClock, events_of, inputs_of_the_weighed, send_events
-from streams import topics as T
 from zhichao.up import TAIL_US
-
-US = 1_000_000
 
 
 class _Recorder:

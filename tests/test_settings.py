@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zhichao.settings import Settings
+from schemas.settings import Settings
 
 
 def test_environment_then_overrides():

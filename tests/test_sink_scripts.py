@@ -12,6 +12,7 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.policy import load_policy
+from schemas.units import US
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from sinks.evidence import EvidenceChain, chain_lines, parse, verify_chain
@@ -19,8 +20,6 @@ from sinks.redis_sink import VerdictSink
 from streams.embedded import redis_server
 from streams.stages import decide, measure_passages
 from streams.trajectory import clashes, clone_alert, impossible_journeys
-
-US = 1_000_000
 
 
 @pytest.fixture(scope="module")

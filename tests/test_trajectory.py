@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.plate_grammar import normalise
+from schemas.plate_grammar import normalise
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from sinks.sightings import MIN_CONFIDENCE, Sighting

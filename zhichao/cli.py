@@ -205,11 +205,11 @@ def gateway_sim(
     zhichao.VehicleBatch messages on wim.batches, timed now, paced at --rate."""
     import asyncio
 
+    from schemas import topics as T
+    from schemas.settings import Settings
     from sim.config import SimConfig
     from sim.gateway import batches, pool_of, publish
     from sim.traffic import CitySimulator
-    from streams import topics as T
-    from zhichao.settings import Settings
 
     settings = Settings.load({"broker_url": broker_url})
     registry = load_registry(settings.registry_path)
@@ -265,10 +265,10 @@ def worker(
     """Run one stream worker (Faust) against Kafka and Redis; settings also from ZHICHAO_*."""
     import asyncio
 
+    from schemas.settings import Settings
+    from schemas.topics import ensure_topics
     from streams.app import create_app
     from streams.kafka_security import aiokafka_options
-    from streams.topics import ensure_topics
-    from zhichao.settings import Settings
 
     overrides = {
         "broker_url": broker_url,
@@ -370,8 +370,8 @@ def verify(sites: tuple[str, ...], files: tuple[Path, ...], export: Path | None)
     The key is ZHICHAO_EVIDENCE_KEY; Redis is ZHICHAO_REDIS_DSN."""
     import redis as redis_sync
 
+    from schemas.settings import Settings
     from sinks.evidence import HEADS_KEY, chain_lines, verify_chain
-    from zhichao.settings import Settings
 
     settings = Settings.load()
     if not settings.evidence_key:
@@ -421,10 +421,10 @@ def _publish_blacklist(plate: str, action: str, reason: str, case_ref: str | Non
     from aiokafka import AIOKafkaProducer
 
     import schemas
+    from schemas.settings import Settings
+    from schemas.topics import BLACKLIST_UPDATES
     from sinks.blacklist import update_problem
     from streams.kafka_security import aiokafka_options
-    from streams.topics import BLACKLIST_UPDATES
-    from zhichao.settings import Settings
 
     settings = Settings.load()
     update = {
@@ -478,7 +478,7 @@ def token() -> None:
 def _redis_client():
     import redis.asyncio as aioredis
 
-    from zhichao.settings import Settings
+    from schemas.settings import Settings
 
     return aioredis.Redis.from_url(Settings.load().redis_dsn)
 
@@ -588,8 +588,8 @@ def up(
     """The whole stack on this machine: broker, Redis, a worker, the example city streaming live."""
     import asyncio
 
+    from schemas.topics import ensure_topics
     from streams.embedded import EmbeddedError, embedded_stack, free_port
-    from streams.topics import ensure_topics
     from zhichao.up import (
         DEMO_EVENT_AHEAD_S,
         DemoPages,

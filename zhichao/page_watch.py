@@ -13,7 +13,7 @@ import time
 import aiohttp
 import orjson
 
-from streams.dispatch import COMMAND_CENTRE
+from schemas.orders import COMMAND_CENTRE
 
 log = logging.getLogger(__name__)
 RECONNECT_S = 0.5

@@ -20,16 +20,10 @@ from typing import Any
 import fastavro
 import numpy as np
 
+import schemas
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry
 from streams.stages import Rejected, decide, measure_controller, measure_passages, usable_reads
-
-KIND_BY_SCHEMA = {
-    "zhichao.WimPassage": "passages",
-    "zhichao.WimVehicle": "vehicles",
-    "zhichao.CameraRead": "reads",
-    "zhichao.DeviceHeartbeat": "heartbeats",
-}
 
 
 class ReplayError(Exception):
@@ -50,7 +44,7 @@ def _kind_of_json(record: dict[str, Any]) -> str | None:
 
 def load_inputs(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
     """Read every file into lists by kind: passages, vehicles, reads, heartbeats."""
-    out: dict[str, list[dict[str, Any]]] = {k: [] for k in KIND_BY_SCHEMA.values()}
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in schemas.KIND_OF_SCHEMA.values()}
     for path in paths:
         path = Path(path)
         if path.suffix == ".avro":
@@ -60,7 +54,7 @@ def load_inputs(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
                 name = schema.get("name", "")
                 if "." not in name and schema.get("namespace"):
                     name = f"{schema['namespace']}.{name}"
-                kind = KIND_BY_SCHEMA.get(name)
+                kind = schemas.KIND_OF_SCHEMA.get(name)
                 if kind is None:
                     raise ReplayError(f"{path}: Avro records of {name!r} cannot be replayed")
                 out[kind].extend(reader)

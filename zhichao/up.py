@@ -20,6 +20,8 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from schemas.registry import CHINA, Registry
+from schemas.topics import DEAD_LETTERS
+from schemas.units import US
 from sim.config import SimConfig
 from sim.officers import run_officers
 from sim.publish import PaceClock, events_of, inputs_of_the_weighed, producer_for, send_events
@@ -29,11 +31,9 @@ from sinks.devices import health
 from sinks.kpi import day_of
 from sinks.web import access
 from streams.embedded import EmbeddedError, EmbeddedStack
-from streams.topics import DEAD_LETTERS
 from zhichao.page_watch import watch_pages
 from zhichao.screenshots import take_screenshots
 
-US = 1_000_000
 # Tansu's memory:// storage keeps every message (≈ 60 MB a minute at demo load, raw signals are
 # ≈ 66 kB a passage) and answers fetches more slowly the more it holds (README, Measured)
 BROKER_MEMORY_WARN_MIB = 2048

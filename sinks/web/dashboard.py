@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 
 from schemas.registry import Registry
+from schemas.units import US
 from sinks import constants as K
 from sinks.devices import MISSED_HEARTBEATS_OFFLINE
 from sinks.kpi import day_of
 
-US = 1_000_000
 HOURS = [f"{h:02d}" for h in range(24)]
 CERT_WARNING_DAYS = 30
 

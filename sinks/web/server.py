@@ -29,16 +29,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from schemas.orders import COMMAND_CENTRE, OrderRefused
 from schemas.registry import Registry
+from schemas.units import US
 from sinks import constants as K
 from sinks.web import access
 from sinks.web.dashboard import dashboard_state
-from streams.dispatch import COMMAND_CENTRE, UnitState
-from streams.feedback import change_for
-from streams.order_life import OrderRefused
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 COOKIE = "zc_token"
 KEEPALIVE_S = 10.0
 REDIS_SOCKET_TIMEOUT_S = 5.0  # redis-py 8's connections, unless the DSN says otherwise
@@ -55,6 +53,7 @@ def feed_block_s(client: Any) -> float:
 
 
 SendFeedback = Callable[[dict[str, Any]], Awaitable[None]]
+CheckReport = Callable[[dict[str, Any], dict[str, Any]], object]
 
 
 def page(name: str) -> str:
@@ -93,10 +92,13 @@ def web_app(
     client: Any,
     registry: Registry,
     send_feedback: SendFeedback,
+    check_report: CheckReport,
     heartbeat_interval_s: float = 60.0,
     accept_timeout_s: float = 60.0,
 ) -> web.Application:
-    """The pages and their APIs over ``client`` (redis.asyncio)."""
+    """The pages and their APIs over ``client`` (redis.asyncio). ``check_report(order, fb)`` is
+    the worker's own rule for a report on an order (it raises ``OrderRefused``), so that a page
+    refuses at once, with the reason, what the worker would refuse later."""
     routes = web.RouteTableDef()
 
     async def principal(request: web.Request) -> access.Principal | None:
@@ -254,9 +256,7 @@ def web_app(
             raise web.HTTPNotFound(text="没有这条指令")  # another unit's order does not exist here
         try:
             fb = feedback_record(by, kind, {**body, "order_id": order_id})
-            target = UnitState(fb["assign_to"]) if fb["assign_to"] else None
-            # refuse now what the worker would refuse
-            change_for(order, fb, fb["ts_us"], registry, target)
+            check_report(order, fb)
         except OrderRefused as exc:
             return web.json_response({"error": exc.reason, "message": str(exc)}, status=409)
         await send_feedback(fb)

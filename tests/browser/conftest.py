@@ -14,12 +14,12 @@ import pytest
 import redis
 
 from schemas.registry import CHINA
+from schemas.topics import ensure_topics
 from sim.config import SimConfig
 from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack, free_port
-from streams.topics import ensure_topics
 from tests.integration.helpers import publish_events
 from zhichao.screenshots import CHROMIUM as CHROMIUM_PATH
 from zhichao.screenshots import CHROMIUM_ARGS

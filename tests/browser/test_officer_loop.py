@@ -11,10 +11,10 @@ import time
 
 import pytest
 
+from schemas.units import US
 from streams.dispatch import COMMAND_CENTRE, plan_interception
 from tests.browser.conftest import publish_traffic
 
-US = 1_000_000
 # a POST from inside a page (with its cookie); answers the HTTP status
 POST = """async ([url, body]) => (await fetch(url, {method: 'POST',
     headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})).status"""
@@ -176,7 +176,7 @@ def test_unidentified_weighings_name_the_likely_plate(live, unit_orders):
     at the checkpoint before the site at the predicted time, and the truck's is among them."""
     import orjson
 
-    from kernels.plate_grammar import normalise
+    from schemas.plate_grammar import normalise
     from sinks import constants as K
 
     covered = {
@@ -196,7 +196,7 @@ def test_bypassers_raise_a_suspected_bypass(live, unit_orders):
     """Trucks read before a weigh site and then on the road around it, never at the site."""
     import orjson
 
-    from kernels.plate_grammar import normalise
+    from schemas.plate_grammar import normalise
     from sinks import constants as K
 
     bypassers = {normalise(p) for p in live.traffic.bypassers}

@@ -134,8 +134,8 @@ def expected_alerts_full(verdicts: list[dict[str, Any]], registry: Any) -> list[
 
 async def publish_events(events: list[Any], bootstrap: str, partitions: int) -> None:
     """Publish wire events (``sim.publish.Event``) as fast as the broker takes them."""
+    from schemas.topics import ensure_topics
     from sim.publish import PaceClock, producer_for, send_events
-    from streams.topics import ensure_topics
 
     await ensure_topics(bootstrap, partitions)
     producer = producer_for(bootstrap)

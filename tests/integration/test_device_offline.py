@@ -13,12 +13,12 @@ import orjson
 import redis
 
 import schemas
+from schemas import topics as T
+from schemas.units import US
 from sinks import constants as K
-from streams import topics as T
 from streams.embedded import embedded_stack
 from zhichao.up import start_worker, stop_worker
 
-US = 1_000_000
 INTERVAL_S = 2.0
 PARTITIONS = 2
 

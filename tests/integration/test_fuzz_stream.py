@@ -17,6 +17,7 @@ import pytest
 import redis
 
 import schemas
+from schemas import topics as T
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.malformed import malformed_events
@@ -24,7 +25,6 @@ from sim.output import write_traffic
 from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
-from streams import topics as T
 from streams.embedded import embedded_stack
 from tests.integration.helpers import publish_events, verdicts_in_redis
 from zhichao.replay import load_inputs, replay

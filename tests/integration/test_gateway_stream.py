@@ -18,12 +18,12 @@ import redis
 
 import schemas
 from bench.broker import batch_clock
+from schemas import topics as T
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.gateway import batches, pool_of, publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
-from streams import topics as T
 from streams.embedded import embedded_stack
 from streams.gateway import join_text, judge, split_text, unpack
 from tests.integration.helpers import kpi_in_redis, verdicts_in_redis

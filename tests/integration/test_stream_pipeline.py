@@ -17,7 +17,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 import schemas
-from kernels.plate_grammar import normalise
+from schemas import topics as T
+from schemas.plate_grammar import normalise
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.output import write_traffic
@@ -25,7 +26,6 @@ from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.sightings import MIN_CONFIDENCE
-from streams import topics as T
 from streams.embedded import embedded_stack, free_port
 from streams.stages import measure_passages
 from tests.integration.helpers import (

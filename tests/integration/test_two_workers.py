@@ -12,13 +12,13 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.policy import load_policy
+from schemas.topics import ensure_topics
 from sim.config import SimConfig
 from sim.output import write_traffic
 from sim.publish import publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack, free_port
-from streams.topics import ensure_topics
 from tests.integration.helpers import verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from kernels import flags as F
 from kernels.axles import BASELINE_SAMPLES, MAX_AXLES, MAX_PULSES, AxleParams
+from schemas import flags as F
 
 TOP = 32767
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from kernels.plate_grammar import PROVINCES, SUFFIXES
+from schemas.plate_grammar import PROVINCES, SUFFIXES
 
 TABLE = {
     "strong": {"0D", "0Q", "8B", "2Z", "5S", "6G"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from kernels import flags as F
+from schemas import flags as F
 
 
 def classify(k, spacings, policy, comb_gap, group_max):

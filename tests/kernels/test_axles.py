@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels import flags as F
 from kernels.axles import (
     AxleParams,
     BurnosTemperatureModel,
@@ -16,6 +15,7 @@ from kernels.axles import (
     axle_batch,
     axles,
 )
+from schemas import flags as F
 from sim.signals import SensorLayout, make_calibration, synthesise
 from tests.kernels.reference_axles import axles_reference
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import _plates_py, plates
-from kernels.plate_grammar import N_CODES, PROVINCES, normalise, plate_format
+from schemas.plate_grammar import N_CODES, PROVINCES, normalise, plate_format
 from tests.kernels import reference_plates as ref
 
 # plates.md §0.2 test vectors (local province 浙)

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import flags as F
 from kernels.axles import MAX_AXLES
 from kernels.verdicts import VerdictInputs, decide
+from schemas import flags as F
 from schemas.policy import load_policy
 from tests.kernels.reference_verdicts import verdict as reference
 from tests.law import LAW_LIMIT_KG
