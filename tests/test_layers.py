@@ -71,9 +71,7 @@ def test_no_cycle_between_packages():
 def test_packages_import_only_lower_layers(package):
     allowed = set(LAYERS[: LAYERS.index(package)])
     upward = {
-        other: files
-        for other, files in package_graph()[package].items()
-        if other not in allowed
+        other: files for other, files in package_graph()[package].items() if other not in allowed
     }
     assert not upward, f"{package} imports a higher layer: {upward}"
 
