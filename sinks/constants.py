@@ -13,6 +13,13 @@ KPI_CITY_DAY_KEY = "zc:kpi:city:{day}"
 KPI_SITE_HOUR_KEY = "zc:kpi:site-hour:{site_id}:{day}:{hour}"  # hour 00..23, China time
 KPI_LANE_DAY_KEY = "zc:kpi:lane:{site_id}:{lane}:{day}"
 KPI_TTL_S = 400 * 24 * 3600  # a year of dailies for the quarterly reports, and some
+EVIDENCE_CHAIN_KEY = "zc:evidence:{site_id}"  # Redis stream per site, field "record"
+EVIDENCE_HEADS_KEY = (
+    "zc:evidence:heads"  # hash: site id -> "<seq> <hash>" of the chain's last record
+)
+SIGHTINGS_KEY = "zc:sightings:{plate}"  # sorted set: where and when a plate was read
+# per checkpoint (卡口) camera, the plates it read by time: where an unidentified truck came from
+CAMERA_SIGHTINGS_KEY = "zc:cam-sightings:{camera_id}"
 CLONE_CONFLICTS_KEY = "zc:clone:{plate}"  # sorted set: weighings with an impossible journey
 CASES_KEY = "zc:cases:{plate}"  # sorted set: passage ids of enforceable over-limit cases by ts_us
 ALERT_KEY = "zc:alert:{alert_id}"  # JSON of an alert; written once per (vehicle, reason, day)

@@ -25,10 +25,11 @@ from typing import Any
 import orjson
 
 from schemas.registry import Registry
+from sinks import constants as K
 
 GENESIS = "0" * 64  # the "previous hash" of a chain's first record
-CHAIN_KEY = "zc:evidence:{site_id}"  # Redis stream per site, field "record"
-HEADS_KEY = "zc:evidence:heads"  # hash: site id -> "<seq> <hash>" of the chain's last record
+CHAIN_KEY = K.EVIDENCE_CHAIN_KEY
+HEADS_KEY = K.EVIDENCE_HEADS_KEY
 
 
 class EvidenceKeyMissing(ValueError):

@@ -15,13 +15,20 @@ import redis.asyncio as aioredis
 from schemas.orders import LIVE, Change, UnitState
 from sinks import constants as K
 from sinks.kpi import day_of
+from sinks.scripts import lua_key
+
+# the keys every order change touches, as Lua expressions built from ``sinks.constants``
+ORDERS = lua_key(K.ORDER_STREAM)
+ACTIVE = lua_key(K.ACTIVE_ORDERS_KEY)
+UNITS = lua_key(K.UNITS_KEY)
+DRIFT = lua_key(K.DRIFT_KEY)
 
 # KEYS[1] the order. ARGV: expected status, new body, once key ('' none), ttl, stream maxlen,
 # unit stream, closes ('1' or ''), vehicle's open-dispatch key, unit id ('' none), unit state,
 # KPI key, KPI ttl, drift device ('' none), drift %, successor key ('' none), successor body,
 # successor's unit stream, successor ts, n counters, then (counter, amount) pairs.
 # Returns 'ok', 'missing', 'duplicate' or 'status:<what the order is now>'.
-CHANGE_ORDER = """
+CHANGE_ORDER = f"""
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 'missing' end
 local status = cjson.decode(cur)['status']
@@ -32,15 +39,15 @@ end
 local maxlen = ARGV[5]
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 redis.call('XADD', ARGV[6], 'MAXLEN', '~', maxlen, '*', 'update', ARGV[2])
-redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'update', ARGV[2])
+redis.call('XADD', {ORDERS}, 'MAXLEN', '~', maxlen, '*', 'update', ARGV[2])
 if ARGV[7] == '1' or ARGV[15] ~= '' then
-  redis.call('ZREM', 'zc:dispatch:active', KEYS[1])
+  redis.call('ZREM', {ACTIVE}, KEYS[1])
 end
 if ARGV[7] == '1' and redis.call('GET', ARGV[8]) == KEYS[1] then
   redis.call('DEL', ARGV[8])
 end
 if ARGV[9] ~= '' then
-  redis.call('HSET', 'zc:units', ARGV[9], ARGV[10])
+  redis.call('HSET', {UNITS}, ARGV[9], ARGV[10])
 end
 local n = tonumber(ARGV[19])
 for j = 0, n - 1 do
@@ -49,15 +56,15 @@ end
 if n > 0 then redis.call('EXPIRE', ARGV[11], ARGV[12]) end
 if ARGV[13] ~= '' then
   local pct = tonumber(ARGV[14])
-  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':n', 1)
-  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':sum', pct)
-  redis.call('HINCRBYFLOAT', 'zc:dispatch:drift', ARGV[13] .. ':sumsq', pct * pct)
+  redis.call('HINCRBYFLOAT', {DRIFT}, ARGV[13] .. ':n', 1)
+  redis.call('HINCRBYFLOAT', {DRIFT}, ARGV[13] .. ':sum', pct)
+  redis.call('HINCRBYFLOAT', {DRIFT}, ARGV[13] .. ':sumsq', pct * pct)
 end
 if ARGV[15] ~= '' then
   redis.call('SET', ARGV[15], ARGV[16], 'EX', ARGV[4])
   redis.call('XADD', ARGV[17], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[16])
-  redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[16])
-  redis.call('ZADD', 'zc:dispatch:active', ARGV[18], ARGV[15])
+  redis.call('XADD', {ORDERS}, 'MAXLEN', '~', maxlen, '*', 'order', ARGV[16])
+  redis.call('ZADD', {ACTIVE}, ARGV[18], ARGV[15])
   if redis.call('GET', ARGV[8]) == KEYS[1] then
     redis.call('SET', ARGV[8], ARGV[15], 'KEEPTTL')
   end
@@ -70,12 +77,12 @@ return 'ok'
 # and provisional orders: ARGV[i ..] are its ``order_args`` (alert key, vehicle's open-dispatch
 # key, order key, unit's order stream, body, ts_us, dispatch KPI key, counter); the caller has
 # set the open-dispatch key. Adds the order key to ``ordered``.
-WRITE_ORDER_LUA = """
+WRITE_ORDER_LUA = f"""
 local function write_order(i, ttl, maxlen, kpi_ttl, ordered)
   redis.call('SET', ARGV[i + 2], ARGV[i + 4], 'EX', ttl)
   redis.call('XADD', ARGV[i + 3], 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
-  redis.call('XADD', 'zc:orders', 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
-  redis.call('ZADD', 'zc:dispatch:active', ARGV[i + 5], ARGV[i + 2])
+  redis.call('XADD', {ORDERS}, 'MAXLEN', '~', maxlen, '*', 'order', ARGV[i + 4])
+  redis.call('ZADD', {ACTIVE}, ARGV[i + 5], ARGV[i + 2])
   redis.call('HINCRBY', ARGV[i + 6], ARGV[i + 7], 1)
   redis.call('EXPIRE', ARGV[i + 6], kpi_ttl)
   table.insert(ordered, ARGV[i + 2])

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, Link
 from sinks.kpi import increments_of
 from sinks.order_sink import WRITE_ORDER_LUA, order_args
-from sinks.scripts import Script
+from sinks.scripts import Script, lua_key
+from sinks.seam import NOTHING_WRITTEN, RoundResults, Written
 from sinks.sightings import sighting_args
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ local function link_evidence(heads, i, ttl, broken, lost)
     return 0
   end
   if not broken[site] and (redis.call('HGET', heads, site) or '') == ARGV[i + 2] then
-    redis.call('XADD', 'zc:evidence:' .. site, '*', 'record', ARGV[i + 4])
+    redis.call('XADD', {lua_key(K.EVIDENCE_CHAIN_KEY, site_id="site")}, '*', 'record', ARGV[i + 4])
     redis.call('HSET', heads, site, ARGV[i + 3])
     redis.call('SET', ARGV[i + 5], ARGV[i + 3], 'EX', ttl)
     return 1
@@ -88,13 +89,13 @@ return {appended, lost}
 WRITE_BATCH = (
     LINK_EVIDENCE_LUA
     + WRITE_ORDER_LUA
-    + """
+    + f"""
 local ttl, kpi_ttl, stream, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, sight_ttl = tonumber(ARGV[5]), ARGV[6]
 local n, nv, np = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ne, na, no = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local totals, isnew, broken, alerted, isalerted, ordered = {}, {}, {}, {}, {}, {}
-local new, appended, lost = 0, 0, {}
+local totals, isnew, broken, alerted, isalerted, ordered = {{}}, {{}}, {{}}, {{}}, {{}}, {{}}
+local new, appended, lost = 0, 0, {{}}
 local first = 13 + n
 local i = first
 while i < first + 7 * nv do
@@ -132,7 +133,7 @@ for _ = 1, ne do
 end
 for _ = 1, na do
   if isnew[ARGV[i]] and redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', ttl) then
-    redis.call('XADD', 'zc:alerts', 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 2])
+    redis.call('XADD', {lua_key(K.ALERT_STREAM)}, 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 2])
     table.insert(alerted, ARGV[i + 1])
     isalerted[ARGV[i + 1]] = true
   end
@@ -151,7 +152,7 @@ while i <= #ARGV do
   redis.call('EXPIRE', ARGV[i], sight_ttl)
   i = i + 3
 end
-return {new, appended, lost, alerted, ordered}
+return {{new, appended, lost, alerted, ordered}}
 """
 )
 
@@ -248,16 +249,22 @@ def is_case(verdict: dict[str, Any]) -> bool:
     return verdict["verdict"] == "overlimit" and verdict["enforceable"]
 
 
-@dataclass(frozen=True)
-class Written:
-    new: int  # passages seen for the first time
-    appended: int  # evidence records linked into their chains
-    lost: list[str]  # passages whose evidence record could not be linked (its chain moved)
-    alerts: list[str]  # ids of the alerts written for the first time
-    orders: list[str]  # ids of the dispatch orders written (one open per vehicle)
+# what tells that Redis is down rather than wrong: a write is retried until it is back
+REDIS_DOWN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+)
 
 
 class VerdictSink:
+    """The live cache's side of a round (``sinks.seam.RoundSink``) and the reads the alert
+    rules make of it."""
+
+    name = "verdicts"
+    store = "Redis"
+    unavailable = REDIS_DOWN
+
     def __init__(
         self,
         client: aioredis.Redis | str,
@@ -285,7 +292,7 @@ class VerdictSink:
         progress and the sightings of camera reads, atomically; ``count=False``: the verdicts'
         KPI counters were written already (gateway batches count as a whole)."""
         if not verdicts and not reads and not progress:
-            return Written(0, 0, [], [], [])
+            return NOTHING_WRITTEN
         args = write_args(
             verdicts,
             list(reads),
@@ -308,6 +315,17 @@ class VerdictSink:
             [p.decode() for p in lost],
             [a[a_prefix:].decode() for a in alerted],
             [o[o_prefix:].decode() for o in ordered],
+        )
+
+    async def write_round(self, results: RoundResults) -> Written:
+        return await self.write(
+            results.verdicts,
+            results.reads,
+            results.progress,
+            results.evidence,
+            results.alerts,
+            results.orders,
+            count=results.count,
         )
 
     async def write_alerts_once(

@@ -6,6 +6,7 @@ connection errors reach the caller (the agents wait out a Redis outage)."""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,3 +38,20 @@ class Script:
             raise
         finally:
             await pool.release(conn)
+
+
+def lua_key(template: str, **parts: str) -> str:
+    """A key of ``sinks.constants`` as a Lua expression, so that scripts build their keys from
+    the one definition: ``lua_key("zc:evidence:{site_id}", site_id="site")`` is
+    ``'zc:evidence:' .. site``; a key without fields is a quoted literal."""
+    pieces = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if "'" in literal or "\\" in literal:
+            raise ValueError(f"key template {template!r} needs escaping for Lua")
+        if literal:
+            pieces.append(f"'{literal}'")
+        if field is not None:
+            if field not in parts:
+                raise ValueError(f"key template {template!r}: no Lua expression for {{{field}}}")
+            pieces.append(parts[field])
+    return " .. ".join(pieces) or "''"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.plate_grammar import normalise
+from sinks import constants as K
 
-SIGHTINGS_KEY = "zc:sightings:{plate}"
-# per checkpoint (卡口) camera, the plates it read by time: where an unidentified truck came from
-CAMERA_SIGHTINGS_KEY = "zc:cam-sightings:{camera_id}"
+SIGHTINGS_KEY = K.SIGHTINGS_KEY
+CAMERA_SIGHTINGS_KEY = K.CAMERA_SIGHTINGS_KEY
 MIN_CONFIDENCE = 0.5  # reads less sure than this say too little about where a plate was
 
 

@@ -28,12 +28,25 @@ INTERCEPTING = ("refuse_entry", "severe_overlimit", "repeat_offender", "blacklis
 
 
 @dataclass(frozen=True)
+class CloneRule:
+    """套牌 (M5): when two weighings of one plate are an impossible journey (``alerts.yaml``)."""
+
+    speed_kmh: float
+    confidence: float
+    window_s: int
+    conflicts: int
+    days: int
+
+
+@dataclass(frozen=True)
 class AlertRules:
     version: str
     severe_overload_pct: float
     repeat_cases: int
     repeat_window_days: int
     reasons: dict[str, dict[str, str]]
+    clone: CloneRule
+    bypass_lookback_s: int
     cert_warning_days: int = 30
 
 
@@ -45,6 +58,14 @@ def load_alert_rules(path: Path = RULES_PATH) -> AlertRules:
         repeat_cases=int(data["repeat_offender"]["cases"]),
         repeat_window_days=int(data["repeat_offender"]["window_days"]),
         reasons=data["reasons"],
+        clone=CloneRule(
+            speed_kmh=float(data["clone_plate"]["speed_kmh"]),
+            confidence=float(data["clone_plate"]["confidence"]),
+            window_s=int(data["clone_plate"]["window_s"]),
+            conflicts=int(data["clone_plate"]["conflicts"]),
+            days=int(data["clone_plate"]["days"]),
+        ),
+        bypass_lookback_s=int(data["bypass"]["lookback_s"]),
         cert_warning_days=int(data.get("cert_warning_days", 30)),
     )
 

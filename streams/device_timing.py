@@ -7,8 +7,8 @@
   reached (its clock runs fast: no NTP, a wrong time zone). Its partition's "known until"
   follows its clock, so the sites on that partition are cut before their other inputs arrive.
 
-Counted between two judgements of the devices (``streams.app``'s ``judge_devices``), which turn
-them into alerts (``streams.alerts.device_alerts``)."""
+Counted between two judgements of the devices (``judge_devices`` in ``streams.agents.devices``),
+which turn them into alerts (``streams.alerts.device_alerts``)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ read at that site, and then read on the road that bypasses it. Decided when the 
 reads it; that read is the evidence that it was not a missed read at the site.
 
 Cloned plate (套牌, M5): a confidently read plate weighed at two sites so close in time that no
-truck could have driven between them (great-circle distance over 150 km/h). One such journey
-may still be two misreads: the plate is alerted when the two weighings cannot be one truck (a
-different number of axles), or at its second impossible journey within ``CLONE_DAYS``.
+truck could have driven between them (great-circle distance faster than any truck drives). One
+such journey may still be two misreads: the plate is alerted when the two weighings cannot be
+one truck (a different number of axles), or at its next impossible journeys within some days.
+The numbers are alert rules (``schemas/policy/alerts.yaml``: ``clone_plate``, ``bypass``).
 
 Pure functions; the worker reads the sightings.
 """
@@ -22,9 +23,9 @@ from schemas.plate_grammar import normalise
 from schemas.registry import Registry, Site
 from schemas.units import US
 from sinks.sightings import Sighting
-from streams.alerts import alert_id, read_alert, window_of
+from streams.alerts import AlertRules, alert_id, load_alert_rules, read_alert, window_of
 
-LOOKBACK_S = 2 * 3600  # an upstream read this long before the bypass read still counts
+RULES = load_alert_rules()  # the city's rules, unless a caller passes its own
 TRUCK_COLOURS = ("yellow", "yellowgreen")
 
 
@@ -43,7 +44,11 @@ def _before(site: Site, km: float) -> bool:
 
 
 def suspected_bypass(
-    read: dict[str, Any], bypass: Site, history: list[Sighting], registry: Registry
+    read: dict[str, Any],
+    bypass: Site,
+    history: list[Sighting],
+    registry: Registry,
+    rules: AlertRules = RULES,
 ) -> dict[str, Any] | None:
     """The alert for a truck read at ``bypass`` (a checkpoint on a bypass road), given the
     plate's sightings before it; None if it was weighed, or not seen upstream."""
@@ -51,7 +56,7 @@ def suspected_bypass(
         return None
     road = bypass.bypass_of
     t = read["ts_us"]
-    earlier = [s for s in history if t - LOOKBACK_S * US <= s.ts_us < t]
+    earlier = [s for s in history if t - rules.bypass_lookback_s * US <= s.ts_us < t]
     upstream = [
         s
         for s in earlier
@@ -79,11 +84,6 @@ def suspected_bypass(
 
 
 # -- cloned plates (套牌, M5) ------------------------------------------------------------------
-CLONE_SPEED_KMH = 150.0  # faster than any truck may drive (100 km/h on expressways) with margin
-CLONE_CONFIDENCE = 0.9  # both reads: a confident misread must not make a clone
-CLONE_WINDOW_S = 3600  # weighings this close in time are compared
-CLONE_CONFLICTS = 2  # impossible journeys within CLONE_DAYS before the plate is alerted
-CLONE_DAYS = 7
 
 
 def distance_km(a: Site, b: Site) -> float:
@@ -98,11 +98,15 @@ def distance_km(a: Site, b: Site) -> float:
 
 
 def impossible_journeys(
-    verdict: dict[str, Any], others: list[dict[str, Any]], registry: Registry
+    verdict: dict[str, Any],
+    others: list[dict[str, Any]],
+    registry: Registry,
+    rules: AlertRules = RULES,
 ) -> list[dict[str, Any]]:
     """Other confident weighings of the same plate that no truck could have driven to or from in
-    the time between (``verdict`` itself read with ``CLONE_CONFIDENCE`` or more)."""
-    if not verdict["plate_front"] or verdict["plate_confidence"] < CLONE_CONFIDENCE:
+    the time between (``verdict`` itself read with the rule's confidence or more)."""
+    rule = rules.clone
+    if not verdict["plate_front"] or verdict["plate_confidence"] < rule.confidence:
         return []
     here = registry.sites[verdict["site_id"]]
     out = []
@@ -110,11 +114,11 @@ def impossible_journeys(
         there = registry.sites.get(o["site_id"])
         if there is None or there.id == here.id or o["passage_id"] == verdict["passage_id"]:
             continue
-        if o["plate_front"] != verdict["plate_front"] or o["plate_confidence"] < CLONE_CONFIDENCE:
+        if o["plate_front"] != verdict["plate_front"] or o["plate_confidence"] < rule.confidence:
             continue
         hours = abs(o["ts_us"] - verdict["ts_us"]) / US / 3600
         km = distance_km(here, there)
-        if km > 1.0 and km > CLONE_SPEED_KMH * hours:
+        if km > 1.0 and km > rule.speed_kmh * hours:
             out.append(o)
     return out
 
@@ -125,7 +129,11 @@ def clashes(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def clone_alert(
-    verdict: dict[str, Any], other: dict[str, Any], conflicts: int, registry: Registry
+    verdict: dict[str, Any],
+    other: dict[str, Any],
+    conflicts: int,
+    registry: Registry,
+    rules: AlertRules = RULES,
 ) -> dict[str, Any]:
     """The 套牌 alert of a plate weighed at two places no truck could have driven between."""
     here = registry.sites[verdict["site_id"]]
@@ -136,7 +144,7 @@ def clone_alert(
     why = (
         f"{verdict['axle_count']} 轴与 {other['axle_count']} 轴"
         if clashes(verdict, other)
-        else f"{CLONE_DAYS} 天内 {conflicts} 次"
+        else f"{rules.clone.days} 天内 {conflicts} 次"
     )
     return {
         "alert_id": alert_id(plate, "clone_suspected", window),

@@ -95,7 +95,7 @@ def app_and_outbox(redis_dsn, loop):
     outbox = RecordingProducer()
     app._producer = outbox  # the stand-in for Kafka
     yield app, outbox
-    loop.run_until_complete(app._zhichao_close())
+    loop.run_until_complete(app.zhichao.close())
 
 
 async def _until(condition, timeout_s: float = 20.0) -> None:
@@ -118,7 +118,7 @@ def _match_all(app, loop, inputs, outbox, verdicts: int = 50) -> None:
     """Put ``inputs`` into the match agent; return once ``verdicts`` are out and it is quiet."""
 
     async def scenario():
-        async with app.agents["streams.app.match"].test_context() as agent:
+        async with app.agents["match"].test_context() as agent:
             for _, _, key, value, _ in inputs:
                 await agent.put(value, key=key, wait=False)
             await _until(lambda: len(outbox.of(T.VEHICLES_VERDICTS)) >= verdicts)
@@ -205,7 +205,7 @@ def test_bad_records_go_to_dead_letters_and_the_agent_carries_on(app_and_outbox,
     heartbeat = schemas.DEVICE_HEARTBEAT.encode_wire(traffic.heartbeats[0])
 
     async def scenario():
-        async with app.agents["streams.app.match"].test_context() as agent:
+        async with app.agents["match"].test_context() as agent:
             for value in (b"\x00garbage", unknown_device, heartbeat, good):
                 await agent.put(value, key=b"k", wait=False)
             await _until(lambda: len(outbox.of(T.DEAD_LETTERS)) >= 3)
@@ -226,7 +226,7 @@ def test_heartbeat_agent_records_device_state(app_and_outbox, registry, client, 
     beats = traffic.heartbeats[:10]
 
     async def scenario():
-        async with app.agents["streams.app.heartbeats"].test_context() as agent:
+        async with app.agents["heartbeats"].test_context() as agent:
             for hb in beats:
                 await agent.put(schemas.DEVICE_HEARTBEAT.encode_wire(hb), key=b"k", wait=False)
             await _until(
@@ -256,7 +256,7 @@ def test_blacklist_agent_keeps_the_list_and_dead_letters_bad_plates(app_and_outb
     app, outbox = app_and_outbox
 
     async def scenario():
-        async with app.agents["streams.app.blacklist"].test_context() as agent:
+        async with app.agents["blacklist"].test_context() as agent:
             for plate, action in [("浙D12345", "add"), ("浙A7", "add"), ("浙D7Q71J", "add")]:
                 await agent.put(_blacklist_update(plate, action), key=b"k", wait=False)
             await _until(lambda: client.scard(K.BLACKLIST_KEY) == 2)
@@ -319,7 +319,7 @@ def test_a_gateway_batch_with_a_blacklisted_plate_is_judged_again_with_it(
     client.sadd(K.BLACKLIST_KEY, plate)
 
     async def scenario():
-        async with app.agents["streams.app.gateway"].test_context() as agent:
+        async with app.agents["gateway"].test_context() as agent:
             await agent.put(batch.value, key=batch.key, wait=False)
             await _until(lambda: len(outbox.of(T.VERDICT_BATCHES)) >= 1)
             await _settled(outbox)
@@ -377,7 +377,7 @@ def test_a_slow_trucks_order_goes_out_on_its_front_reads_and_its_verdict_settles
         return [schemas.DISPATCH_ORDER.decode_wire(v) for v in outbox.of(T.DISPATCH_ORDERS)]
 
     async def scenario():
-        async with app.agents["streams.app.match"].test_context() as agent:
+        async with app.agents["match"].test_context() as agent:
             await agent.put(schemas.WIM_PASSAGE.encode_wire(passage), key=key, wait=False)
             for r in front:
                 await agent.put(wire(r), key=key, wait=False)

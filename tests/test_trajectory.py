@@ -82,14 +82,9 @@ def test_cloned_plates_are_suspected_and_no_other(clone_city, registry):
     does once they are written): the plates alerted are cloned ones, and every clone pair whose
     two trucks were both read confidently at distant sites is alerted."""
     import schemas
-    from streams.trajectory import (
-        CLONE_CONFIDENCE,
-        CLONE_WINDOW_S,
-        clashes,
-        clone_alert,
-        distance_km,
-        impossible_journeys,
-    )
+    from streams.trajectory import RULES, clashes, clone_alert, distance_km, impossible_journeys
+
+    CLONE_CONFIDENCE, CLONE_WINDOW_S = RULES.clone.confidence, RULES.clone.window_s
 
     traffic, verdicts = clone_city
     by_plate: dict[str, list[dict]] = {}
