@@ -1,8 +1,9 @@
 """Pipeline benchmarks on the embedded broker (Tansu + Redis), with their in-run baseline.
 
 Same topics, same contents, same broker, same run:
-- **bare Faust**: a Faust agent (same transport and consumer settings as the worker) that only
-  counts the input messages (``bench.bare_faust``) — its rate is Faust's own ceiling;
+- **bare Faust**: a Faust agent with the worker's consumer settings that only counts the input
+  messages (``bench.bare_faust``), once as Faust ships it and once on the worker's own
+  transport (``streams.transport``) — their rates are Faust's own ceilings;
 - **pipeline**: one ``zhichao worker`` deciding every passage (axle kernel, site join, fusion,
   verdict kernel, Redis, ``vehicles.verdicts``).
 
@@ -378,9 +379,9 @@ def paced_latency(
     and Redis with a worker warmed up on a short backlog first.
 
     Fresh, because Tansu's ``memory://`` storage answers a fetch at the tail more slowly the
-    more it holds (measured here, no worker: a bare consumer at 340 vehicles/s got messages p50
-    26 / p99 109 ms after a 3,000-vehicle backlog, p50 94 / p99 2,513 ms after 12,000): behind
-    the throughput run's backlog the broker, not the worker, would set the figure."""
+    more it holds (with no worker, a bare consumer at 340 vehicles/s gets messages at p99
+    ~0.1 s behind a 3,000-vehicle backlog and ~2.5 s behind 12,000; docs/performance.md):
+    behind the throughput run's backlog the broker, not the worker, would set the figure."""
     warm = workload(registry, max(vehicles // 10, 50), seed=98, start=start)
     warm_end = max(r["ts_us"] for r in warm.traffic.passages + warm.traffic.reads)
     paced = workload(

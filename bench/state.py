@@ -2,10 +2,10 @@
 黑名单 and a million plates with sightings (trajectories), put into Redis before the worker
 starts, then raw-signal traffic and gateway batches through it.
 
-The per-plate state of zhichao lives in Redis by design (DESIGN §6: Faust tables would write a
-changelog per update and hold every key in the worker); the worker holds only its match
-buffers. So the figure to watch is the worker's peak RSS with and without the plates, next to
-Redis' own memory for them."""
+The per-plate state of zhichao lives in Redis by design (docs/semantics.md, State: Faust
+tables would write a changelog per update and hold every key in the worker); the worker holds
+only its match buffers. So the figure to watch is the worker's peak RSS with and without the
+plates, next to Redis' own memory for them."""
 
 from __future__ import annotations
 
