@@ -408,3 +408,35 @@ def test_a_slow_trucks_order_goes_out_on_its_front_reads_and_its_verdict_settles
         assert not verdict["enforceable"] and "front_rear_conflict" in verdict["flags"]
         assert stored["status"] == "closed" and stored["outcome"] == "withdrawn"
         assert client.get(K.OPEN_DISPATCH_KEY.format(vehicle=order["plate"])) is None
+
+
+def test_a_sink_added_beside_redis_gets_every_verdict_of_the_match_round(
+    app_and_outbox, registry, loop
+):
+    """The seam a store of record plugs into: a second sink gets each round's results, the
+    same verdicts the worker sends, with their alerts and evidence, without a change to the
+    round."""
+    from sinks.seam import NOTHING_WRITTEN
+
+    class Recording:
+        name, store, unavailable = "recording", "Recording", (ConnectionError,)
+
+        def __init__(self):
+            self.rounds = []
+
+        async def write_round(self, results):
+            self.rounds.append(results)
+            return NOTHING_WRITTEN
+
+    app, outbox = app_and_outbox
+    extra = Recording()
+    app.zhichao.sinks.others = (extra,)
+    traffic = CitySimulator(SimConfig(vehicles=60, seed=12), registry).run()
+    inputs = [e for e in events_of(traffic) if e[1] in (T.WIM_PASSAGES, T.ANPR_READS)]
+    _match_all(app, loop, inputs, outbox)
+    sent = {schemas.VERDICT.decode_wire(v)["passage_id"] for v in outbox.of(T.VEHICLES_VERDICTS)}
+    recorded = [v["passage_id"] for r in extra.rounds for v in r.verdicts]
+    assert sorted(recorded) == sorted(sent)
+    enforceable = {v["passage_id"] for r in extra.rounds for v in r.verdicts if v["enforceable"]}
+    assert {link.passage_id for r in extra.rounds for link in r.evidence} == enforceable
+    assert sum(len(r.reads) for r in extra.rounds) > 0
