@@ -4,9 +4,9 @@ Faust hands every fetched record to an agent through its conductor and the agent
 decode, an ``Event``, a queue, the stream's sensors and processors, then ``noack_take`` copies it
 into its batch — about half of a loaded worker's main thread (``docs/performance.md``). The
 match agent wants batches of raw records and acknowledges them itself, so for its topics the
-conductor appends each record to an ``Inbox`` and the agent takes the batch from there. Everything else stays
-Faust's: the consumer, its group and assignment, the generation of each record, flow control in
-a rebalance, the acknowledgements and commits.
+conductor appends each record to an ``Inbox`` and the agent takes the batch from there.
+Everything else stays Faust's: the consumer, its group and assignment, the generation of each
+record, flow control in a rebalance, the acknowledgements and commits.
 """
 
 from __future__ import annotations
