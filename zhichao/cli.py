@@ -1,4 +1,5 @@
-"""The ``zhichao`` command: simulate, replay, demo (more subcommands land with the pipeline)."""
+"""The ``zhichao`` command: simulate, gateway-sim, worker, replay, verify, blacklist, token, up,
+demo. Settings, the registry among them, come from ``schemas.settings`` (``ZHICHAO_*``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from schemas.registry import CITY_DIR, RegistryError, load_registry
+from schemas.registry import CITY_DIR, EXAMPLE_CITY, Registry, RegistryError, load_registry
+from schemas.settings import Settings
 
 
 def _registry_path(city: str) -> Path:
@@ -24,6 +26,30 @@ def _registry_path(city: str) -> Path:
         known = sorted(p.stem for p in CITY_DIR.glob("*.yaml"))
         raise click.BadParameter(f"no city {city!r}: give a .yaml path or one of {known}")
     return candidate
+
+
+def _settings(overrides: dict[str, object] | None = None) -> Settings:
+    """Settings from ``ZHICHAO_*`` and ``overrides``; a bad value is an error message, not a
+    traceback."""
+    try:
+        return Settings.load(overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _settings_registry(settings: Settings) -> Registry:
+    """The registry a worker with these settings loads (``ZHICHAO_REGISTRY_PATH``)."""
+    try:
+        return load_registry(settings.registry_path)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _unknown_units(units: set[str], registry: Registry) -> str:
+    return (
+        f"unknown unit(s) {', '.join(sorted(units))} in the registry {registry.path} "
+        f"(ZHICHAO_REGISTRY_PATH); its units: {', '.join(registry.units)}"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -206,13 +232,12 @@ def gateway_sim(
     import asyncio
 
     from schemas import topics as T
-    from schemas.settings import Settings
     from sim.config import SimConfig
     from sim.gateway import batches, pool_of, publish
     from sim.traffic import CitySimulator
 
-    settings = Settings.load({"broker_url": broker_url})
-    registry = load_registry(settings.registry_path)
+    settings = _settings({"broker_url": broker_url})
+    registry = _settings_registry(settings)
     pool = pool_of(CitySimulator(SimConfig(vehicles=3000, seed=seed), registry).run().truth, seed)
     made = list(
         batches(
@@ -265,7 +290,6 @@ def worker(
     """Run one stream worker (Faust) against Kafka and Redis; settings also from ZHICHAO_*."""
     import asyncio
 
-    from schemas.settings import Settings
     from schemas.topics import ensure_topics
     from streams.app import create_app
     from streams.kafka_security import aiokafka_options
@@ -276,10 +300,7 @@ def worker(
         "partitions": partitions,
         "registry_path": registry_path,
     }
-    try:
-        settings = Settings.load(overrides)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = _settings(overrides)
     security = aiokafka_options(settings)
     asyncio.run(
         ensure_topics(bootstrap_of(settings.broker_url), settings.partitions, security=security)
@@ -370,10 +391,9 @@ def verify(sites: tuple[str, ...], files: tuple[Path, ...], export: Path | None)
     The key is ZHICHAO_EVIDENCE_KEY; Redis is ZHICHAO_REDIS_DSN."""
     import redis as redis_sync
 
-    from schemas.settings import Settings
     from sinks.evidence import HEADS_KEY, chain_lines, verify_chain
 
-    settings = Settings.load()
+    settings = _settings()
     if not settings.evidence_key:
         raise click.ClickException(
             "set ZHICHAO_EVIDENCE_KEY to the key the chains were sealed with"
@@ -421,12 +441,11 @@ def _publish_blacklist(plate: str, action: str, reason: str, case_ref: str | Non
     from aiokafka import AIOKafkaProducer
 
     import schemas
-    from schemas.settings import Settings
     from schemas.topics import BLACKLIST_UPDATES
     from sinks.blacklist import update_problem
     from streams.kafka_security import aiokafka_options
 
-    settings = Settings.load()
+    settings = _settings()
     update = {
         "plate": plate,
         "action": action,
@@ -475,16 +494,16 @@ def token() -> None:
     """Access tokens of the officer and dashboard pages (per unit, revocable)."""
 
 
-def _redis_client():
+def _redis_client(settings: Settings):
     import redis.asyncio as aioredis
 
-    from schemas.settings import Settings
-
-    return aioredis.Redis.from_url(Settings.load().redis_dsn)
+    return aioredis.Redis.from_url(settings.redis_dsn)
 
 
 @token.command("issue")
-@click.option("--unit", "unit_id", default=None, help="a unit id of the registry")
+@click.option(
+    "--unit", "unit_id", default=None, help="a unit id of the registry (ZHICHAO_REGISTRY_PATH)"
+)
 @click.option("--command", "command_centre", is_flag=True, help="a command-centre token")
 @click.option("--label", default="", help="who holds it (shown in the list)")
 def token_issue(unit_id: str | None, command_centre: bool, label: str) -> None:
@@ -495,12 +514,13 @@ def token_issue(unit_id: str | None, command_centre: bool, label: str) -> None:
 
     if bool(unit_id) == command_centre:
         raise click.UsageError("give either --unit UNIT or --command")
-    registry = load_registry(CITY_DIR / "example-city.yaml")
+    settings = _settings()
+    registry = _settings_registry(settings)
     if unit_id and unit_id not in registry.units:
-        raise click.UsageError(f"unknown unit {unit_id}; one of {', '.join(registry.units)}")
+        raise click.BadParameter(_unknown_units({unit_id}, registry), param_hint="'--unit'")
 
     async def run() -> str:
-        client = _redis_client()
+        client = _redis_client(settings)
         try:
             return await access.issue(client, "unit" if unit_id else "command", unit_id, label)
         finally:
@@ -522,7 +542,7 @@ def token_revoke(value: str | None, unit_id: str | None) -> None:
         raise click.UsageError("give either a TOKEN or --unit UNIT")
 
     async def run() -> int:
-        client = _redis_client()
+        client = _redis_client(_settings())
         try:
             return await access.revoke(client, value, unit_id)
         finally:
@@ -543,7 +563,7 @@ def token_list() -> None:
     from sinks.web import access
 
     async def run() -> dict:
-        client = _redis_client()
+        client = _redis_client(_settings())
         try:
             return await access.tokens(client)
         finally:
@@ -574,9 +594,8 @@ def token_list() -> None:
     "--human",
     "human_units",
     multiple=True,
-    default=("U-KQ-01",),
-    show_default=True,
-    help="units answered by a person at the officer page (the others are simulated)",
+    help="units answered by a person at the officer page (default: the registry's first unit; "
+    "the others are simulated)",
 )
 def up(
     seconds: float | None,
@@ -585,7 +604,8 @@ def up(
     screenshots: Path | None,
     human_units: tuple[str, ...],
 ) -> None:
-    """The whole stack on this machine: broker, Redis, a worker, the example city streaming live."""
+    """The whole stack on this machine: broker, Redis, a worker, and the registry's city
+    (ZHICHAO_REGISTRY_PATH, the example city by default) streaming live."""
     import asyncio
 
     from schemas.topics import ensure_topics
@@ -603,11 +623,11 @@ def up(
     def say(text: str) -> None:
         click.echo(text, err=seconds is not None)
 
-    registry = load_registry(CITY_DIR / "example-city.yaml")
+    settings = _settings()
+    registry = _settings_registry(settings)
     if unknown := set(human_units) - set(registry.units):
-        raise click.UsageError(
-            f"unknown units {sorted(unknown)}; one of {', '.join(registry.units)}"
-        )
+        raise click.BadParameter(_unknown_units(unknown, registry), param_hint="'--human'")
+    human_units = human_units or tuple(registry.units)[:1]
     if screenshots and not human_units:
         raise click.UsageError("--screenshots shows the page of a --human unit")
     workdir = Path(tempfile.mkdtemp(prefix="zhichao-up-"))
@@ -624,7 +644,10 @@ def up(
                 partitions,
                 workdir / "worker.log",
                 metrics_port,
-                {"ZHICHAO_MAX_EVENT_AHEAD_S": str(DEMO_EVENT_AHEAD_S)},
+                {
+                    "ZHICHAO_MAX_EVENT_AHEAD_S": str(DEMO_EVENT_AHEAD_S),
+                    "ZHICHAO_REGISTRY_PATH": str(settings.registry_path),  # the simulated city
+                },
                 web_port,
             )
             say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
@@ -662,8 +685,10 @@ def up(
 @click.option("--vehicles", default=600, show_default=True, type=click.IntRange(1))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None)
 def demo(vehicles: int, out: Path | None) -> None:
-    """Simulate the example city and decide every passage with the kernels (no broker yet)."""
+    """Simulate the example city into files and decide every passage as ``zhichao replay``
+    does, in this process (no broker or Redis: ``zhichao up`` runs the whole stack)."""
     from sim.config import ARCHIVE_START
+    from zhichao.replay import replay_files
 
     target = out or Path(tempfile.mkdtemp(prefix="zhichao-demo-"))
     click.echo(f"治超 demo: simulating {vehicles} passages of the example city into {target}")
@@ -671,12 +696,8 @@ def demo(vehicles: int, out: Path | None) -> None:
         "example-city", vehicles, target, 20261122, "avro", "B+", 0.08, False, ARCHIVE_START
     )
     click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
-    try:
-        from zhichao.replay import replay_files
-    except ImportError:
-        return
     click.echo("deciding every passage with the kernels (the first run compiles them) …")
-    registry = load_registry(CITY_DIR / "example-city.yaml")
+    registry = load_registry(EXAMPLE_CITY)
     report = replay_files(
         registry,
         sorted(target.glob("*.avro")),

@@ -35,7 +35,7 @@ from zhichao.page_watch import watch_pages
 from zhichao.screenshots import take_screenshots
 
 # Tansu's memory:// storage keeps every message (≈ 60 MB a minute at demo load, raw signals are
-# ≈ 66 kB a passage) and answers fetches more slowly the more it holds (README, Measured)
+# ≈ 66 kB a passage) and answers fetches more slowly the more it holds (docs/performance.md)
 BROKER_MEMORY_WARN_MIB = 2048
 BROKER_MEMORY_WARNING = (
     "注意 the embedded broker holds {mib:,.0f} MB: it keeps every message in memory and slows "
@@ -320,7 +320,7 @@ def start_worker(
 
 
 def stop_worker(worker: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL: a Faust worker against Tansu may hang on shutdown (DESIGN §6)."""
+    """SIGTERM, then SIGKILL: a Faust worker against Tansu may hang on shutdown."""
     if worker.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
