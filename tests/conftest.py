@@ -19,3 +19,33 @@ def registry():
 def city_traffic(registry):
     """2,000 passages of the example city at the default configuration."""
     return CitySimulator(SimConfig(vehicles=2000), registry).run()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server (Debian's) for the session, on a free loopback port."""
+    from sinks.records.migrate import wait_until_up
+    from streams.embedded import postgres_dsn, postgres_server
+
+    server = postgres_server(tmp_path_factory.mktemp("postgres")).start()
+    try:
+        wait_until_up(postgres_dsn(server.port))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def pg_dsn(postgres, request):
+    """A fresh, empty database on the session's server, for one test."""
+    import re
+
+    import psycopg
+
+    from streams.embedded import postgres_dsn
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    with psycopg.connect(postgres_dsn(postgres.port), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_dsn(postgres.port, name)

@@ -1,0 +1,249 @@
+"""Weighings and cases in the store of record.
+
+``write_round`` stores a batch of verdicts in one transaction: the over-limit and warning ones
+into ``weighings`` (copied into a temporary table, then inserted with ``ON CONFLICT DO NOTHING``,
+so a batch delivered again changes nothing), and every enforceable over-limit one that is new
+opens a case in 待审核 with its first event. ``apply`` makes one transition of the case state
+machine (``schemas.cases``) against the case's row version: the second of two reviewers acting
+on one case gets ``CaseConflict`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from schemas.cases import CaseRefused, CaseRules, load_case_rules, transition
+from schemas.units import US
+from sinks.seam import NOTHING_WRITTEN, RoundResults, Written
+
+log = logging.getLogger(__name__)
+STORED_VERDICTS = ("warning", "overlimit")
+SYSTEM = "zhichao"  # the actor of the events the worker itself makes
+
+COLUMNS = (
+    "passage_id",
+    "weighed_at",
+    "site_id",
+    "device_id",
+    "lane",
+    "direction",
+    "plate",
+    "plate_rear",
+    "plate_confidence",
+    "is_local",
+    "vehicle_class",
+    "axle_count",
+    "gvw_kg",
+    "limit_kg",
+    "excess_kg",
+    "overload_pct",
+    "verdict",
+    "enforceable",
+    "policy_version",
+    "evidence_hash",
+    "fine_cny",
+    "body",
+)
+STORE_BATCH = f"""
+WITH new AS (
+    INSERT INTO weighings ({", ".join(COLUMNS)})
+    SELECT {", ".join(COLUMNS)} FROM incoming
+    ON CONFLICT (passage_id) DO NOTHING
+    RETURNING passage_id, weighed_at, site_id, plate, is_local, verdict, enforceable
+), opened AS (
+    INSERT INTO cases (passage_id, state, plate, site_id, is_local, weighed_at)
+    SELECT passage_id, %(initial)s, plate, site_id, is_local, weighed_at FROM new
+    WHERE enforceable AND verdict = 'overlimit'
+    ON CONFLICT (passage_id) DO NOTHING
+    RETURNING case_id
+), events AS (
+    INSERT INTO case_events (case_id, actor, role, action, from_state, to_state)
+    SELECT case_id, %(actor)s, 'system', 'open', NULL, %(initial)s FROM opened
+    RETURNING case_id
+)
+SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM events)
+"""  # noqa: S608 - the column names are this module's own
+
+
+class CaseConflict(RuntimeError):
+    """The case moved on since the version the action was decided on."""
+
+    def __init__(self, case_id: int, version: int, now: int, state: str):
+        super().__init__(f"案件 {case_id} 已被他人处理（版本 {version} → {now}，现为 {state}）")
+        self.case_id, self.version, self.now, self.state = case_id, version, now, state
+
+
+class UnknownCase(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Stored:
+    weighings: int  # stored for the first time
+    cases: int  # opened
+
+
+def weighing_row(v: dict[str, Any]) -> tuple[Any, ...]:
+    """A verdict as the row ``weighings`` keeps."""
+    return (
+        v["passage_id"],
+        dt.datetime.fromtimestamp(v["ts_us"] / US, dt.UTC),
+        v["site_id"],
+        v.get("device_id"),
+        v["lane"],
+        v["direction"],
+        v["plate_front"] or None,
+        v["plate_rear"] or None,
+        v["plate_confidence"],
+        v["local"],
+        v["vehicle_class"],
+        v["axle_count"],
+        v["gvw_kg"],
+        v["limit_kg"],
+        v["excess_kg"],
+        v["overload_pct"],
+        v["verdict"],
+        v["enforceable"],
+        v["policy_version"],
+        v.get("evidence_hash") or "",
+        v.get("fine_cny"),
+        orjson.dumps(v).decode(),
+    )
+
+
+class CaseStore:
+    """The worker's side of the store of record (a ``sinks.seam.RoundSink``)."""
+
+    name = "cases"
+    store = "PostgreSQL"
+    unavailable = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+    def __init__(self, dsn: str, rules: CaseRules | None = None, max_connections: int = 4):
+        self.rules = rules or load_case_rules()
+        self.pool = psycopg_pool.AsyncConnectionPool(
+            dsn, min_size=1, max_size=max_connections, open=False, timeout=5.0
+        )
+
+    async def open(self) -> CaseStore:
+        await self.pool.open(wait=False)
+        return self
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def write_round(self, results: RoundResults) -> Written:
+        await self.store_verdicts(results.verdicts)
+        return NOTHING_WRITTEN
+
+    async def store_verdicts(self, verdicts: list[dict[str, Any]]) -> Stored:
+        """Store a batch in one transaction; a batch stored before changes nothing."""
+        rows = [weighing_row(v) for v in verdicts if v["verdict"] in STORED_VERDICTS]
+        if not rows:
+            return Stored(0, 0)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE incoming (LIKE weighings INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            async with conn.cursor().copy(
+                f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            cur = await conn.execute(STORE_BATCH, {"initial": self.rules.initial, "actor": SYSTEM})
+            new, opened = await cur.fetchone()
+        return Stored(int(new), int(opened))
+
+    async def apply(
+        self,
+        case_id: int,
+        version: int,
+        action: str,
+        actor: str,
+        role: str,
+        fields: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make ``action`` of the case at ``version``; returns the case afterwards. Raises
+        ``UnknownCase``, ``CaseRefused`` (not allowed) or ``CaseConflict`` (moved on)."""
+        fields = fields or {}
+        async with self.pool.connection() as conn, conn.transaction():
+            conn.row_factory = dict_row
+            cur = await conn.execute(
+                "SELECT state, version, is_local FROM cases WHERE case_id = %s FOR UPDATE",
+                (case_id,),
+            )
+            case = await cur.fetchone()
+            if case is None:
+                raise UnknownCase(f"没有案件 {case_id}")
+            if case["version"] != version:
+                raise CaseConflict(case_id, version, case["version"], case["state"])
+            t = transition(self.rules, case["state"], case["is_local"], action, role, fields)
+            cur = await conn.execute(
+                """UPDATE cases SET state = %s, version = version + 1, updated_at = now(),
+                       reviewer = CASE WHEN %s IN ('file', 'decline') THEN %s ELSE reviewer END,
+                       reason_code = coalesce(%s, reason_code),
+                       fine_cny = coalesce(%s, fine_cny)
+                   WHERE case_id = %s AND version = %s
+                   RETURNING *""",
+                (t.to_state, action, actor, t.reason_code, t.fine_cny, case_id, version),
+            )
+            after = await cur.fetchone()
+            await conn.execute(
+                """INSERT INTO case_events
+                       (case_id, actor, role, action, from_state, to_state, reason_code, note, data)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    case_id,
+                    actor,
+                    role,
+                    action,
+                    t.from_state,
+                    t.to_state,
+                    t.reason_code,
+                    t.note,
+                    Jsonb({"fine_cny": t.fine_cny}) if t.fine_cny is not None else None,
+                ),
+            )
+        return after
+
+    async def case(self, case_id: int) -> dict[str, Any]:
+        """A case with its weighing and its events, oldest first."""
+        async with self.pool.connection() as conn:
+            conn.row_factory = dict_row
+            cur = await conn.execute(
+                "SELECT c.*, w.body AS verdict FROM cases c JOIN weighings w USING (passage_id) "
+                "WHERE case_id = %s",
+                (case_id,),
+            )
+            case = await cur.fetchone()
+            if case is None:
+                raise UnknownCase(f"没有案件 {case_id}")
+            cur = await conn.execute(
+                "SELECT * FROM case_events WHERE case_id = %s ORDER BY event_id", (case_id,)
+            )
+            case["events"] = await cur.fetchall()
+        return case
+
+    async def queue(
+        self, state: str = "pending_review", site_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Cases in ``state``, oldest weighing first (the review queue)."""
+        async with self.pool.connection() as conn:
+            conn.row_factory = dict_row
+            cur = await conn.execute(
+                "SELECT * FROM cases WHERE state = %s AND (%s::text IS NULL OR site_id = %s) "
+                "ORDER BY weighed_at, case_id LIMIT %s",
+                (state, site_id, site_id, limit),
+            )
+            return await cur.fetchall()
+
+
+__all__ = ["CaseConflict", "CaseRefused", "CaseStore", "Stored", "UnknownCase", "weighing_row"]
