@@ -101,10 +101,8 @@ def test_two_reviewers_on_one_case_the_second_gets_a_conflict(pg_dsn, verdicts):
     conflicts = [r for r in results if isinstance(r, CaseConflict)]
     assert len(done) == 1 and len(conflicts) == 1
     assert after["version"] == 2 and after["state"] == done[0]["state"]
-    assert [e["action"] for e in after["events"]] == [
-        "open",
-        done[0]["state"] == "filed" and "file" or "decline",
-    ]
+    winner = "file" if done[0]["state"] == "filed" else "decline"
+    assert [e["action"] for e in after["events"]] == ["open", winner]
 
 
 def test_a_refused_or_unknown_action_changes_nothing(pg_dsn, verdicts):
