@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import numpy as np
 import yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -150,3 +151,31 @@ def decode_any_wire(payload: bytes) -> tuple[str, dict[str, Any]]:
     """Decode a framed message of any known schema: (full name, record)."""
     codec = codec_for_id(wire_schema_id(payload))
     return codec.full_name, codec.decode(payload, _WIRE_HEADER.size)
+
+
+def _carries_float(avro_type: Any) -> bool:
+    if avro_type == "float":
+        return True
+    if isinstance(avro_type, list):
+        return any(_carries_float(t) for t in avro_type)
+    return (
+        isinstance(avro_type, dict)
+        and avro_type.get("type") == "array"
+        and (_carries_float(avro_type["items"]))
+    )
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(str(np.float32(value)))
+    if isinstance(value, list):
+        return [_decimal(v) for v in value]
+    return value
+
+
+def decimal_floats(codec: Codec, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` decoded by ``codec`` with each Avro ``float`` as the shortest decimal that
+    encodes to the same 32 bits: the value the sender wrote (20622.2, not 20622.19921875), as
+    far as a float carries it. For records kept and shown to people (the store of record)."""
+    names = [f["name"] for f in codec.parsed["fields"] if _carries_float(f["type"])]
+    return {**record, **{n: _decimal(record[n]) for n in names if n in record}}

@@ -25,6 +25,9 @@ class Settings:
     kafka_sasl_password: str = dataclasses.field(default="", repr=False)
     kafka_ssl_cafile: str = ""
     redis_dsn: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; password in the DSN
+    # the store of record (PostgreSQL: weighings, cases, their history); empty: none, the
+    # worker keeps only the live cache in Redis
+    pg_dsn: str = dataclasses.field(default="", repr=False)
     store: str = "memory://"  # rocksdb:// in production
     partitions: int = 6
     registry_path: Path = EXAMPLE_CITY
@@ -121,6 +124,8 @@ class Settings:
             raise ValueError("broker_url must look like kafka://host:port[;host:port]")
         if not self.redis_dsn.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_dsn must start with redis://, rediss:// or unix://")
+        if self.pg_dsn and not self.pg_dsn.startswith(("postgresql://", "postgres://")):
+            raise ValueError("pg_dsn must start with postgresql:// (or be empty: no store)")
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

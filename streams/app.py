@@ -8,6 +8,7 @@
 - ``feedback``, ``escalate``, ``blacklist``: the officer loop (``streams.agents.orders``).
 - ``heartbeats`` and the device timers (``streams.agents.devices``).
 - the pages, the metrics and the lag gauge (``streams.agents.operations``).
+- ``cases``: ``vehicles.verdicts`` -> the store of record on PostgreSQL (``streams.agents.cases``).
 
 Anything that cannot be decoded or measured goes to ``dead.letters`` with a reason.
 """
@@ -18,7 +19,7 @@ import faust
 
 from schemas import topics as T
 from schemas.settings import Settings
-from streams.agents import devices, gateway, match, operations, orders
+from streams.agents import cases, devices, gateway, match, operations, orders
 from streams.inbox import Inbox, InboxTopic
 from streams.kafka_security import faust_credentials
 from streams.transport import App
@@ -64,5 +65,6 @@ def create_app(settings: Settings) -> faust.App:
     orders.install(worker)
     devices.install(worker)
     operations.install(worker)
+    cases.install(worker, worker.case_store)
     app.zhichao = worker
     return app

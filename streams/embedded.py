@@ -252,6 +252,7 @@ class EmbeddedStack:
     broker: ManagedProcess
     redis: ManagedProcess
     workdir: Path
+    postgres: ManagedProcess | None = None
     # the demo's own evidence key, made fresh for each stack (never a built-in default)
     evidence_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
@@ -267,19 +268,36 @@ class EmbeddedStack:
     def redis_dsn(self) -> str:
         return f"redis://127.0.0.1:{self.redis.port}/0"
 
+    @property
+    def pg_dsn(self) -> str:
+        return postgres_dsn(self.postgres.port) if self.postgres is not None else ""
+
 
 @contextlib.contextmanager
-def embedded_stack(workdir: Path | None = None) -> Iterator[EmbeddedStack]:
-    """Broker and Redis for the length of a ``with`` block; both stopped, bounded, on exit."""
+def embedded_stack(
+    workdir: Path | None = None, with_postgres: bool = True
+) -> Iterator[EmbeddedStack]:
+    """Broker, Redis and PostgreSQL (its schema current) for the length of a ``with`` block;
+    all stopped, bounded, on exit."""
+    from sinks.records import migrate  # the embedded stack's database starts current
+
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="zhichao-stack-")) if own else workdir
     broker = tansu(workdir)
     redis = redis_server(workdir)
+    postgres = postgres_server(workdir) if with_postgres else None
     try:
         broker.start()
         redis.start()
-        yield EmbeddedStack(broker, redis, workdir)
+        stack = EmbeddedStack(broker, redis, workdir, postgres)
+        if postgres is not None:
+            postgres.start()
+            migrate.wait_until_up(stack.pg_dsn)
+            migrate.upgrade(stack.pg_dsn)
+        yield stack
     finally:
+        if postgres is not None:
+            postgres.stop()
         redis.stop()
         broker.stop()
         if own:

@@ -41,7 +41,8 @@ class Retry:
                 result = await write()
             except unavailable as exc:
                 self.metrics.sink_errors.labels(sink_name).inc()
-                self.metrics.redis_up.set(0)
+                if store == "Redis":
+                    self.metrics.redis_up.set(0)
                 now = time.monotonic()
                 if down_since is None:
                     down_since = told = now
@@ -58,5 +59,6 @@ class Retry:
                     store,
                     time.monotonic() - down_since,
                 )
-            self.metrics.redis_up.set(1)
+            if store == "Redis":
+                self.metrics.redis_up.set(1)
             return result

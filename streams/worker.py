@@ -20,6 +20,8 @@ from schemas.settings import Settings
 from sinks.evidence import EvidenceChain
 from sinks.gateway_sink import GatewaySink
 from sinks.order_sink import OrderSink
+from sinks.records import migrate
+from sinks.records.case_store import CaseStore
 from sinks.redis_sink import VerdictSink
 from sinks.seam import RoundSinks
 from sinks.sightings import Sightings
@@ -89,6 +91,7 @@ class Worker:
             lambda where: metrics.decider_work.labels(where).inc(),
         )
         self.runners: list[Any] = []  # the pages' web server, cleaned up on close
+        self.case_store = self._case_store()
         self.sealing = Sealing(self.chain, registry, self.sink, self.retry, metrics)
         self.alerting = Alerting(
             registry, self.alert_rules, self.sink, self.sightings, self.retry, self.outbox
@@ -124,6 +127,15 @@ class Worker:
             metrics,
         )
 
+    def _case_store(self) -> CaseStore | None:
+        """The store of record when one is configured; a database at another schema version
+        is refused now, before the worker takes any partition (``migrate.WrongSchema``)."""
+        if not self.settings.pg_dsn:
+            log.warning("no store of record (ZHICHAO_PG_DSN): verdicts are kept in Redis only")
+            return None
+        migrate.check(self.settings.pg_dsn)
+        return CaseStore(self.settings.pg_dsn)
+
     def foresee_kg(self) -> float | None:
         """预判 orders for vehicles heavy enough to be over a limit: half the lightest class
         limit leaves room for every reduction; None when provisional orders are off."""
@@ -150,4 +162,6 @@ class Worker:
         for runner in self.runners:
             await runner.cleanup()
         await self.redis.aclose()
+        if self.case_store is not None:
+            await self.case_store.close()
         self.decider.close()

@@ -302,6 +302,7 @@ def start_worker(
         **os.environ,
         "ZHICHAO_BROKER_URL": stack.broker_url,
         "ZHICHAO_REDIS_DSN": stack.redis_dsn,
+        "ZHICHAO_PG_DSN": stack.pg_dsn,
         "ZHICHAO_PARTITIONS": str(partitions),
         "ZHICHAO_METRICS_PORT": str(metrics_port),
         "ZHICHAO_WEB_PORT": str(web_port),

@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import fastavro
+import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -132,6 +133,7 @@ def run(tmp_path_factory, registry):
             sightings = {
                 k.decode().split(":", 2)[2]: client.zcard(k) for k in client.keys("zc:sightings:*")
             }
+            records = store_of_record(stack.pg_dsn, streamed)
         finally:
             stop_worker(worker)
         evidence = evidence_in_redis(client)
@@ -158,7 +160,23 @@ def run(tmp_path_factory, registry):
         "metrics": metrics,
         "sightings": sightings,
         "controller": controller,
+        "records": records,
     }
+
+
+def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
+    """The weighings and cases in PostgreSQL, once the cases agent has stored every one."""
+    stored = {p for p, v in streamed.items() if v["verdict"] in ("warning", "overlimit")}
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            weighings = dict(conn.execute("SELECT passage_id, body FROM weighings").fetchall())
+            if set(weighings) >= stored or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        cases = conn.execute("SELECT passage_id, state FROM cases").fetchall()
+        opened = conn.execute("SELECT count(*) FROM case_events WHERE action = 'open'").fetchone()
+    return {"weighings": weighings, "cases": cases, "opened": opened[0]}
 
 
 def test_every_enforceable_verdict_has_one_record_in_an_intact_chain(run):
@@ -298,3 +316,17 @@ def test_prometheus_metrics_count_what_happened(run):
 def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     check_one_order_per_vehicle(run["orders"], verdicts, registry)
+
+
+def test_the_store_of_record_has_every_weighing_and_one_case_per_enforceable_verdict(run):
+    """Over-limit and warning verdicts in PostgreSQL as the worker decided them, and a case in
+    待审核 for each enforceable one, exactly once."""
+    records, streamed = run["records"], run["streamed"]
+    enforceable = {p for p, v in streamed.items() if v["enforceable"]}
+    stored = {p for p, v in streamed.items() if v["verdict"] in ("warning", "overlimit")}
+    assert enforceable and set(records["weighings"]) == stored
+    for passage_id, body in records["weighings"].items():
+        assert body == streamed[passage_id]
+    assert sorted(p for p, _ in records["cases"]) == sorted(enforceable)
+    assert {state for _, state in records["cases"]} == {"pending_review"}
+    assert records["opened"] == len(enforceable)

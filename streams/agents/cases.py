@@ -1,0 +1,41 @@
+"""The store of record's agent: every verdict on ``vehicles.verdicts`` into PostgreSQL
+(``sinks.records.case_store``): over-limit and warning weighings kept without expiry, and a
+case in 待审核 for each enforceable one. Apart from the live path, so that an outage of the
+store of record holds only this agent: while PostgreSQL is down it waits with its batch
+unacknowledged, and Kafka keeps what comes next; nothing is lost when it returns.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import schemas
+from schemas import topics as T
+from schemas.codec import decimal_floats
+from sinks.records.case_store import CaseStore
+from streams.worker import Worker
+
+BATCH = 1024  # verdicts per transaction: a backlog is copied in large batches
+
+
+def install(worker: Worker, store: CaseStore | None) -> None:
+    if store is None:
+        return
+    app, settings, metrics, outbox = worker.app, worker.settings, worker.metrics, worker.outbox
+
+    @app.agent(app.topic(T.VEHICLES_VERDICTS), name="cases")
+    async def cases(stream):
+        await store.open()  # connects in the background: a server that is down is waited for
+        async for events in stream.noack_take(BATCH, within=settings.batch_timeout_s * 10):
+            metrics.count_in(events)
+            decoded = await outbox.decoded(events, schemas.VERDICT)  # the others dead-lettered
+            verdicts = [decimal_floats(schemas.VERDICT, v) for v, _ in decoded]
+            with metrics.stage_seconds.labels("cases").time():
+                await worker.retry(
+                    store.name,
+                    partial(store.store_verdicts, verdicts),
+                    store.unavailable,
+                    store.store,
+                )
+            for _, event in decoded:
+                event.ack()  # only now: a crash before this stores the batch again, once
