@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?= all
 
-.PHONY: help setup native redis demo screenshots test bench fuzz crash lint format annotate clean
+.PHONY: help setup native services demo screenshots test bench fuzz crash lint format annotate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,16 +22,17 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)  ## compile the Cython kernels in place (fails if they cannot be built)
 	KERNELS_REQUIRE_NATIVE=1 $(PY) setup.py -q build_ext --inplace
 
-redis:  ## install Debian's redis-server, chromium and a CJK font (browser tests, screenshots)
+services:  ## install Debian's redis-server, postgresql, chromium and a CJK font
 	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	  test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-setup: $(STAMP) native redis  ## venv, package with extras, native kernels, redis-server
+setup: $(STAMP) native services  ## venv, package with extras, native kernels, Redis, PostgreSQL
 
-demo: setup  ## the example city live: broker, Redis, a worker, the simulator (Ctrl-C stops)
+demo: setup  ## the example city live: broker, Redis, PostgreSQL, a worker, the simulator (Ctrl-C stops)
 	$(VENV)/bin/zhichao up
 
 screenshots: setup  ## run the demo 100 s and write docs/img/{dashboard,officer}.png for the README

@@ -160,7 +160,7 @@ def redis_server(
     and only TLS (no plain port) when ``tls`` = (certificate, key) is."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise EmbeddedError("redis-server is not installed (make redis installs Debian's)")
+        raise EmbeddedError("redis-server is not installed (make setup installs Debian's)")
     port = port or free_port()
     argv = [
         binary,

@@ -1,5 +1,6 @@
 """The ``zhichao`` command: simulate, gateway-sim, worker, replay, verify, blacklist, token, up,
-demo. Settings, the registry among them, come from ``schemas.settings`` (``ZHICHAO_*``)."""
+demo, db, cases. Settings, the registry among them, come from ``schemas.settings``
+(``ZHICHAO_*``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import click
 
 from schemas.registry import CITY_DIR, EXAMPLE_CITY, Registry, RegistryError, load_registry
 from schemas.settings import Settings
+from zhichao import records_cli
 
 
 def _registry_path(city: str) -> Path:
@@ -730,6 +732,9 @@ def _case_table(verdicts_path: Path, registry) -> str:
         )
     return "\n".join(lines)
 
+
+main.add_command(records_cli.db)
+main.add_command(records_cli.cases)
 
 if __name__ == "__main__":
     main()
