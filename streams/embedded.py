@@ -99,8 +99,9 @@ class ManagedProcess:
                 return int(line.split()[1]) / 1024
         return None
 
-    def stop(self, grace_s: float = 5.0) -> int | None:
-        """Signal the process group, SIGKILL it after ``grace_s``; returns the exit code."""
+    def stop(self, grace_s: float = 5.0, keep: bool = False) -> int | None:
+        """Signal the process group, SIGKILL it after ``grace_s``; returns the exit code.
+        ``keep``: its folder stays, for a restart with its data (an outage)."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -113,7 +114,7 @@ class ManagedProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(grace_s)
-        if self.cleanup is not None:
+        if self.cleanup is not None and not keep:
             shutil.rmtree(self.cleanup, ignore_errors=True)
         return self.process.returncode
 

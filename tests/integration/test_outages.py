@@ -4,7 +4,10 @@
   stays up, says so in its log and metrics, holds its batches unacknowledged and writes them when
   Redis is back: every passage ends with its one verdict, equal to replay, KPIs not doubled.
 - The broker freezes for 20 s (SIGSTOP: unreachable, as in a network partition): the worker
-  reconnects by itself, with no restart, and decides everything."""
+  reconnects by itself, with no restart, and decides everything.
+- PostgreSQL, the store of record, goes away for 30 s: the live path goes on deciding and
+  alerting meanwhile; the cases agent holds its batch and, once the server is back, every
+  weighing and case is in the store, each once."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import threading
 import time
 import urllib.request
 
+import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,6 +41,7 @@ PARTITIONS = 4
 RUN_S = 45.0  # the traffic is published over this much wall time
 REDIS_DOWN_S = 30.0
 BROKER_FROZEN_S = 20.0
+POSTGRES_DOWN_S = 30.0
 
 
 def _wait(predicate, timeout_s: float) -> bool:
@@ -81,6 +86,23 @@ def _outcome(stack, client, worker, work, publisher) -> dict:
     }
 
 
+def _records(dsn: str, streamed: dict, timeout_s: float = 90.0) -> dict:
+    """The store of record once it holds every stored weighing (or the time is up)."""
+    stored = {p for p, v in streamed.items() if v["verdict"] in ("warning", "overlimit")}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=2) as conn:
+                weighings = [p for (p,) in conn.execute("SELECT passage_id FROM weighings")]
+                cases = [p for (p,) in conn.execute("SELECT passage_id FROM cases")]
+            if set(weighings) >= stored or time.monotonic() > deadline:
+                return {"weighings": weighings, "cases": cases}
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
 def _traffic(registry):
     """The city's traffic without the long tail after the last weighing (downstream
     checkpoint sightings, heartbeats), so that pacing spreads the weighings over the run."""
@@ -105,6 +127,7 @@ def _run(tmp_path_factory, registry, name, outage) -> dict:
             time.sleep(8)  # under load
             seen = outage(stack, client, port)
             result = _outcome(stack, client, worker, work, publisher)
+            result["records"] = _records(stack.pg_dsn, result["streamed"])
         finally:
             stop_worker(worker)
     return {
@@ -133,6 +156,20 @@ def _broker_freeze(stack, client, port) -> dict:
     finally:
         os.killpg(stack.broker.process.pid, signal.SIGCONT)
     return {}
+
+
+def _postgres_outage(stack, client, port) -> dict:
+    stack.postgres.stop(keep=True)  # its data stays, as in a restart of the server
+    before = client.xlen(K.VERDICT_STREAM)
+    time.sleep(POSTGRES_DOWN_S)
+    decided_meanwhile = client.xlen(K.VERDICT_STREAM) - before
+    stack.postgres.start()
+    return {"decided_while_postgres_down": decided_meanwhile, "pg_dsn": stack.pg_dsn}
+
+
+@pytest.fixture(scope="module")
+def postgres_outage(tmp_path_factory, registry):
+    return _run(tmp_path_factory, registry, "postgres-outage", _postgres_outage)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +207,17 @@ def test_the_worker_rides_out_a_frozen_broker(broker_outage, replayed):
     assert broker_outage["alive"], broker_outage["log"][-3000:]
     assert broker_outage["streamed"] == {v["passage_id"]: v for v in replayed}
     assert broker_outage["feed"] == VEHICLES
+
+
+def test_a_postgres_outage_holds_only_the_store_of_record_and_loses_nothing(
+    postgres_outage, replayed
+):
+    assert postgres_outage["alive"], postgres_outage["log"][-3000:]
+    assert postgres_outage["streamed"] == {v["passage_id"]: v for v in replayed}
+    assert postgres_outage["decided_while_postgres_down"] > 0  # the live path went on
+    assert "PostgreSQL unavailable" in postgres_outage["log"]
+    assert "PostgreSQL is back" in postgres_outage["log"]
+    records = postgres_outage["records"]
+    stored = sorted(v["passage_id"] for v in replayed if v["verdict"] in ("warning", "overlimit"))
+    assert sorted(records["weighings"]) == stored
+    assert sorted(records["cases"]) == sorted(v["passage_id"] for v in replayed if v["enforceable"])
