@@ -507,15 +507,22 @@ def _redis_client(settings: Settings):
     "--unit", "unit_id", default=None, help="a unit id of the registry (ZHICHAO_REGISTRY_PATH)"
 )
 @click.option("--command", "command_centre", is_flag=True, help="a command-centre token")
+@click.option(
+    "--reviewer", default=None, help="a reviewer's (审核员) token for the desk: their name"
+)
 @click.option("--label", default="", help="who holds it (shown in the list)")
-def token_issue(unit_id: str | None, command_centre: bool, label: str) -> None:
+def token_issue(
+    unit_id: str | None, command_centre: bool, reviewer: str | None, label: str
+) -> None:
     """Issue a token and print it (it is shown only this once; Redis keeps its SHA-256)."""
     import asyncio
 
     from sinks.web import access
 
-    if bool(unit_id) == command_centre:
-        raise click.UsageError("give either --unit UNIT or --command")
+    if sum((bool(unit_id), command_centre, bool(reviewer))) != 1:
+        raise click.UsageError("give one of --unit UNIT, --command or --reviewer NAME")
+    role = "unit" if unit_id else "reviewer" if reviewer else "command"
+    label = reviewer.strip() if reviewer else label
     settings = _settings()
     registry = _settings_registry(settings)
     if unit_id and unit_id not in registry.units:
@@ -524,11 +531,14 @@ def token_issue(unit_id: str | None, command_centre: bool, label: str) -> None:
     async def run() -> str:
         client = _redis_client(settings)
         try:
-            return await access.issue(client, "unit" if unit_id else "command", unit_id, label)
+            return await access.issue(client, role, unit_id, label)
         finally:
             await client.aclose()
 
-    click.echo(asyncio.run(run()))
+    try:
+        click.echo(asyncio.run(run()))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @token.command("revoke")

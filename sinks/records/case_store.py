@@ -134,6 +134,8 @@ class CaseStore:
         )
 
     async def open(self) -> CaseStore:
+        """Start connecting (in the background: a server that is down is waited for); safe to
+        call again on a store that is open."""
         await self.pool.open(wait=False)
         return self
 

@@ -1,6 +1,7 @@
-"""Access tokens for the pages: one or more per unit (a unit's page shows only its orders) and
-for the command centre. Only the SHA-256 of a token is stored (``zc:tokens``), so a Redis dump
-does not hand out logins; a token is looked up by its digest and compared in constant time.
+"""Access tokens for the pages: one or more per unit (a unit's page shows only its orders), for
+the command centre, and per reviewer (审核员) for the review desk. Only the SHA-256 of a token
+is stored (``zc:tokens``), so a Redis dump does not hand out logins; a token is looked up by its
+digest and compared in constant time.
 Revoking deletes it; an open page notices within one keep-alive (``sinks.web.server``)."""
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import orjson
 
 from sinks import constants as K
 
-ROLES = ("unit", "command")
+ROLES = ("unit", "command", "reviewer")
 
 
 @dataclass(frozen=True)
 class Principal:
-    role: str  # "unit" or "command"
+    role: str  # "unit", "command" or "reviewer"
     unit_id: str | None  # the unit, for role "unit"
     label: str
 
@@ -35,11 +36,14 @@ def digest(token: str) -> str:
 
 
 async def issue(client: Any, role: str, unit_id: str | None = None, label: str = "") -> str:
-    """A new token (shown once) for a unit or the command centre."""
+    """A new token (shown once) for a unit, the command centre or a reviewer (``label``: the
+    reviewer's name, recorded with each of their actions on a case)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     if (role == "unit") != bool(unit_id):
-        raise ValueError("a unit token names its unit; a command token names none")
+        raise ValueError("a unit token names its unit; other tokens name none")
+    if role == "reviewer" and not label:
+        raise ValueError("a reviewer token names its reviewer (the label)")
     token = secrets.token_urlsafe(32)
     record = {
         "digest": digest(token),

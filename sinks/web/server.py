@@ -33,8 +33,10 @@ from schemas.orders import COMMAND_CENTRE, OrderRefused
 from schemas.registry import Registry
 from schemas.units import US
 from sinks import constants as K
+from sinks.records.case_store import CaseStore
 from sinks.web import access
 from sinks.web.dashboard import dashboard_state
+from sinks.web.desk import add_desk
 
 log = logging.getLogger(__name__)
 COOKIE = "zc_token"
@@ -52,6 +54,7 @@ def feed_block_s(client: Any) -> float:
     return KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, 0.8 * socket_timeout)
 
 
+HOME_OF = {"unit": "/officer", "command": "/dashboard", "reviewer": "/desk"}  # after login
 SendFeedback = Callable[[dict[str, Any]], Awaitable[None]]
 CheckReport = Callable[[dict[str, Any], dict[str, Any]], object]
 
@@ -95,10 +98,12 @@ def web_app(
     check_report: CheckReport,
     heartbeat_interval_s: float = 60.0,
     accept_timeout_s: float = 60.0,
+    cases: CaseStore | None = None,
 ) -> web.Application:
     """The pages and their APIs over ``client`` (redis.asyncio). ``check_report(order, fb)`` is
     the worker's own rule for a report on an order (it raises ``OrderRefused``), so that a page
-    refuses at once, with the reason, what the worker would refuse later."""
+    refuses at once, with the reason, what the worker would refuse later. With ``cases`` (the
+    store of record) the reviewers' desk is served too (``sinks.web.desk``)."""
     routes = web.RouteTableDef()
 
     async def principal(request: web.Request) -> access.Principal | None:
@@ -140,7 +145,7 @@ def web_app(
                 content_type="text/html",
                 status=401,
             )
-        response = web.HTTPFound("/dashboard" if who.is_command else "/officer")
+        response = web.HTTPFound(HOME_OF[who.role])
         secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
         response.set_cookie(
             COOKIE, str(token).strip(), httponly=True, samesite="Strict", secure=secure, path="/"
@@ -299,6 +304,8 @@ def web_app(
         await need(request, "command")
         return await report(COMMAND_CENTRE, request.match_info["order_id"], await body_of(request))
 
+    if cases is not None:
+        add_desk(routes, principal, cases, page)
     app = web.Application()
     app.add_routes(routes)
     return app

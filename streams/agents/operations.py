@@ -23,6 +23,8 @@ def install(worker: Worker) -> None:
     async def serve_pages():
         if not settings.web_port:
             return
+        if worker.case_store is not None:
+            await worker.case_store.open()  # the desk reads it from the first request on
 
         async def send_feedback(fb: dict[str, Any]) -> None:
             encode = schemas.DISPATCH_FEEDBACK.encode_wire
@@ -37,6 +39,7 @@ def install(worker: Worker) -> None:
             report_check(worker.registry),
             settings.heartbeat_interval_s,
             settings.accept_timeout_s,
+            worker.case_store,
         )
         worker.runners.append(await serve(pages, settings.web_addr, settings.web_port))
         log.info("pages on http://%s:%d/", settings.web_addr, settings.web_port)
