@@ -665,6 +665,7 @@ def up(
             say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
             tokens = asyncio.run(issue_demo_tokens(stack, registry))
             say(f"指挥中心 dashboard: {login_url(web_port, tokens['command'])}")
+            say(f"审核台 review desk: {login_url(web_port, tokens['reviewer'])}")
             for unit_id, unit in registry.units.items():
                 who = "你 (you)" if unit_id in human_units else "模拟 (simulated)"
                 say(

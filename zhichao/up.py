@@ -254,10 +254,12 @@ async def wait_ready(
 
 
 async def issue_demo_tokens(stack: EmbeddedStack, registry: Registry) -> dict[str, str]:
-    """The demo's page tokens, fresh per stack: the command centre's and one per unit."""
+    """The demo's page tokens, fresh per stack: the command centre's, a reviewer's (the desk)
+    and one per unit."""
     client = aioredis.Redis.from_url(stack.redis_dsn)
     try:
         tokens = {"command": await access.issue(client, "command")}
+        tokens["reviewer"] = await access.issue(client, "reviewer", label="演示审核员")
         for unit_id in registry.units:
             tokens[unit_id] = await access.issue(client, "unit", unit_id)
     finally:
