@@ -1,4 +1,4 @@
-"""Screenshots of the two pages for the README (``zhichao up --screenshots DIR``), taken with
+"""Screenshots of the pages for the README (``zhichao up --screenshots DIR``), taken with
 Debian's Chromium through Playwright (no browser download)."""
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-def take_screenshots(dashboard_url: str, officer_url: str, out: Path) -> list[Path]:
-    """The dashboard (desktop) and an officer page (phone) as PNG files in ``out``."""
+def take_screenshots(
+    dashboard_url: str, officer_url: str, out: Path, desk_url: str | None = None
+) -> list[Path]:
+    """The dashboard (desktop), an officer page (phone) and, given ``desk_url``, the
+    reviewers' desk (desktop) as PNG files in ``out``."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -41,6 +44,13 @@ def take_screenshots(dashboard_url: str, officer_url: str, out: Path) -> list[Pa
             page.wait_for_function("window.zc && window.zc.connected === true")
             page.wait_for_timeout(1000)
             page.screenshot(path=shots[1])
+            if desk_url is not None:
+                shots.append(out / "desk.png")
+                page = desk.new_page()
+                page.goto(desk_url)
+                page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0")
+                page.wait_for_timeout(500)
+                page.screenshot(path=shots[2], full_page=True)
         finally:
             browser.close()
     return shots

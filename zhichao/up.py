@@ -399,6 +399,7 @@ async def run_up(
                 pages.url("command"),
                 pages.url(min(pages.human)),
                 pages.screenshots,
+                pages.url("reviewer"),
             )
             echo("screenshots: " + ", ".join(map(str, shots)))
             pages = DemoPages(pages.base_url, pages.tokens, pages.human)  # once

@@ -67,6 +67,7 @@ def add_desk(
                 "role": who.role,
                 "acts": who.role == "reviewer",
                 "states": rules.states,
+                "actions": {"open": "开案", **{n: a.label for n, a in rules.actions.items()}},
                 "decline_reasons": rules.decline_reasons,
                 "note_required_for": rules.note_required_for,
             }
