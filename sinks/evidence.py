@@ -192,3 +192,52 @@ def chain_lines(client: Any, site_id: str, batch: int = 5000) -> Iterator[bytes]
         for _, fields in entries:
             yield fields[b"record"]
         last = entries[-1][0].decode()
+
+
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """Whether a case's evidence record holds: found in its site's chain, every record up to it
+    intact (hash, HMAC, links), and sealed on the verdict the case was opened on."""
+
+    ok: bool
+    reason: str  # intact, missing, differs, or the chain's problem (altered, forged, ...)
+    message: str
+    seq: int | None = None
+
+
+def check_record(
+    lines: Iterable[str | bytes], key: bytes, passage_id: str, evidence_hash: str
+) -> EvidenceCheck:
+    """The check of one passage's record among its site's chain ``lines`` (in order)."""
+    lines = list(lines)
+    at = None
+    for index, line in enumerate(lines):
+        try:
+            _, _, _, body = parse(line)
+        except (ValueError, TypeError, UnicodeError):
+            continue  # judged as part of the chain below, if it lies before the record
+        if isinstance(body, dict) and (body.get("verdict") or {}).get("passage_id") == passage_id:
+            at = index
+            break
+    if at is None:
+        return EvidenceCheck(False, "missing", "证据链中没有该称重的证据记录")
+    _, problem = verify_chain(lines[: at + 1], key)
+    if problem is not None:
+        return EvidenceCheck(False, problem.reason, f"证据链校验未通过：{problem.message}")
+    body = parse(lines[at])[3]
+    if body["verdict"].get("evidence_hash") != evidence_hash:
+        return EvidenceCheck(False, "differs", "证据记录与案件的判定不一致", body["seq"])
+    return EvidenceCheck(True, "intact", f"证据记录完好（第 {body['seq']} 条）", body["seq"])
+
+
+async def site_lines(client: Any, site_id: str, batch: int = 5000) -> list[bytes]:
+    """A site's records from Redis, in order (asynchronous client)."""
+    key, last, out = CHAIN_KEY.format(site_id=site_id), "-", []
+    while True:
+        entries = await client.xrange(key, min=last, max="+", count=batch + (last != "-"))
+        if last != "-":
+            entries = entries[1:]
+        if not entries:
+            return out
+        out += [fields[b"record"] for _, fields in entries]
+        last = entries[-1][0].decode()

@@ -12,13 +12,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
+from sinks import constants as K
+from sinks.evidence import EvidenceChain, evidence_body
 from sinks.records.case_store import CaseStore
 from sinks.records.migrate import upgrade
+from sinks.redis_sink import VerdictSink
 from sinks.web import access
 from sinks.web.server import web_app
 from streams.embedded import redis_server
 from streams.feedback import report_check
 from streams.stages import decide, measure_passages
+
+KEY = b"desk-test-evidence-key"
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +48,24 @@ def on_desk(pg_dsn, redis_dsn, registry, verdicts, scenario):
 
     async def run():
         client = aioredis.Redis.from_url(redis_dsn)
+        await client.flushdb()
         store = await CaseStore(pg_dsn).open()
         await store.store_verdicts(verdicts)
+        # the worker seals every enforceable verdict's record into its site's chain
+        chain = EvidenceChain(KEY)
+        support = {"samples_sha256": None, "read_ids": []}
+        links = chain.extend(
+            [(v, evidence_body(v, support, registry)) for v in verdicts if v["enforceable"]]
+        )
+        appended, lost = await VerdictSink(client, 3600).append_evidence(links)
+        assert (appended, lost) == (len(links), [])
 
         async def no_feedback(fb):
             raise AssertionError("the desk sends no feedback")
 
-        app = web_app(client, registry, no_feedback, report_check(registry), cases=store)
+        app = web_app(
+            client, registry, no_feedback, report_check(registry), cases=store, evidence_key=KEY
+        )
         tokens = {
             "甲": await access.issue(client, "reviewer", label="审核员甲"),
             "乙": await access.issue(client, "reviewer", label="审核员乙"),
@@ -78,6 +94,7 @@ def test_a_reviewer_files_one_case_and_declines_another(pg_dsn, redis_dsn, regis
         first, second = queue[0]["case_id"], queue[1]["case_id"]
         case = await (await http.get(f"/desk/cases/{first}", headers=auth(tokens["甲"]))).json()
         assert case["verdict"]["enforceable"] and case["events"][0]["to_state"] == "pending_review"
+        assert case["evidence"]["ok"] and case["evidence"]["reason"] == "intact"
         filed = await http.post(
             f"/desk/cases/{first}",
             json={"action": "file", "version": 1},
@@ -185,3 +202,48 @@ def test_bad_requests_get_a_clear_error_and_change_nothing(
     assert answer["message"]
     assert (unknown, garbage) == (404, 400)
     assert (case["state"], case["version"], len(case["events"])) == ("pending_review", 1, 1)
+
+
+def test_one_byte_changed_in_an_evidence_record_shows_and_refuses_filing(
+    pg_dsn, redis_dsn, registry, verdicts
+):
+    async def scenario(http, tokens, store):
+        case = (await store.queue())[0]
+        key = K.EVIDENCE_CHAIN_KEY.format(site_id=case["site_id"])
+        client = aioredis.Redis.from_url(redis_dsn)
+        try:
+            entries = await client.xrange(key)
+            target = next(
+                (eid, f[b"record"])
+                for eid, f in entries
+                if case["passage_id"].encode() in f[b"record"]
+            )
+            eid, record = target
+            changed = record.replace(b'"gvw_kg":', b'"gvw_kg":1', 1)  # one more digit
+            assert changed != record
+            # rewrite the stream with the one record changed, as a tamperer with Redis access would
+            await client.delete(key)
+            for other, fields in entries:
+                await client.xadd(key, {"record": changed if other == eid else fields[b"record"]})
+        finally:
+            await client.aclose()
+        shown = await (
+            await http.get(f"/desk/cases/{case['case_id']}", headers=auth(tokens["甲"]))
+        ).json()
+        filed = await http.post(
+            f"/desk/cases/{case['case_id']}",
+            json={"action": "file", "version": 1},
+            headers=auth(tokens["甲"]),
+        )
+        return (
+            shown["evidence"],
+            filed.status,
+            await filed.json(),
+            await store.case(case["case_id"]),
+        )
+
+    evidence, status, answer, case = on_desk(pg_dsn, redis_dsn, registry, verdicts, scenario)
+    assert (evidence["ok"], evidence["reason"]) == (False, "altered")
+    assert (status, answer["error"]) == (422, "evidence_failed")
+    assert "证据链校验未通过" in answer["message"]
+    assert (case["state"], case["version"]) == ("pending_review", 1)

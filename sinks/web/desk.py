@@ -1,8 +1,10 @@
 """The reviewers' desk (审核台): the queue of cases awaiting 审核, one case's evidence, and the
 actions a reviewer takes on it (``schemas.cases``), written to the store of record.
 
-Reviewers act; the command centre may read; a unit's officer cannot open the desk at all. An
-action names the case version it was decided on: when another reviewer acted first, the answer
+Before a case is shown, and again before it is filed, its evidence record is checked in its
+site's chain (hash, HMAC, links, the verdict it was sealed on): a case whose evidence fails
+cannot be filed (行政处罚法 第四十一条). Reviewers act; the command centre may read; a unit's
+officer cannot open the desk at all. An action names the case version it was decided on: when another reviewer acted first, the answer
 is 409 and nothing changes. Every refusal is a 4xx JSON answer ``{"error", "message"}``, logged.
 """
 
@@ -16,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from schemas.cases import CaseRefused
+from sinks.evidence import EvidenceCheck, check_record, site_lines
 from sinks.records.case_store import CaseConflict, CaseStore, UnknownCase
 from sinks.web import access
 
@@ -38,9 +41,21 @@ def _error(
 
 
 def add_desk(
-    routes: web.RouteTableDef, principal: Principal, cases: CaseStore, page: Callable[[str], str]
+    routes: web.RouteTableDef,
+    principal: Principal,
+    cases: CaseStore,
+    page: Callable[[str], str],
+    redis: Any,
+    evidence_key: bytes,
 ) -> None:
-    """The desk's page and API on ``routes``."""
+    """The desk's page and API on ``routes``; ``redis`` holds the evidence chains, checked with
+    ``evidence_key`` before a case is shown and again before it is filed."""
+
+    async def evidence_of(case: dict[str, Any]) -> EvidenceCheck:
+        lines = await site_lines(redis, case["site_id"])
+        return check_record(
+            lines, evidence_key, case["passage_id"], case["verdict"]["evidence_hash"]
+        )
 
     async def reader(request: web.Request) -> access.Principal:
         who = await principal(request)
@@ -89,9 +104,11 @@ def add_desk(
         if case_id is None:
             return _error(400, "bad_case_id", "案件编号应为数字", who)
         try:
-            return _json(await cases.case(case_id))
+            case = await cases.case(case_id)
         except UnknownCase as exc:
             return _error(404, "unknown_case", str(exc), who)
+        check = await evidence_of(case)
+        return _json({**case, "evidence": check.__dict__})
 
     @routes.post("/desk/cases/{case_id}")
     async def desk_act(request: web.Request) -> web.Response:
@@ -111,6 +128,13 @@ def add_desk(
         if isinstance(version, bool) or not isinstance(version, int):
             return _error(400, "bad_version", "version 应为案件当前版本号（整数）", who)
         fields = {k: body.get(k) for k in ("reason_code", "note", "fine_cny") if k in body}
+        if body["action"] == "file":  # 行政处罚法 第四十一条: no filing on evidence that fails
+            try:
+                check = await evidence_of(await cases.case(case_id))
+            except UnknownCase as exc:
+                return _error(404, "unknown_case", str(exc), who)
+            if not check.ok:
+                return _error(422, "evidence_failed", f"不能立案：{check.message}", who)
         try:
             after = await cases.apply(case_id, version, body["action"], who.label, who.role, fields)
         except UnknownCase as exc:

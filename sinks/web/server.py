@@ -99,11 +99,13 @@ def web_app(
     heartbeat_interval_s: float = 60.0,
     accept_timeout_s: float = 60.0,
     cases: CaseStore | None = None,
+    evidence_key: bytes = b"",
 ) -> web.Application:
     """The pages and their APIs over ``client`` (redis.asyncio). ``check_report(order, fb)`` is
     the worker's own rule for a report on an order (it raises ``OrderRefused``), so that a page
     refuses at once, with the reason, what the worker would refuse later. With ``cases`` (the
-    store of record) the reviewers' desk is served too (``sinks.web.desk``)."""
+    store of record) the reviewers' desk is served too (``sinks.web.desk``), checking evidence
+    records with ``evidence_key``."""
     routes = web.RouteTableDef()
 
     async def principal(request: web.Request) -> access.Principal | None:
@@ -305,7 +307,7 @@ def web_app(
         return await report(COMMAND_CENTRE, request.match_info["order_id"], await body_of(request))
 
     if cases is not None:
-        add_desk(routes, principal, cases, page)
+        add_desk(routes, principal, cases, page, client, evidence_key)
     app = web.Application()
     app.add_routes(routes)
     return app

@@ -45,7 +45,7 @@ def open_desk(browser, url):
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
     page.goto(url)
-    page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0")
+    page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0", timeout=60_000)
     return page
 
 
@@ -58,13 +58,17 @@ def test_a_reviewer_files_with_the_keyboard_and_declines_with_a_reason(live, bro
     assert page.url.endswith("/desk")
     first = shown_case(page)
     page.keyboard.press("a")
-    page.wait_for_function("document.getElementById('message').textContent.includes('已立案')")
-    page.wait_for_function("window.zcDesk.shown > 1")  # the next case of the queue
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('已立案')", timeout=60_000
+    )
+    page.wait_for_function("window.zcDesk.shown > 1", timeout=60_000)  # the next case of the queue
     second = shown_case(page)
     assert second != first
     page.select_option("#reason", "plate_mismatch")
     page.click("#decline")
-    page.wait_for_function("document.getElementById('message').textContent.includes('不予立案')")
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('不予立案')", timeout=60_000
+    )
     rows = case_rows(live)
     assert rows[first] == ("filed", 2, "演示审核员")
     assert rows[second] == ("not_filed", 2, "演示审核员")
@@ -79,10 +83,14 @@ def test_a_second_reviewer_on_a_filed_case_sees_the_conflict(live, browser, case
     case_id = shown_case(first)
     assert shown_case(other) == case_id  # both look at the oldest case
     first.keyboard.press("a")
-    first.wait_for_function("document.getElementById('message').textContent.includes('已立案')")
+    first.wait_for_function(
+        "document.getElementById('message').textContent.includes('已立案')", timeout=60_000
+    )
     other.select_option("#reason", "duplicate")
     other.click("#decline")
-    other.wait_for_function("document.getElementById('message').textContent.includes('冲突')")
+    other.wait_for_function(
+        "document.getElementById('message').textContent.includes('冲突')", timeout=60_000
+    )
     assert case_rows(live)[case_id] == ("filed", 2, "演示审核员")
     first.context.close()
     other.context.close()
@@ -95,7 +103,7 @@ def test_the_command_centre_only_reads_and_an_officer_cannot_open_the_desk(
     page = context.new_page()
     page.goto(live.url("command"))  # lands on the dashboard
     page.goto(f"http://127.0.0.1:{live.web_port}/desk")
-    page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0")
+    page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0", timeout=60_000)
     assert page.locator("#file").is_disabled()
     assert "只能查看" in page.locator("#message").text_content()
     context.close()
