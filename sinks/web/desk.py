@@ -4,8 +4,9 @@ actions a reviewer takes on it (``schemas.cases``), written to the store of reco
 Before a case is shown, and again before it is filed, its evidence record is checked in its
 site's chain (hash, HMAC, links, the verdict it was sealed on): a case whose evidence fails
 cannot be filed (行政处罚法 第四十一条). Reviewers act; the command centre may read; a unit's
-officer cannot open the desk at all. An action names the case version it was decided on: when another reviewer acted first, the answer
-is 409 and nothing changes. Every refusal is a 4xx JSON answer ``{"error", "message"}``, logged.
+officer cannot open the desk at all. An action names the case version it was decided on: when
+another reviewer acted first, the answer is 409 and nothing changes. Every refusal is a 4xx
+JSON answer ``{"error", "message"}``, logged.
 """
 
 from __future__ import annotations
