@@ -28,6 +28,7 @@ from schemas.plate_grammar import (
     normalise,
     plate_format,
 )
+from schemas.settings import Settings
 
 try:
     from kernels import _plates as _impl
@@ -308,14 +309,19 @@ def _fuse_agreeing(usable: list[tuple[str, list[float], float]]) -> FusedPlate:
 # -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JoinParams:
-    tau_base_s: float = 0.5
-    tau_per_s: float = 0.10  # τ = 0.5 s + 0.10 · |d_cam| / v
-    gate_tau: float = 3.0  # candidates within 3τ
-    adjacent_lane_cost: float = 2.0
-    type_clash_cost: float = 3.0
-    null_cost: float = 9.0  # a vehicle without a read from a camera, or a read without a vehicle
-    rear_extra_m: float = 1.5  # rear plate behind the last axle
-    frame_gap_s: float = 0.35  # reads of one camera closer than this are frames of one vehicle
+    """The site join's tolerances and costs: each is the setting ``join_<name>``, explained and
+    validated in ``schemas.settings``, whose defaults these are (the worker passes its own)."""
+
+    tau_base_s: float = Settings.join_tau_base_s
+    tau_per_s: float = Settings.join_tau_per_s  # τ = tau_base_s + tau_per_s · |d_cam| / v
+    gate_tau: float = Settings.join_gate_tau  # candidates within gate_tau · τ
+    max_lane_gap: int = Settings.join_max_lane_gap  # lanes between a camera and its vehicles
+    adjacent_lane_cost: float = Settings.join_adjacent_lane_cost
+    type_clash_cost: float = Settings.join_type_clash_cost
+    null_cost: float = Settings.join_null_cost  # a vehicle or a read left without a match
+    rear_extra_m: float = Settings.join_rear_extra_m  # rear plate behind the last axle
+    frame_gap_s: float = Settings.join_frame_gap_s  # one camera's frames of one vehicle
+    min_speed_ms: float = Settings.join_min_speed_ms  # slower vehicles expected at this speed
 
 
 def expected_capture_us(
@@ -327,7 +333,7 @@ def expected_capture_us(
     params: JoinParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected capture time and tolerance τ (µs) of each vehicle at one camera."""
-    v = np.maximum(speed_ms, 0.3)
+    v = np.maximum(speed_ms, params.min_speed_ms)
     if view == "rear":
         t_exp = t_last_us + (d_cam_m + params.rear_extra_m) / v * 1e6
     else:
@@ -389,8 +395,9 @@ def join_camera(
     """Match one camera's reads to vehicles keeping order; returns the vehicle of each read or -1.
 
     Reads closer than ``frame_gap_s`` are frames of one vehicle and are matched together (as one
-    observation at the first frame's time). Cost ``((t_obs − t_exp)/τ)² + 2·[adjacent lane] +
-    3·[type clash]``; only the same or an adjacent lane, within 3τ. The order-preserving
+    observation at the first frame's time). Cost ``((t_obs − t_exp)/τ)² + adjacent_lane_cost ·
+    [another lane] + type_clash_cost · [type clash]``; only vehicles at most ``max_lane_gap``
+    lanes from the camera, within ``gate_tau`` · τ. The order-preserving
     assignment runs on independent segments (separated by gaps wider than any gate), so the
     answer does not depend on how the input is cut into batches as long as every segment is
     whole (``kernels.settle`` says when part of an unfinished one is final already).
@@ -399,7 +406,7 @@ def join_camera(
     n_v, n_r = t_exp_us.size, read_ts_us.size
     result = np.full(n_r, -1, dtype=np.int64)
     lane_gap = np.abs(vehicle_lane - camera_lane)
-    eligible = np.flatnonzero(lane_gap <= 1)
+    eligible = np.flatnonzero(lane_gap <= params.max_lane_gap)
     if n_v == 0 or n_r == 0 or eligible.size == 0:
         return result
     v_order = eligible[np.argsort(t_exp_us[eligible], kind="stable")]

@@ -3,8 +3,8 @@
 ``kernels.plates.join_camera`` splits a camera's vehicles and observations into segments (chains
 of overlapping gates) and in each finds the order-preserving assignment: a shortest path on the
 grid of vehicles (rows, by expected capture time) × observations (columns, by time). A chain is
-only whole once traffic leaves a gap, which takes a median 6 s of event time and a p99 over
-half a minute at the example city's volumes (README *Status*).
+only whole once traffic leaves a gap, which at a busy site takes many seconds of event time
+(docs/performance.md, "What bounds the latency").
 
 Much earlier, what is known of an open chain is a rectangle of the grid — the vehicles and the
 observations no later input can precede — and later inputs only add rows below it and columns
@@ -112,13 +112,13 @@ def settled_camera(
     Arguments as ``join_camera``'s, and what is known of later inputs: every later vehicle's
     expected time here is ≥ ``texp_from_us`` and its gate opens ≥ ``gate_from_us``; every later
     read is at ≥ ``read_from_us``. A settled vehicle has the reads given here over these inputs
-    and any later ones (none for a vehicle two or more lanes away)."""
+    and any later ones (none for a vehicle more than ``max_lane_gap`` lanes away)."""
     params = params or JoinParams()
     n_v = t_exp_us.size
     result = np.full(read_ts_us.size, -1, dtype=np.int64)
     settled = np.ones(n_v, dtype=bool)
     lane_gap = np.abs(vehicle_lane - camera_lane)
-    eligible = np.flatnonzero(lane_gap <= 1)
+    eligible = np.flatnonzero(lane_gap <= params.max_lane_gap)
     settled[eligible] = False
     if eligible.size == 0:
         return result, settled

@@ -52,7 +52,8 @@ class Settings:
     # operator alert (设备时钟超前), since its partition's sites are cut before their inputs arrive
     clock_ahead_alert_s: float = 30.0
     # decide a weighing as soon as its reads are final (streams.matching.settled) instead of at
-    # its site's cut: seconds sooner (README Status, "Early decisions"); 0 decides at cuts only
+    # its site's cut: seconds sooner (docs/semantics.md, "Early decisions"); off decides at
+    # cuts only
     early_decisions: bool = True
     # interception orders planned on a heavy vehicle's front reads (预判), seconds before its
     # verdict, then confirmed or withdrawn by it (needs early decisions)
@@ -61,13 +62,37 @@ class Settings:
     # main thread (streams.decider); 0: in the main thread
     decide_processes: int = 1
     # with a helper, a batch of at most this many passages is still measured, and a round of at
-    # most this many vehicles decided, in the main thread. Measuring costs ~50 µs a passage,
-    # pickling it to the helper ~30 and the agent waits for the answer: every batch is
-    # measured here by default (README Measured, stop 22). Rounds at live rates are small and
-    # the round trip costs more than the work (stop 20); a backlog's go to the helper. 0:
-    # everything to the helper
+    # most this many vehicles decided, in the main thread: measuring a passage costs more than
+    # pickling it to the helper and the agent would only wait for the answer, so every batch
+    # is measured here by default; a round at live rates is small, its round trip to the helper
+    # costs more than the work, while a backlog's large rounds go to the helper
+    # (docs/performance.md, "What limits a backlog"). 0: everything to the helper
     inline_passages: int = 4096
     inline_vehicles: int = 128
+    # a round's inputs are acknowledged once its messages are on the broker, from a task; at most
+    # this many rounds wait so, which bounds the inputs left unacknowledged (streams.delivery)
+    acks_rounds_in_flight: int = 4
+    # reads with no vehicle to wait for are released once both of their site's inputs are this
+    # far (event time) past them (streams.matching)
+    read_retention_s: float = 600.0
+    # the site join of weighings and camera reads (kernels.plates.join_camera; docs/semantics.md,
+    # "When a weighing is decided"). A camera captures a vehicle at the time its speed says,
+    # within τ = join_tau_base_s + join_tau_per_s · |camera offset| / speed; a read farther than
+    # join_gate_tau · τ from it, or seen by a camera more than join_max_lane_gap lanes away, is
+    # not the vehicle's. The costs are in squared τ: ((t_read − t_expected) / τ)² plus
+    # join_adjacent_lane_cost for a neighbouring lane and join_type_clash_cost for a 挂 plate on
+    # a front camera, against join_null_cost for a vehicle or a read left without a match
+    join_tau_base_s: float = 0.5
+    join_tau_per_s: float = 0.10
+    join_gate_tau: float = 3.0
+    join_max_lane_gap: int = 1
+    join_adjacent_lane_cost: float = 2.0
+    join_type_clash_cost: float = 3.0
+    join_null_cost: float = 9.0
+    join_rear_extra_m: float = 1.5  # a rear plate sits this far behind the last axle
+    join_frame_gap_s: float = 0.35  # one camera's reads closer than this are frames of one vehicle
+    # vehicles slower than this (a jam, a stop on the sensors) are expected as if at this speed
+    join_min_speed_ms: float = 0.3
     sighting_retention_s: float = 3 * 24 * 3600  # per-plate trajectories kept this long
     heartbeat_interval_s: float = 60.0  # devices report this often; offline after 3 missed
     max_event_age_s: float = 400 * 24 * 3600  # older inputs go to dead.letters (bad_timestamp)
@@ -114,6 +139,11 @@ class Settings:
             raise ValueError("publish_slack_s must be >= 0")
         if self.clock_ahead_alert_s <= 0:
             raise ValueError("clock_ahead_alert_s must be > 0")
+        if self.acks_rounds_in_flight < 1:
+            raise ValueError("acks_rounds_in_flight must be >= 1")
+        if self.read_retention_s <= 0:
+            raise ValueError("read_retention_s must be > 0")
+        self._validate_join()
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             raise ValueError(f"unknown kafka_security_protocol {self.kafka_security_protocol}")
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -126,6 +156,26 @@ class Settings:
             raise ValueError("redis_dsn must start with redis://, rediss:// or unix://")
         if self.pg_dsn and not self.pg_dsn.startswith(("postgresql://", "postgres://")):
             raise ValueError("pg_dsn must start with postgresql:// (or be empty: no store)")
+
+    def _validate_join(self) -> None:
+        for name in _JOIN_POSITIVE:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in _JOIN_NON_NEGATIVE:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+# the site join's settings that divide or scale a tolerance, and those that add to a cost
+_JOIN_POSITIVE = ("join_tau_base_s", "join_gate_tau", "join_null_cost", "join_min_speed_ms")
+_JOIN_NON_NEGATIVE = (
+    "join_tau_per_s",
+    "join_max_lane_gap",
+    "join_adjacent_lane_cost",
+    "join_type_clash_cost",
+    "join_rear_extra_m",
+    "join_frame_gap_s",
+)
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

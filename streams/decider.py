@@ -11,14 +11,16 @@ cannot have. Records cross as pickles (a few µs each; a raw passage's samples ~
 the helper does is pure (``streams.deciding``).
 
 Measuring stays in the main thread (``inline_passages``, by default every batch): the axle
-kernel and evidence hashes cost ≈ 50 µs a passage, pickling the passage to the helper ≈ 30,
-and the agent waited for the answer with nothing else to do — in a backlog the main thread
-sat idle for a third of the time; measured inline, the backlog ran 8–20 % faster (stop 22).
-Small rounds stay too (``inline_vehicles``): at live rates a round holds a dozen vehicles and
-the round trip — pickling both ways, waiting behind the helper's current round — takes longer
-than the work (at half the maximum rate, p99 produce→verdict 251 ms in stop 20's ``make
-bench`` against 594 in stop 19's). A backlog's rounds (hundreds of vehicles) go to the
-helper, which is where its throughput comes from.
+kernel and evidence hashes cost more than pickling the passage to the helper, and the agent
+would wait for the answer with nothing else to do. Small rounds stay too
+(``inline_vehicles``): at live rates a round holds a dozen vehicles, and the round trip —
+pickling both ways, waiting behind the helper's current round — takes longer than the work.
+A backlog's rounds (hundreds of vehicles) go to the helper, which is where its throughput
+comes from. The figures behind both are in docs/performance.md ("What limits a backlog",
+"Levers tried").
+
+Every round is decided with the site join's tolerances the Decider was made with (``join``,
+from the settings), in the helper as in the main thread.
 
 Should a helper die (killed, out of memory), the work is done in the main thread, the error is
 logged and counted, and a new helper is started: a lost helper costs speed, never a verdict."""
@@ -36,6 +38,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from kernels.plates import JoinParams
+from schemas.checks import Clock
 from schemas.policy import Policy
 from schemas.registry import Registry
 from streams.deciding import (
@@ -51,7 +55,6 @@ from streams.deciding import (
     ready_at,
 )
 from streams.gateway import GatewayRound, judge_messages
-from streams.validation import Clock
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ class Decider:
         inline_passages: int = 0,
         inline_vehicles: int = 0,
         on_placed=lambda where: None,
+        *,
+        join: JoinParams | None = None,
     ) -> None:
         self.registry, self.policy = registry, policy
         self.where = (Path(registry_path), policy_name)
@@ -93,6 +98,7 @@ class Decider:
         self.on_failure = on_failure  # counts lost helpers (a metric)
         self.inline_passages, self.inline_vehicles = inline_passages, inline_vehicles
         self.on_placed = on_placed  # counts where the work was done: "inline", "helper"
+        self.join = join or JoinParams()  # the site join's tolerances (``stages.join_params``)
         self.pool: ProcessPoolExecutor | None = None
         self.helper_pids: list[int] = []  # of the helpers started (for the log and tests)
         self.warming: list[Future] = []  # the helpers' start-up work (registry, kernels)
@@ -110,7 +116,7 @@ class Decider:
             initargs=(os.getpid(),),
         )
         for _ in range(self.processes):  # each busy for seconds: one per process
-            warming = self.pool.submit(ready_at, *self.where)
+            warming = self.pool.submit(ready_at, *self.where, self.join)
             warming.add_done_callback(self._started)
             self.warming.append(warming)
 
@@ -143,8 +149,8 @@ class Decider:
             return [], []
         return await self._run(
             decide_round_at,
-            (cuts, settled),
-            lambda: decide_round(cuts, settled, self.registry, self.policy),
+            (cuts, settled, self.join),
+            lambda: decide_round(cuts, settled, self.registry, self.policy, self.join),
             sum(len(j.vehicles) for j in cuts) + sum(len(j.vehicles) for j in settled)
             <= self.inline_vehicles,
         )

@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kernels.plates import JoinParams
+from schemas.checks import Clock
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry, load_registry
 from streams.gateway import GatewayRound, judge_messages
@@ -25,7 +27,6 @@ from streams.stages import (
     measure_passages,
     warm_up,
 )
-from streams.validation import Clock
 
 Record = dict[str, Any]
 Matched = tuple[list[Record], list[Record]]  # a vehicle's front and rear reads
@@ -113,12 +114,14 @@ def measure_isolating(stage: str, records: list[Record], registry: Registry) -> 
     return out
 
 
-def decide_cut(job: GroupJob, registry: Registry, policy: Policy) -> Decided:
+def decide_cut(
+    job: GroupJob, registry: Registry, policy: Policy, join: JoinParams | None = None
+) -> Decided:
     """A cut group in one call; should that raise (nothing foreseen does), its vehicles one by
     one with the group's reads, so that only the poison vehicle is lost."""
     try:
         verdicts, support, differ = decide_group(
-            job.vehicles, job.reads, registry, policy, job.early
+            job.vehicles, job.reads, registry, policy, job.early, join
         )
         return Decided(verdicts, support, differ=differ)
     except Exception as exc:  # noqa: BLE001 - isolated below, each failure reported
@@ -127,7 +130,9 @@ def decide_cut(job: GroupJob, registry: Registry, policy: Policy) -> Decided:
         if vehicle["passage_id"] in job.early:
             continue
         try:
-            verdicts, support = decide_with_support([vehicle], job.reads, registry, policy)
+            verdicts, support = decide_with_support(
+                [vehicle], job.reads, registry, policy, join=join
+            )
         except Exception as exc:  # noqa: BLE001 - the poison vehicle, with its reason
             out.poison.append((vehicle["passage_id"], _reason(exc)))
             continue
@@ -156,11 +161,16 @@ def decide_settled(job: EarlyJob, registry: Registry, policy: Policy) -> Decided
 
 
 def decide_round(
-    cuts: list[GroupJob], settled: list[EarlyJob], registry: Registry, policy: Policy
+    cuts: list[GroupJob],
+    settled: list[EarlyJob],
+    registry: Registry,
+    policy: Policy,
+    join: JoinParams | None = None,
 ) -> tuple[list[Decided], list[Decided]]:
-    """Every group of a round, in order: one result per cut group, one per early group."""
+    """Every group of a round, in order: one result per cut group, one per early group (whose
+    reads were matched already)."""
     return (
-        [decide_cut(job, registry, policy) for job in cuts],
+        [decide_cut(job, registry, policy, join) for job in cuts],
         [decide_settled(job, registry, policy) for job in settled],
     )
 
@@ -173,10 +183,14 @@ def loaded(registry_path: Path, policy_name: str) -> tuple[Registry, Policy]:
 
 
 def decide_round_at(
-    registry_path: Path, policy_name: str, cuts: list[GroupJob], settled: list[EarlyJob]
+    registry_path: Path,
+    policy_name: str,
+    cuts: list[GroupJob],
+    settled: list[EarlyJob],
+    join: JoinParams | None = None,
 ) -> tuple[list[Decided], list[Decided]]:
     """``decide_round`` in a helper process, which knows the registry and policy by name."""
-    return decide_round(cuts, settled, *loaded(registry_path, policy_name))
+    return decide_round(cuts, settled, *loaded(registry_path, policy_name), join)
 
 
 def judge_gateway_at(
@@ -198,8 +212,8 @@ def measure_at(
     return measure_isolating(stage, records, loaded(registry_path, policy_name)[0])
 
 
-def ready_at(registry_path: Path, policy_name: str) -> int:
+def ready_at(registry_path: Path, policy_name: str, join: JoinParams | None = None) -> int:
     """Load a helper process's registry and compile its kernels before the first batch needs
     them (seconds; the worker compiles its own meanwhile); its pid, for the log."""
-    warm_up(*loaded(registry_path, policy_name), settle_too=False)
+    warm_up(*loaded(registry_path, policy_name), settle_too=False, join=join)
     return os.getpid()

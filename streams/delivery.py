@@ -4,15 +4,15 @@ next round.
 A round of decisions writes Redis, then hands its verdicts, alerts and orders to the producer.
 Its inputs may be acknowledged only once the broker has those messages (a crash before that
 must read them again), but nothing in the next round depends on them: waiting for the broker's
-answer inside the round held the match agent still for up to three produce round trips a round,
-and on the embedded broker, busy sending 5 MB fetch answers, those are long. Stop 27, a
-12,000-vehicle backlog on a fresh stack, four alternating pairs: 5.45–6.86k messages/s (mean
-5.93k) with the wait in the round, 5.78–7.04k (mean 6.37k) with it here.
+answer inside the round would hold the match agent still for up to three produce round trips,
+and on a broker busy sending large fetch answers those are long (docs/performance.md, "Levers
+tried").
 
-Each round's acknowledgements wait here in a task that is held until it is done (stop 23 tried
-acknowledging from unbounded tasks and saw one run stall), at most ``most`` rounds deep; past
-that a round waits for the oldest, which keeps the unacknowledged inputs bounded. A delivery
-that fails fails the next round that comes here, as it failed its own round before.
+Each round's acknowledgements wait here in a task that is held until it is done (tasks that
+nobody awaits, without a bound, have been seen to stall a run), at most ``most`` rounds deep
+(``acks_rounds_in_flight``); past that a round waits for the oldest, which keeps the
+unacknowledged inputs bounded. A delivery
+that fails fails the next round that comes here, as it would have failed its own round.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from schemas.settings import Settings
+
 log = logging.getLogger(__name__)
-ROUNDS_IN_FLIGHT = 4
 
 
 class AcksAfterDelivery:
-    def __init__(self, most: int = ROUNDS_IN_FLIGHT) -> None:
+    def __init__(self, most: int = Settings.acks_rounds_in_flight) -> None:
         self.most = most
         self._rounds: deque[asyncio.Future] = deque()
 

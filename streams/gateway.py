@@ -1,9 +1,7 @@
 """Batched gateway mode: a site gateway's ``VehicleBatch`` (many WIM vehicle records of one lane,
 with the gateway's own plate reads) judged as arrays, end to end. No Faust, no I/O.
 
-``unpack``: the Avro record -> validated columns; a batch that cannot be read as a whole (unknown
-site or device, columns of different lengths) is one problem; rows that fail a check are left
-out with their reasons and the rest goes on.
+``schemas.columns.unpack``: the Avro record -> validated columns (the wire format's own module).
 ``judge``: identity, one verdict-kernel call for the batch, the KPI counters of the batch
 (aggregated per hour scope, the same names as ``sinks.kpi``), and full verdict records only
 for the vehicles that alert: an enforceable over-limit case, an over-limit truck without a
@@ -22,7 +20,6 @@ excess beyond the warning band and the device's error bound).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any
@@ -34,193 +31,22 @@ import schemas
 from kernels.verdicts import OVERLIMIT, VerdictInputs, VerdictResult
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
-from schemas.columns import MAX_AXLES, TEXT_COLUMNS, join_text, split_text
-from schemas.plate_grammar import is_trailer, normalise, plate_format
+from schemas.checks import Clock
+from schemas.columns import (
+    VERDICT_BATCH_COLUMNS,
+    BatchProblem,
+    Columns,
+    join_text,
+    pack,
+    rejected_message,
+    unpack,
+)
+from schemas.measured import measured_vehicle
+from schemas.plate_grammar import plate_format
 from schemas.policy import Policy
 from schemas.registry import Registry
-from schemas.units import US
 from sinks.kpi import HEAVY_MIN_GVW_KG, HOUR_US, scopes_at
-from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
-from streams.validation import MAX_PLATE_CHARS, MAX_SPEED_KMH, Clock, _common, _device
-
-MAX_BATCH_VEHICLES = 100_000
-ID_LIMIT = 128
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    row: int
-    passage_id: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Columns:
-    """The valid rows of a batch; per-vehicle arrays of equal length n."""
-
-    batch_id: str
-    site_id: str
-    device_id: str
-    lane: int
-    direction: str
-    sent_us: int
-    passage_ids: list[str]
-    ts_us: np.ndarray  # int64
-    last_axle_ts_us: np.ndarray  # int64
-    speed_kmh: np.ndarray  # float64
-    axle_count: np.ndarray  # int64
-    axle_loads_kg: np.ndarray  # float64 [n, MAX_AXLES], zero beyond axle_count
-    axle_spacings_m: np.ndarray  # float64 [n, MAX_AXLES - 1], zero beyond axle_count - 1
-    gvw_kg: np.ndarray  # float64, the sum of the axle loads
-    plate_front: list[str]  # normalised, '' when unread
-    plate_rear: list[str]
-    rear_is_trailer: np.ndarray  # bool: the rear plate is a 挂 trailer's
-    front_confidence: np.ndarray  # float64
-    rear_confidence: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.passage_ids)
-
-
-class BatchProblem(ValueError):
-    """A batch that cannot be read as a whole: (reason, message) for the dead-letter topic."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-def rejected_message(rejected: list[RowProblem], rows: int, shown: int = 20) -> str:
-    """One dead letter's text for the rows of a batch that were left out."""
-    parts = [f"row {p.row} ({p.passage_id}): {p.reason}: {p.message}" for p in rejected[:shown]]
-    more = f"; and {len(rejected) - shown} more" if len(rejected) > shown else ""
-    return f"{len(rejected)} of {rows} rows left out: " + "; ".join(parts) + more
-
-
-def _packed(record: dict[str, Any], name: str, dtype: str, n: int) -> np.ndarray:
-    raw = record[name]
-    size = np.dtype(dtype).itemsize
-    if len(raw) != n * size:
-        raise BatchProblem("bad_batch_shape", f"{name}: {len(raw)} bytes for {n} values")
-    return np.frombuffer(raw, dtype=dtype)
-
-
-def unpack(
-    record: dict[str, Any],
-    registry: Registry,
-    clock: Clock | None = None,
-    now_s: float | None = None,
-) -> tuple[Columns, list[RowProblem]]:
-    """The valid rows of a decoded ``VehicleBatch`` and the problems of the others; raises
-    ``BatchProblem`` when the batch as a whole is unusable."""
-    found = _common({**record, "ts_us": record["sent_us"]}, registry) or _device(record, registry)
-    if found:
-        raise BatchProblem(*found)
-    n = record["count"]
-    if not 0 < n <= MAX_BATCH_VEHICLES:
-        raise BatchProblem("bad_batch_shape", f"count {n} outside 1..{MAX_BATCH_VEHICLES}")
-    if len(record["batch_id"]) > ID_LIMIT or not record["batch_id"]:
-        raise BatchProblem("bad_batch_id", "batch_id must be 1..128 characters")
-    text = {name: split_text(record[name]) for name in TEXT_COLUMNS}
-    for name, values in text.items():
-        if len(values) != n:
-            raise BatchProblem("bad_batch_shape", f"{name}: {len(values)} values for {n}")
-    ts = _packed(record, "ts_us", "<i8", n).astype(np.int64)
-    last = _packed(record, "last_axle_ts_us", "<i8", n).astype(np.int64)
-    speed = _packed(record, "speed_kmh", "<f4", n).astype(np.float64)
-    counts = _packed(record, "axle_count", "u1", n).astype(np.int64)
-    conf_f = _packed(record, "front_confidence", "<f4", n).astype(np.float64)
-    conf_r = _packed(record, "rear_confidence", "<f4", n).astype(np.float64)
-    total = int(counts.sum())
-    loads_flat = _packed(record, "axle_loads_kg", "<f4", total).astype(np.float64)
-    spacing_flat = _packed(record, "axle_spacings_m", "<f4", total - n).astype(np.float64)
-
-    problems: dict[int, tuple[str, str]] = {}
-
-    def mark(mask: np.ndarray, reason: str, message: str) -> None:
-        if mask.any():  # the usual batch has no bad row
-            for i in np.flatnonzero(mask):
-                problems.setdefault(int(i), (reason, message))
-
-    mark((counts < 2) | (counts > MAX_AXLES), "bad_axles", f"axle count outside 2..{MAX_AXLES}")
-    rows = np.repeat(np.arange(n), counts)
-    bad_load = ~np.isfinite(loads_flat) | (loads_flat < 0) | (loads_flat >= 100_000)
-    if bad_load.any():
-        mark(np.bincount(rows[bad_load], minlength=n) > 0, "bad_axles", "axle loads 0..100000 kg")
-    gaps = np.maximum(counts - 1, 0)
-    gap_rows = np.repeat(np.arange(n), gaps)
-    bad_gap = ~np.isfinite(spacing_flat) | (spacing_flat <= 0) | (spacing_flat >= 30)
-    if bad_gap.any():
-        mark(np.bincount(gap_rows[bad_gap], minlength=n) > 0, "bad_axles", "axle spacings 0..30 m")
-    mark(~np.isfinite(speed) | (speed <= 0) | (speed > MAX_SPEED_KMH), "bad_speed", "speed")
-    for conf in (conf_f, conf_r):
-        mark(~np.isfinite(conf) | (conf < 0) | (conf > 1), "bad_confidence", "outside 0..1")
-    mark((ts <= 0) | (last < ts) | (last > ts + 60 * US), "bad_timestamp", "axle times")
-    if clock is not None:  # the clock check of every input, on the column at once
-        now = time.time() if now_s is None else now_s
-        lo, hi = (now - clock.max_age_s) * US, (now + clock.max_ahead_s) * US
-        mark((ts < lo) | (ts > hi), "bad_timestamp", "event time too far from now")
-    ids, fronts, rears = (text[name] for name in TEXT_COLUMNS)
-    if len(set(ids)) < n or not all(ids) or max(map(len, ids)) > ID_LIMIT:
-        seen: set[str] = set()
-        for i, pid in enumerate(ids):
-            if not pid or len(pid) > ID_LIMIT or pid in seen:
-                problems.setdefault(i, ("bad_passage_id", "empty, too long or twice in the batch"))
-            seen.add(pid)
-    for plates_read in (fronts, rears):
-        joined = "".join(plates_read)
-        if (joined and not joined.isalnum()) or max(map(len, plates_read)) > MAX_PLATE_CHARS:
-            for i, plate in enumerate(plates_read):
-                if len(plate) > MAX_PLATE_CHARS or not (plate.isalnum() or plate == ""):
-                    problems.setdefault(i, ("bad_plate", "text is not a plate reading"))
-    fronts = list(map(normalise, fronts))
-    rears = list(map(normalise, rears))
-
-    loads = np.zeros((n, MAX_AXLES))
-    spacings = np.zeros((n, MAX_AXLES - 1))
-    fits = (counts >= 2) & (counts <= MAX_AXLES)  # rows whose axles fit the padded arrays
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    gap_starts = np.concatenate([[0], np.cumsum(gaps)[:-1]])
-    flat_fits = np.repeat(fits, counts)
-    pos = np.arange(total) - np.repeat(starts, counts)
-    loads[rows[flat_fits], pos[flat_fits]] = loads_flat[flat_fits]
-    gap_fits = np.repeat(fits, gaps)
-    gpos = np.arange(total - n) - np.repeat(gap_starts, gaps)
-    spacings[gap_rows[gap_fits], gpos[gap_fits]] = spacing_flat[gap_fits]
-
-    if problems:  # the usual batch has none: no copies then
-        keep = np.ones(n, dtype=bool)
-        keep[list(problems)] = False
-        idx = np.flatnonzero(keep)
-        ids, fronts, rears = ([xs[i] for i in idx] for xs in (ids, fronts, rears))
-        ts, last, speed, counts, conf_f, conf_r, loads, spacings = (
-            np.ascontiguousarray(a[idx])
-            for a in (ts, last, speed, counts, conf_f, conf_r, loads, spacings)
-        )
-    columns = Columns(
-        batch_id=record["batch_id"],
-        site_id=record["site_id"],
-        device_id=record["device_id"],
-        lane=record["lane"],
-        direction=record["direction"],
-        sent_us=record["sent_us"],
-        passage_ids=list(ids),
-        ts_us=ts,
-        last_axle_ts_us=last,
-        speed_kmh=speed,
-        axle_count=counts,
-        axle_loads_kg=loads,
-        axle_spacings_m=spacings,
-        gvw_kg=loads.sum(axis=1),
-        plate_front=fronts,
-        plate_rear=rears,
-        rear_is_trailer=np.array(list(map(is_trailer, rears)), dtype=bool),
-        front_confidence=conf_f,
-        rear_confidence=conf_r,
-    )
-    rejected = [RowProblem(i, text["passage_ids"][i], *problems[i]) for i in sorted(problems)]
-    return columns, rejected
+from streams.verdict_record import CONFLICT_CONFIDENCE, Identity, verdict_record
 
 
 @dataclass(frozen=True)
@@ -469,24 +295,21 @@ def vehicle_plates(c: Columns) -> set[str]:
 def measured_row(c: Columns, i: int) -> dict[str, Any]:
     """Row ``i`` as a measured vehicle (the shape ``streams.stages`` works on)."""
     k = int(c.axle_count[i])
-    loads = [float(x) for x in c.axle_loads_kg[i, :k]]
-    return {
-        "passage_id": c.passage_ids[i],
-        "site_id": c.site_id,
-        "device_id": c.device_id,
-        "lane": c.lane,
-        "direction": c.direction,
-        "ts_us": int(c.ts_us[i]),
-        "last_axle_ts_us": int(c.last_axle_ts_us[i]),
-        "speed_kmh": float(c.speed_kmh[i]),
-        "axle_count": k,
-        "axle_loads_kg": loads,
-        "axle_spacings_m": [float(x) for x in c.axle_spacings_m[i, : k - 1]],
-        "gvw_kg": float(c.gvw_kg[i]),
-        "flags": [],
-        "source": "gateway",
-        "samples_sha256": None,
-    }
+    return measured_vehicle(
+        passage_id=c.passage_ids[i],
+        site_id=c.site_id,
+        device_id=c.device_id,
+        lane=c.lane,
+        direction=c.direction,
+        ts_us=int(c.ts_us[i]),
+        last_axle_ts_us=int(c.last_axle_ts_us[i]),
+        speed_kmh=float(c.speed_kmh[i]),
+        axle_loads_kg=[float(x) for x in c.axle_loads_kg[i, :k]],
+        axle_spacings_m=[float(x) for x in c.axle_spacings_m[i, : k - 1]],
+        gvw_kg=float(c.gvw_kg[i]),
+        flags=[],
+        source="gateway",
+    )
 
 
 def full_verdict(
@@ -579,13 +402,18 @@ def verdict_batch(j: Judged, policy: Policy) -> dict[str, Any]:
         "class_codes": list(policy.class_codes),
         "passage_ids": join_text(c.passage_ids),
         "plates": join_text(j.identities.plate_front),
-        "ts_us": c.ts_us.astype("<i8").tobytes(),
-        "gvw_kg": c.gvw_kg.astype("<f4").tobytes(),
-        "limit_kg": np.nan_to_num(r.limit_kg, nan=0.0).astype("<f4").tobytes(),
-        "class_index": r.class_index.astype("i1").tobytes(),
-        "verdict": r.verdict.astype("u1").tobytes(),
-        "enforceable": r.enforceable.astype("u1").tobytes(),
-        "flags": r.flags.astype("<u4").tobytes(),
+        **pack(
+            {
+                "ts_us": c.ts_us,
+                "gvw_kg": c.gvw_kg,
+                "limit_kg": np.nan_to_num(r.limit_kg, nan=0.0),
+                "class_index": r.class_index,
+                "verdict": r.verdict,
+                "enforceable": r.enforceable,
+                "flags": r.flags,
+            },
+            VERDICT_BATCH_COLUMNS,
+        ),
     }
 
 

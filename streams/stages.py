@@ -3,32 +3,41 @@
 ``measure_passages`` (weigh): raw passages -> measured vehicles, one axle-kernel call per batch.
 ``measure_controller``: controller-computed WIM vehicles -> measured vehicles.
 ``decide``: measured vehicles + camera reads -> verdicts (site join, fusion, verdict kernel).
+
+The site join's tolerances come from the settings (``join_params``) and are passed down as
+``join``; without one, the join runs with the settings' defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import chain
 from typing import Any
 
 import numpy as np
-import orjson
 
 from kernels import plates, settle
 from kernels import verdicts as verdict_kernel
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
-from kernels.verdicts import VERDICT_NAMES, VerdictInputs, VerdictResult
+from kernels.plates import JoinParams
+from kernels.verdicts import VerdictInputs
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
+from schemas.measured import measured_vehicle
 from schemas.plate_grammar import is_trailer, normalise, plate_format
 from schemas.policy import Policy
 from schemas.registry import Registry
+from schemas.settings import Settings
 from schemas.units import US
 from streams.validation import passage_problem, read_problem, vehicle_problem
+from streams.verdict_record import CONFLICT_CONFIDENCE, Identity, verdict_record
 
-CONFLICT_CONFIDENCE = 0.9  # front and rear both this sure and still different: a real conflict
+
+def join_params(settings: Settings) -> JoinParams:
+    """The site join's tolerances and costs from the settings (``join_<name>`` each)."""
+    return JoinParams(**{f.name: getattr(settings, "join_" + f.name) for f in fields(JoinParams)})
 
 
 @dataclass(frozen=True)
@@ -79,27 +88,27 @@ def measure_passages(
     for i, p in enumerate(good):
         k = counts[i]
         measured.append(
-            {
-                "passage_id": p["passage_id"],
-                "site_id": p["site_id"],
-                "device_id": p["device_id"],
-                "lane": p["lane"],
-                "direction": p["direction"],
-                "ts_us": p["ts_us"] + round(firsts[i] * US),
-                "last_axle_ts_us": p["ts_us"] + round(lasts[i] * US),
-                "speed_kmh": speeds[i],
-                "axle_count": k,
-                "axle_loads_kg": result.axle_loads_kg[i, :k].tolist(),
-                "axle_spacings_m": result.axle_spacings_m[i, : max(k - 1, 0)].tolist(),
-                "gvw_kg": gvws[i],
-                "flags": F.to_names(result.flags[i]),
-                "source": "raw",
-                "samples_sha256": sha256s[i],
-                "tyres": p.get("tyres"),
-                "air_suspension": p.get("air_suspension"),
-            }
+            measured_vehicle(
+                **_identity_of(p),
+                ts_us=p["ts_us"] + round(firsts[i] * US),
+                last_axle_ts_us=p["ts_us"] + round(lasts[i] * US),
+                speed_kmh=speeds[i],
+                axle_loads_kg=result.axle_loads_kg[i, :k].tolist(),
+                axle_spacings_m=result.axle_spacings_m[i, : max(k - 1, 0)].tolist(),
+                gvw_kg=gvws[i],
+                flags=F.to_names(result.flags[i]),
+                source="raw",
+                samples_sha256=sha256s[i],
+                tyres=p.get("tyres"),
+                air_suspension=p.get("air_suspension"),
+            )
         )
     return measured, rejected
+
+
+def _identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """What a measured vehicle keeps of the weighing it was measured from, as it was."""
+    return {k: record[k] for k in ("passage_id", "site_id", "device_id", "lane", "direction")}
 
 
 def measure_controller(
@@ -119,25 +128,19 @@ def measure_controller(
         if last is None:
             last = v["ts_us"] + round(sum(spacings) / speed_ms * US)
         measured.append(
-            {
-                "passage_id": v["passage_id"],
-                "site_id": v["site_id"],
-                "device_id": v["device_id"],
-                "lane": v["lane"],
-                "direction": v["direction"],
-                "ts_us": v["ts_us"],
-                "last_axle_ts_us": last,
-                "speed_kmh": float(v["speed_kmh"]),
-                "axle_count": len(loads),
-                "axle_loads_kg": loads,
-                "axle_spacings_m": spacings,
-                "gvw_kg": float(sum(loads)),
-                "flags": list(v.get("flags") or []),
-                "source": "controller",
-                "samples_sha256": None,
-                "tyres": v.get("tyres"),
-                "air_suspension": v.get("air_suspension"),
-            }
+            measured_vehicle(
+                **_identity_of(v),
+                ts_us=v["ts_us"],
+                last_axle_ts_us=last,
+                speed_kmh=float(v["speed_kmh"]),
+                axle_loads_kg=loads,
+                axle_spacings_m=spacings,
+                gvw_kg=float(sum(loads)),
+                flags=list(v.get("flags") or []),
+                source="controller",
+                tyres=v.get("tyres"),
+                air_suspension=v.get("air_suspension"),
+            )
         )
     return measured, rejected
 
@@ -154,15 +157,6 @@ def usable_reads(
         else:
             good.append(r)
     return good, rejected
-
-
-@dataclass(frozen=True)
-class Identity:
-    plate_front: str
-    plate_rear: str
-    confidence: float
-    flags: int
-    read_ids: tuple[str, ...]
 
 
 def _identify(
@@ -202,17 +196,11 @@ def _identify(
     )
 
 
-def _evidence_hash(
-    verdict: dict[str, Any], samples_sha256: str | None, read_ids: tuple[str, ...]
-) -> str:
-    body = {k: v for k, v in verdict.items() if k != "evidence_hash"}
-    body["samples_sha256"] = samples_sha256
-    body["read_ids"] = list(read_ids)
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 def join_site_reads(
-    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry
+    measured: list[dict[str, Any]],
+    reads: list[dict[str, Any]],
+    registry: Registry,
+    join: JoinParams | None = None,
 ) -> list[tuple[list[dict], list[dict]]]:
     """Front and rear reads of each measured vehicle (M1 site join per site and direction)."""
     by_group: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -243,7 +231,7 @@ def join_site_reads(
             "trailer": np.array([is_trailer(normalise(r["plate"])) for r in group_reads]),
             "camera_ids": camera_ids,
         }
-        assignment = plates.site_join(vehicles, read_arrays, cameras)
+        assignment = plates.site_join(vehicles, read_arrays, cameras, join)
         for r, v in zip(group_reads, assignment, strict=True):
             if v >= 0:
                 target = out[idx[v]]
@@ -252,10 +240,14 @@ def join_site_reads(
 
 
 def decide(
-    measured: list[dict[str, Any]], reads: list[dict[str, Any]], registry: Registry, policy: Policy
+    measured: list[dict[str, Any]],
+    reads: list[dict[str, Any]],
+    registry: Registry,
+    policy: Policy,
+    join: JoinParams | None = None,
 ) -> list[dict[str, Any]]:
     """Verdicts for measured vehicles, matched to the camera reads of their sites."""
-    return decide_with_support(measured, reads, registry, policy)[0]
+    return decide_with_support(measured, reads, registry, policy, join=join)[0]
 
 
 def read_ids_of(front: list[dict[str, Any]], rear: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -269,15 +261,17 @@ def decide_group(
     registry: Registry,
     policy: Policy,
     early: dict[str, tuple[str, ...]],
+    join: JoinParams | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """``decide_with_support`` for a group some of whose vehicles were decided early
     (``early``: passage id -> the read ids they were decided with): the join runs over the whole
     group (the others' reads depend on them), verdicts only for the others. Also returns the
     early vehicles the group's join gives other reads (none, if settling is right)."""
     if not early:
-        return *decide_with_support(measured, reads, registry, policy), []
+        return *decide_with_support(measured, reads, registry, policy, join=join), []
     rest, rest_matched, differ = [], [], []
-    for m, (front, rear) in zip(measured, join_site_reads(measured, reads, registry), strict=True):
+    matched = join_site_reads(measured, reads, registry, join)
+    for m, (front, rear) in zip(measured, matched, strict=True):
         ids = early.get(m["passage_id"])
         if ids is None:
             rest.append(m)
@@ -293,6 +287,7 @@ def decide_with_support(
     registry: Registry,
     policy: Policy,
     matched: list[tuple[list[dict], list[dict]]] | None = None,
+    join: JoinParams | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Verdicts, and per verdict what its evidence rests on beyond the verdict itself: the
     digest of the raw samples and the ids of the camera reads used. ``matched``: each
@@ -302,7 +297,7 @@ def decide_with_support(
     if n == 0:
         return [], []
     if matched is None:
-        matched = join_site_reads(measured, reads, registry)
+        matched = join_site_reads(measured, reads, registry, join)
     identities = []
     for m, (front, rear) in zip(measured, matched, strict=True):
         site = registry.sites.get(m["site_id"])
@@ -355,59 +350,6 @@ def decide_with_support(
     return verdicts, support
 
 
-def verdict_record(
-    m: dict[str, Any],
-    ident: Identity,
-    result: VerdictResult,
-    i: int,
-    registry: Registry,
-    policy: Policy,
-) -> dict[str, Any]:
-    """The verdict of measured vehicle ``m`` (row ``i`` of the kernel's ``result``)."""
-    site = registry.sites.get(m["site_id"])
-    c = int(result.class_index[i])
-    identified = bool(ident.plate_front or ident.plate_rear)
-    verdict = {
-        "passage_id": m["passage_id"],
-        "site_id": m["site_id"],
-        "lane": m["lane"],
-        "direction": m["direction"],
-        "ts_us": m["ts_us"],
-        "speed_kmh": round(m["speed_kmh"], 3),
-        "axle_count": m["axle_count"],
-        "axle_loads_kg": [round(x, 1) for x in m["axle_loads_kg"]],
-        "axle_spacings_m": [round(x, 3) for x in m["axle_spacings_m"]],
-        "gvw_kg": round(m["gvw_kg"], 1),
-        "vehicle_class": policy.class_codes[c] if c >= 0 else "unclassified",
-        "limit_kg": _finite(result.limit_kg[i]),
-        "excess_kg": _finite(result.excess_kg[i], 1),
-        "overload_pct": _finite(result.overload_pct[i], 2),
-        "verdict": VERDICT_NAMES[int(result.verdict[i])],
-        "enforceable": bool(result.enforceable[i]),
-        "plate_front": ident.plate_front,
-        "plate_rear": ident.plate_rear,
-        "plate_confidence": round(ident.confidence, 4),
-        "local": bool(
-            site
-            and identified
-            and plates.is_local(ident.plate_front or ident.plate_rear, site.authority)
-        ),
-        "flags": F.to_names(result.flags[i]),
-        "policy_version": policy.version,
-        "evidence_hash": "",
-        "device_id": m["device_id"],
-        "fine_cny": policy.fine_cny(float(result.excess_kg[i])) if result.verdict[i] == 2 else 0,
-        "enforce_threshold_kg": _finite(result.enforce_threshold_kg[i], 1),
-    }
-    verdict["evidence_hash"] = _evidence_hash(verdict, m.get("samples_sha256"), ident.read_ids)
-    return verdict
-
-
-def _finite(value: float, digits: int = 1) -> float:
-    """Verdict fields are Avro floats: NaN (unclassified) is written as 0 with the flag set."""
-    return round(float(value), digits) if np.isfinite(value) else 0.0
-
-
 def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) -> int:
     """Single-tyre (not wide) axles that are neither steer nor drive axles: the −3000 kg rule.
 
@@ -425,7 +367,11 @@ def _single_tyre_axles(tyres: list[int], spacings: list[float], policy: Policy) 
 
 
 def warm_up(
-    registry: Registry, policy: Policy, measure_too: bool = True, settle_too: bool = True
+    registry: Registry,
+    policy: Policy,
+    measure_too: bool = True,
+    settle_too: bool = True,
+    join: JoinParams | None = None,
 ) -> None:
     """Compile the Numba kernels now (seconds), not on the first live batch. A worker whose
     helper process measures compiles only the verdict kernel (gateway batches) and the settle
@@ -437,7 +383,7 @@ def warm_up(
     if measure_too:
         traffic = CitySimulator(SimConfig(vehicles=3, seed=0), registry).run()
         measured, _ = measure_passages(traffic.passages, registry)
-        decide(measured, traffic.reads, registry, policy)
+        decide(measured, traffic.reads, registry, policy, join)
     else:
         verdict_kernel.warm_up(policy)
     if settle_too:

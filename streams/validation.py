@@ -3,72 +3,39 @@ any kernel sees it. Each check returns ``(reason, message)`` for the dead-letter
 
 Shared by the agents and ``zhichao replay`` (so that both drop the same records), except the
 clock check: "not absurdly far from now" depends on when a record is read, so replay, which
-reads archives, leaves it out.
+reads archives, leaves it out. The checks a gateway batch's columns share with these records
+(site, device, limits, the clock) are in ``schemas.checks``; ``Clock`` is named here too, as
+the workers' modules take it from here.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from kernels.axles import MAX_AXLES
+from schemas.checks import (
+    MAX_AXLE_LOAD_KG,
+    MAX_AXLE_SPACING_M,
+    MAX_PASSAGE_US,
+    MAX_PLATE_CHARS,
+    MAX_SPEED_KMH,
+    Clock,
+    common_problem,
+    device_problem,
+)
+from schemas.columns import MAX_AXLES
 from schemas.registry import Registry
-from schemas.units import US
 
-DIRECTIONS = ("up", "down")
-MAX_SPEED_KMH = 250.0
-MAX_PLATE_CHARS = 12
+__all__ = ["Clock", "passage_problem", "read_problem", "vehicle_problem"]
+
 SATURATED_SHARE = 0.5  # a passage whose samples sit at the int16 rails this much is a dead sensor
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Event times a worker accepts: not older than ``max_age_s``, not ahead by more than
-    ``max_ahead_s`` of the worker's clock."""
-
-    max_age_s: float
-    max_ahead_s: float
-
-    def problem(self, ts_us: int, now_s: float | None = None) -> tuple[str, str] | None:
-        now_s = time.time() if now_s is None else now_s
-        if ts_us < (now_s - self.max_age_s) * US or ts_us > (now_s + self.max_ahead_s) * US:
-            when = (
-                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_us / US))
-                if (0 <= ts_us < 2**62)
-                else str(ts_us)
-            )
-            return "bad_timestamp", f"event time {when} UTC is too far from now"
-        return None
-
-
-def _common(r: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
-    if r["site_id"] not in registry.sites:
-        return "unknown_site", f"site {r['site_id']!r} is not in the registry"
-    if r["direction"] not in DIRECTIONS:
-        return "bad_direction", f"direction {r['direction']!r} is not up or down"
-    if not 0 < r["ts_us"] < 2**62:
-        return "bad_timestamp", f"ts_us={r['ts_us']} is not a time"
-    return None
-
-
-def _device(r: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
-    device = registry.wim_devices.get(r["device_id"])
-    if device is None:
-        return "unknown_device", f"WIM device {r['device_id']!r} is not in the registry"
-    if device.site != r["site_id"]:
-        return "device_site_mismatch", f"WIM device {device.id} is at {device.site}"
-    if not 1 <= r["lane"] <= registry.sites[r["site_id"]].lanes:
-        return "bad_lane", f"lane {r['lane']} does not exist at {r['site_id']}"
-    return None
 
 
 def passage_problem(p: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
     """A raw WIM passage (samples of rows x segments strip sensors)."""
-    found = _common(p, registry) or _device(p, registry)
+    found = common_problem(p, registry) or device_problem(p, registry)
     if found:
         return found
     if p["rows"] < 2 or p["segments"] < 1 or p["rows"] > 8 or p["segments"] > 4:
@@ -104,7 +71,7 @@ def passage_problem(p: dict[str, Any], registry: Registry) -> tuple[str, str] | 
 
 def vehicle_problem(v: dict[str, Any], registry: Registry) -> tuple[str, str] | None:
     """A WIM vehicle whose controller computed the axle loads."""
-    found = _common(v, registry) or _device(v, registry)
+    found = common_problem(v, registry) or device_problem(v, registry)
     if found:
         return found
     loads, spacings = v["axle_loads_kg"], v["axle_spacings_m"]
@@ -112,12 +79,12 @@ def vehicle_problem(v: dict[str, Any], registry: Registry) -> tuple[str, str] | 
         return "bad_speed", f"speed {v['speed_kmh']} km/h outside 0..{MAX_SPEED_KMH:.0f}"
     if not 2 <= len(loads) <= MAX_AXLES or len(spacings) != len(loads) - 1:
         return "bad_axles", f"{len(loads)} loads with {len(spacings)} spacings"
-    if not all(math.isfinite(x) and 0 <= x < 100_000 for x in loads):
-        return "bad_axles", "axle loads must be finite, 0..100000 kg"
-    if not all(math.isfinite(x) and 0 < x < 30 for x in spacings):
-        return "bad_axles", "axle spacings must be finite, 0..30 m"
+    if not all(math.isfinite(x) and 0 <= x < MAX_AXLE_LOAD_KG for x in loads):
+        return "bad_axles", f"axle loads must be finite, 0..{MAX_AXLE_LOAD_KG} kg"
+    if not all(math.isfinite(x) and 0 < x < MAX_AXLE_SPACING_M for x in spacings):
+        return "bad_axles", f"axle spacings must be finite, 0..{MAX_AXLE_SPACING_M} m"
     last = v.get("last_axle_ts_us")
-    if last is not None and not v["ts_us"] <= last <= v["ts_us"] + 60 * US:
+    if last is not None and not v["ts_us"] <= last <= v["ts_us"] + MAX_PASSAGE_US:
         return "bad_timestamp", "last axle not within a minute after the first"
     tyres = v.get("tyres")
     if tyres is not None and len(tyres) != len(loads):
@@ -132,7 +99,7 @@ def read_problem(r: dict[str, Any], registry: Registry) -> tuple[str, str] | Non
         return "unknown_camera", f"camera {r['camera_id']!r} is not in the registry"
     if camera.site != r["site_id"] or camera.view != r["view"]:
         return "camera_mismatch", f"camera {camera.id} is the {camera.view} camera of {camera.site}"
-    found = _common(r, registry)
+    found = common_problem(r, registry)
     if found:
         return found
     if not math.isfinite(r["confidence"]) or not 0 <= r["confidence"] <= 1:

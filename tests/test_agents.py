@@ -16,6 +16,7 @@ import redis
 
 import schemas
 from schemas import topics as T
+from schemas.columns import unpack
 from schemas.policy import load_policy
 from schemas.settings import Settings
 from schemas.units import US
@@ -29,7 +30,7 @@ from sinks.evidence import EvidenceChain, chain_lines, verify_chain
 from sinks.redis_sink import VerdictSink
 from streams.app import create_app
 from streams.embedded import redis_server
-from streams.gateway import judge, unpack
+from streams.gateway import judge
 from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
 from tests.integration.helpers import evidence_in_redis

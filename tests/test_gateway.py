@@ -16,6 +16,8 @@ from kernels.axles import MAX_AXLES
 from kernels.verdicts import VerdictInputs
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
+from schemas.checks import Clock
+from schemas.columns import BatchProblem, join_text, split_text, unpack
 from schemas.plate_grammar import is_trailer, normalise, plate_format
 from schemas.policy import load_policy
 from schemas.units import US
@@ -24,19 +26,14 @@ from sim.gateway import batches, pool_of
 from sim.traffic import CitySimulator
 from sinks.kpi import aggregate
 from streams.gateway import (
-    BatchProblem,
     full_verdict,
-    join_text,
     judge,
     judge_messages,
     judge_round,
-    split_text,
-    unpack,
     vehicle_plates,
     verdict_batch,
 )
-from streams.stages import CONFLICT_CONFIDENCE, Identity, verdict_record
-from streams.validation import Clock
+from streams.verdict_record import CONFLICT_CONFIDENCE, Identity, verdict_record
 
 START_US = int(dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC).timestamp() * US)
 

@@ -12,7 +12,8 @@ from schemas.policy import load_policy
 from schemas.units import US
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
-from streams.matching import CameraReads, Entry, MatchBuffers
+from streams.matching import MatchBuffers
+from streams.site_buffer import CameraReads, Entry
 from streams.stages import decide, decide_group, decide_with_support, measure_passages
 
 HEAVY_KG = 10_000.0

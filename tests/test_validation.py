@@ -10,12 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
+from schemas.checks import Clock
 from schemas.units import US
 from sim.config import ARCHIVE_START, SimConfig, archive_age_s
 from sim.traffic import CitySimulator
 from streams.intake import ReadPositions, of_generation, sort_events
 from streams.stages import measure_controller, measure_passages, usable_reads
-from streams.validation import Clock, passage_problem, read_problem, vehicle_problem
+from streams.validation import passage_problem, read_problem, vehicle_problem
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,14 @@ import redis
 import schemas
 from bench.broker import batch_clock
 from schemas import topics as T
+from schemas.columns import join_text, split_text, unpack
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.gateway import batches, pool_of, publish
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
-from streams.gateway import join_text, judge, split_text, unpack
+from streams.gateway import judge
 from tests.integration.helpers import kpi_in_redis, verdicts_in_redis
 from zhichao.up import start_worker, stop_worker
 
