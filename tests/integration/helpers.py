@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
+
+import psycopg
 
 from sinks import constants as K
 from sinks.evidence import HEADS_KEY, chain_lines, parse
@@ -164,3 +167,18 @@ def check_one_order_per_vehicle(
             assert o["closed_by"] == "system" and (o["plate"] or o["alert_id"]) not in expected
         assert o["unit_id"] in registry.units or o["unit_id"] == "command_centre"
         assert o["instruction"]
+
+
+def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
+    """The weighings and cases in PostgreSQL, once the cases agent has stored every one."""
+    stored = {p for p, v in streamed.items() if v["verdict"] in ("warning", "overlimit")}
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            weighings = dict(conn.execute("SELECT passage_id, body FROM weighings").fetchall())
+            if set(weighings) >= stored or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        cases = conn.execute("SELECT passage_id, state FROM cases").fetchall()
+        opened = conn.execute("SELECT count(*) FROM case_events WHERE action = 'open'").fetchone()
+    return {"weighings": weighings, "cases": cases, "opened": opened[0]}

@@ -12,7 +12,6 @@ import time
 import urllib.request
 
 import fastavro
-import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +38,7 @@ from tests.integration.helpers import (
     kpi_in_redis,
     orders_in_redis,
     publish_events,
+    store_of_record,
     verdicts_in_redis,
     zhichao_verify,
 )
@@ -162,21 +162,6 @@ def run(tmp_path_factory, registry):
         "controller": controller,
         "records": records,
     }
-
-
-def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
-    """The weighings and cases in PostgreSQL, once the cases agent has stored every one."""
-    stored = {p for p, v in streamed.items() if v["verdict"] in ("warning", "overlimit")}
-    deadline = time.monotonic() + timeout_s
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while True:
-            weighings = dict(conn.execute("SELECT passage_id, body FROM weighings").fetchall())
-            if set(weighings) >= stored or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        cases = conn.execute("SELECT passage_id, state FROM cases").fetchall()
-        opened = conn.execute("SELECT count(*) FROM case_events WHERE action = 'open'").fetchone()
-    return {"weighings": weighings, "cases": cases, "opened": opened[0]}
 
 
 def test_every_enforceable_verdict_has_one_record_in_an_intact_chain(run):

@@ -2,7 +2,7 @@
 the traffic (published over a minute, so that each kill lands mid-stream however fast the
 worker decides), and started again each time. Every passage still ends with exactly one verdict in
 Redis, the same as replay; the KPI counters are not doubled; every enforceable verdict has
-exactly one record in an intact evidence chain.
+exactly one record in an intact evidence chain, and exactly one case in the store of record.
 
 ``make test`` kills ``ZHICHAO_CRASH_KILLS`` (default 2) times over ``ZHICHAO_CRASH_VEHICLES``
 (default 600) passages; ``make crash`` runs 5 kills over 20,000."""
@@ -35,6 +35,7 @@ from tests.integration.helpers import (
     expected_kpi,
     kpi_in_redis,
     orders_in_redis,
+    store_of_record,
     verdicts_in_redis,
     zhichao_verify,
 )
@@ -115,6 +116,7 @@ def run(tmp_path_factory, registry):
             streamed = verdicts_in_redis(client)
             feed = client.xlen(K.VERDICT_STREAM)
             kpi = kpi_in_redis(client)
+            records = store_of_record(stack.pg_dsn, streamed)
         finally:
             stop_worker(worker)
             del os.environ["ZHICHAO_SESSION_TIMEOUT_S"]
@@ -134,6 +136,7 @@ def run(tmp_path_factory, registry):
         "streamed": streamed,
         "feed": feed,
         "kpi": kpi,
+        "records": records,
         "inputs": work / "inputs",
         "log": (work / f"worker-{KILLS}.log").read_text(errors="replace"),
     }
@@ -182,3 +185,13 @@ def test_alerts_survive_the_kills_once_each(run, registry):
 def test_one_dispatch_order_per_vehicle_that_calls_for_one(run, registry):
     verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
     check_one_order_per_vehicle(run["orders"], verdicts, registry)
+
+
+def test_the_store_of_record_survives_the_kills_with_one_case_each(run, registry):
+    verdicts, _ = replay(load_inputs(sorted(run["inputs"].glob("*.avro"))), registry, load_policy())
+    stored = sorted(v["passage_id"] for v in verdicts if v["verdict"] in ("warning", "overlimit"))
+    assert sorted(run["records"]["weighings"]) == stored
+    assert sorted(p for p, _ in run["records"]["cases"]) == sorted(
+        v["passage_id"] for v in verdicts if v["enforceable"]
+    )
+    assert run["records"]["opened"] == len(run["records"]["cases"])  # one open event each
