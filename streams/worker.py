@@ -39,7 +39,7 @@ from streams.outbox import Outbox
 from streams.progress import BrokerTime, Progress
 from streams.retry import Retry
 from streams.sealing import Sealing
-from streams.stages import warm_up
+from streams.stages import join_params, warm_up
 from streams.transport import FETCH_MAX_WAIT_MS
 from streams.validation import Clock
 from streams.vouching import LatestSeen
@@ -59,10 +59,12 @@ class Worker:
         self.outbox = Outbox(app, metrics)
         self.clock = Clock(settings.max_event_age_s, settings.max_event_ahead_s)
         self.broker_time = BrokerTime()
+        self.join = join_params(settings)  # the site join's tolerances, one place for all
         self.buffers = MatchBuffers(
             registry,
             max_wait_s=settings.max_wait_s,
             slack_s=settings.publish_slack_s,
+            join=self.join,
             clock=self.broker_time.now,
         )
         self.positions = ReadPositions()  # per input partition: the last record buffered
@@ -89,6 +91,7 @@ class Worker:
             settings.inline_passages,
             settings.inline_vehicles,
             lambda where: metrics.decider_work.labels(where).inc(),
+            join=self.join,
         )
         self.runners: list[Any] = []  # the pages' web server, cleaned up on close
         self.case_store = self._case_store()
@@ -154,6 +157,7 @@ class Worker:
             self.registry,
             self.policy,
             measure_too=s.decide_processes == 0 or s.inline_passages > 0,
+            join=self.join,
         )
         self.decider.wait_ready()
 

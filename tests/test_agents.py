@@ -441,3 +441,18 @@ def test_a_sink_added_beside_redis_gets_every_verdict_of_the_match_round(
     enforceable = {v["passage_id"] for r in extra.rounds for v in r.verdicts if v["enforceable"]}
     assert {link.passage_id for r in extra.rounds for link in r.evidence} == enforceable
     assert sum(len(r.reads) for r in extra.rounds) > 0
+
+
+def test_the_worker_passes_the_join_settings_to_every_part(redis_dsn, loop):
+    """One home for the join's tolerances: the setting reaches the buffers and the decider."""
+    settings = Settings.load(
+        {"redis_dsn": redis_dsn, "metrics_port": 0, "evidence_key": "k", "join_max_lane_gap": 2},
+        environ={},
+    )
+    app = create_app(settings)
+    try:
+        worker = app.zhichao
+        assert worker.join.max_lane_gap == 2
+        assert worker.buffers.join is worker.join and worker.decider.join is worker.join
+    finally:
+        loop.run_until_complete(app.zhichao.close())
