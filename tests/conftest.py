@@ -49,3 +49,15 @@ def pg_dsn(postgres, request):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return postgres_dsn(postgres.port, name)
+
+
+@pytest.fixture(scope="module")
+def redis_dsn(tmp_path_factory):
+    """A real Redis server (Debian's) for a test module, on a free loopback port."""
+    from streams.embedded import redis_server
+
+    server = redis_server(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()

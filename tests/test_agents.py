@@ -29,7 +29,6 @@ from sinks import constants as K
 from sinks.evidence import EvidenceChain, chain_lines, verify_chain
 from sinks.redis_sink import VerdictSink
 from streams.app import create_app
-from streams.embedded import redis_server
 from streams.gateway import judge
 from streams.matching import MatchBuffers
 from streams.stages import decide, measure_passages
@@ -48,16 +47,6 @@ class RecordingProducer:
 
     def of(self, topic: str) -> list[bytes]:
         return [value for t, _, value in self.sent if t == topic]
-
-
-@pytest.fixture(scope="module")
-def redis_dsn(tmp_path_factory):
-    server = redis_server(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 @pytest.fixture()

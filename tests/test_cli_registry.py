@@ -14,19 +14,9 @@ from click.testing import CliRunner
 from schemas.registry import EXAMPLE_CITY, load_registry
 from sinks import constants as K
 from sinks.web import access
-from streams.embedded import redis_server
 from zhichao.cli import main
 
 OTHER_UNIT = "U-HZ-09"  # the example city's U-KQ-01, renamed
-
-
-@pytest.fixture(scope="module")
-def redis_dsn(tmp_path_factory):
-    server = redis_server(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -19,20 +19,10 @@ from sinks.records.migrate import upgrade
 from sinks.redis_sink import VerdictSink
 from sinks.web import access
 from sinks.web.server import web_app
-from streams.embedded import redis_server
 from streams.feedback import report_check
 from streams.stages import decide, measure_passages
 
 KEY = b"desk-test-evidence-key"
-
-
-@pytest.fixture(scope="module")
-def redis_dsn(tmp_path_factory):
-    server = redis_server(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

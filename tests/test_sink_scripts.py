@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -17,18 +16,8 @@ from sim.config import SimConfig
 from sim.traffic import CitySimulator
 from sinks.evidence import EvidenceChain, chain_lines, parse, verify_chain
 from sinks.redis_sink import VerdictSink
-from streams.embedded import redis_server
 from streams.stages import decide, measure_passages
 from streams.trajectory import clashes, clone_alert, impossible_journeys
-
-
-@pytest.fixture(scope="module")
-def redis_dsn(tmp_path_factory):
-    server = redis_server(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 def test_two_weighings_of_one_plate_far_apart_are_found_and_counted(redis_dsn, registry):
