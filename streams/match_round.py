@@ -87,7 +87,7 @@ class MatchRound:
         self.foresee_kg = foresee_kg  # 预判 from this weight on; None: no provisional orders
         self.state = MatchState()
         self.deciding = asyncio.Lock()  # the agent and the timer take turns
-        self.acks = AcksAfterDelivery()
+        self.acks = AcksAfterDelivery(settings.acks_rounds_in_flight)
 
     # -- admitting a batch ---------------------------------------------------------------------
     async def admit(self, intake: Intake) -> None:

@@ -65,6 +65,7 @@ class Worker:
             max_wait_s=settings.max_wait_s,
             slack_s=settings.publish_slack_s,
             join=self.join,
+            read_retention_s=settings.read_retention_s,
             clock=self.broker_time.now,
         )
         self.positions = ReadPositions()  # per input partition: the last record buffered

@@ -359,12 +359,14 @@ def replay(
 ) -> None:
     """Decide archived inputs (Avro or JSON lines) exactly as the agents do; write verdicts."""
     from schemas.policy import PolicyError, load_policy
+    from streams.stages import join_params
     from zhichao.replay import ReplayError, replay_files
 
+    join = join_params(_settings())  # ZHICHAO_JOIN_*: the same join as the worker's
     try:
         registry = load_registry(_registry_path(registry_path))
         policy = load_policy(policy_name or registry.policy)
-        report = replay_files(registry, list(files), out, truth=truth, policy=policy)
+        report = replay_files(registry, list(files), out, truth=truth, policy=policy, join=join)
     except (RegistryError, PolicyError, ReplayError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -21,6 +21,7 @@ import fastavro
 import numpy as np
 
 import schemas
+from kernels.plates import JoinParams
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry
 from streams.stages import Rejected, decide, measure_controller, measure_passages, usable_reads
@@ -124,8 +125,10 @@ def replay(
     registry: Registry,
     policy: Policy | None = None,
     batch: int = 512,
+    join: JoinParams | None = None,
 ) -> tuple[list[dict], ReplayReport]:
-    """Verdicts of every passage and WIM vehicle in ``inputs``, in timestamp order."""
+    """Verdicts of every passage and WIM vehicle in ``inputs``, in timestamp order; ``join``:
+    the site join's tolerances (the worker's settings, ``streams.stages.join_params``)."""
     policy = policy or load_policy(registry.policy)
     started = time.perf_counter()
     passages = sorted(inputs["passages"], key=lambda r: (r["ts_us"], r["passage_id"]))
@@ -142,7 +145,7 @@ def replay(
     reads, bad = usable_reads(inputs["reads"], registry)
     rejected += bad
     reads.sort(key=lambda r: (r["ts_us"], r["read_id"]))
-    verdicts = decide(measured, reads, registry, policy)
+    verdicts = decide(measured, reads, registry, policy, join=join)
     report = ReplayReport(
         passages=len(passages) + len(inputs["vehicles"]),
         verdicts=len(verdicts),
@@ -250,9 +253,10 @@ def replay_files(
     out: Path,
     truth: Path | None = None,
     policy: Policy | None = None,
+    join: JoinParams | None = None,
 ) -> ReplayReport:
     policy = policy or load_policy(registry.policy)
-    verdicts, report = replay(load_inputs(files), registry, policy)
+    verdicts, report = replay(load_inputs(files), registry, policy, join=join)
     write_verdicts(verdicts, out)
     if truth is not None:
         report.accuracy = accuracy(verdicts, load_truth(truth), policy)
