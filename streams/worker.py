@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import faust
+import psycopg
 import redis.asyncio as aioredis
 
 from schemas.policy import load_policy
@@ -137,7 +138,10 @@ class Worker:
         if not self.settings.pg_dsn:
             log.warning("no store of record (ZHICHAO_PG_DSN): verdicts are kept in Redis only")
             return None
-        migrate.check(self.settings.pg_dsn)
+        try:
+            migrate.check(self.settings.pg_dsn)
+        except psycopg.OperationalError as exc:  # down now: the cases agent checks once it is up
+            log.error("the store of record cannot be reached (%s): the cases agent waits", exc)
         return CaseStore(self.settings.pg_dsn)
 
     def foresee_kg(self) -> float | None:

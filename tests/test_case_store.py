@@ -161,3 +161,13 @@ def test_a_case_goes_through_its_life_in_the_store(pg_dsn, verdicts):
         ("notified", "penalized"),
         ("penalized", "closed"),
     ]
+
+
+def test_the_store_checks_its_schema_once_it_can_reach_the_server(pg_dsn):
+    async def check(store):
+        return await store.check_schema()
+
+    with pytest.raises(WrongSchema, match="zhichao db upgrade"):
+        run(with_store(pg_dsn, check))
+    upgrade(pg_dsn)
+    assert run(with_store(pg_dsn, check)) == SCHEMA_VERSION

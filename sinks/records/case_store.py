@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from schemas.cases import CaseRefused, CaseRules, load_case_rules, transition
 from schemas.units import US
+from sinks.records.migrate import SCHEMA_VERSION, WrongSchema
 from sinks.seam import NOTHING_WRITTEN, RoundResults, Written
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,21 @@ class CaseStore:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def check_schema(self) -> int:
+        """The database's schema version, if this code writes it (``migrate.WrongSchema``)."""
+        async with self.pool.connection() as conn:
+            try:
+                cur = await conn.execute("SELECT coalesce(max(version), 0) FROM zhichao_schema")
+                found = (await cur.fetchone())[0]
+            except psycopg.errors.UndefinedTable:
+                found = 0  # never upgraded
+        if found != SCHEMA_VERSION:
+            raise WrongSchema(
+                f"the store of record is at schema version {found}, this zhichao writes "
+                f"{SCHEMA_VERSION}: run `zhichao db upgrade`"
+            )
+        return found
 
     async def write_round(self, results: RoundResults) -> Written:
         await self.store_verdicts(results.verdicts)

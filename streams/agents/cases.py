@@ -26,6 +26,8 @@ def install(worker: Worker, store: CaseStore | None) -> None:
     @app.agent(app.topic(T.VEHICLES_VERDICTS), name="cases")
     async def cases(stream):
         await store.open()  # connects in the background: a server that is down is waited for
+        # a worker started while the server was down checks its schema version now
+        await worker.retry(store.name, store.check_schema, store.unavailable, store.store)
         async for events in stream.noack_take(BATCH, within=settings.batch_timeout_s * 10):
             metrics.count_in(events)
             decoded = await outbox.decoded(events, schemas.VERDICT)  # the others dead-lettered
