@@ -1,7 +1,8 @@
 """``make bench``: run the pytest-benchmark suite, then write bench/summary.json and a table.
 
 Every figure is a ratio to a baseline measured in the same run, or a rate on this machine;
-``--which kernels`` runs only the kernel groups.
+``--which kernels`` runs only the kernel groups, ``--which cases`` only the store of record's.
+A run of one part keeps the other parts' figures in summary.json and their sections of the report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ RESULTS = HERE / "results"
 SUMMARY = HERE / "summary.json"
 KERNELS = ["bench/bench_kernels.py", "bench/bench_replay.py"]
 PIPELINE = ["bench/bench_pipeline.py", "bench/bench_gateway.py", "bench/bench_state.py"]
-FILES = {"kernels": KERNELS, "pipeline": PIPELINE, "all": KERNELS + PIPELINE}
+CASES = ["bench/bench_cases.py"]
+FILES = {
+    "kernels": KERNELS,
+    "pipeline": PIPELINE,
+    "cases": CASES,
+    "all": KERNELS + PIPELINE + CASES,
+}
 
 
 def _median(benchmarks: dict, name: str) -> tuple[float, dict]:
@@ -78,6 +85,11 @@ def summarise(raw: dict) -> dict:
         info = info_of["test_worker_rss_with_a_million_plates"]
         out["worker_rss_1m_plates_mib"] = info["worker_rss_1m_plates_mib"]
         out["redis_used_1m_plates_mib"] = info["redis_used_1m_plates_mib"]
+    if "test_case_store_vs_bare_copy" in info_of:
+        info = info_of["test_case_store_vs_bare_copy"]
+        out["cases_rows_per_s"] = info["cases_rows_per_s"]
+        out["cases_bare_copy_rows_per_s"] = info["cases_bare_copy_rows_per_s"]
+        out["cases_vs_copy"] = info["cases_vs_copy"]
     if "test_axles_kernel" not in by_name:
         return out
     t_axles, info = _median(by_name, "test_axles_kernel")
@@ -121,6 +133,8 @@ TARGETS = {
     "batched_vehicles_per_s": (">=", 100_000),
     "batched_vs_quix_bare": (">", 1.0),
     "worker_rss_1m_plates_mib": ("<=", 1024),
+    "cases_rows_per_s": (">=", 20_000),
+    "cases_vs_copy": (">=", 0.5),
 }
 
 
@@ -167,13 +181,18 @@ def main() -> int:
     print(table(summary))
     print(f"\nwrote {SUMMARY.relative_to(HERE.parent)}")
     merged = merge_results()
-    write_report(merged, summary, TARGETS, HERE)
+    report = HERE / "report.md"
+    previous = (
+        report.read_text(encoding="utf-8") if args.which != "all" and report.exists() else None
+    )
+    write_report(merged, summary, TARGETS, HERE, previous=previous)
     print(f"wrote {(HERE / 'report.md').relative_to(HERE.parent)} and its plots")
     return 0
 
 
 def merge_results() -> dict:
-    """The benchmarks of every saved run (``kernels``, ``pipeline``, ``all``), newest last."""
+    """The benchmarks of every saved run (``kernels``, ``pipeline``, ``cases``, ``all``), newest
+    last."""
     merged: dict = {"benchmarks": {}, "machine_info": {}}
     for path in sorted(RESULTS.glob("*.json"), key=lambda p: p.stat().st_mtime):
         raw = json.loads(path.read_text())

@@ -115,3 +115,49 @@ def test_a_run_saved_under_the_old_names_is_reported_under_the_new_ones(tmp_path
     text = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "`raw_pipeline_vs_bare_faust` 0.83" in text
     assert "`raw_pipeline_vs_own_transport` 0.56" in text
+
+
+CASES = {
+    "test_case_store_vs_bare_copy": {
+        "extra_info": {
+            "rows": 102_400,
+            "batch": 1024,
+            "rounds": 3,
+            "cases_opened": 40_000,
+            "cases_rows_per_s": 30000.0,
+            "cases_bare_copy_rows_per_s": 50000.0,
+            "cases_vs_copy": 0.6,
+            "cases_vs_copy_rounds": [0.58, 0.6, 0.63],
+        }
+    }
+}
+
+
+def test_a_run_of_one_part_keeps_the_other_parts_sections_where_they_stood(tmp_path):
+    """``make bench BENCH=cases`` on a checkout without the other parts' saved results."""
+    write_report(RESULTS, {"batched_vehicles_per_s": 120000.0}, TARGETS, tmp_path)
+    before = (tmp_path / "report.md").read_text(encoding="utf-8")
+    summary = {
+        "batched_vehicles_per_s": 120000.0,
+        "cases_rows_per_s": 30000.0,
+        "cases_vs_copy": 0.6,
+    }
+    results = {**RESULTS, "benchmarks": CASES}
+    write_report(results, summary, TARGETS, tmp_path, previous=before)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Summary (`bench/summary.json`)",
+        "## Against the peers",
+        "## Throughput per stage",
+        "## Latency",
+        "## Scale-out",
+        "## Memory with a million plates",
+        "## Store of record",
+    ]
+    assert "`cases_vs_copy` 0.600 of a bare `COPY` of the same 102,400 rows" in text
+    assert "30,000 verdict rows/s" in text and "ratios were 0.58, 0.60, 0.63." in text
+    assert "Two workers reach 1.18× one worker." in text
+    assert "\n\n\n" not in text and "\n## Store of record" in text
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
+    assert "✅" in rows["cases_rows_per_s"] and "✅" in rows["cases_vs_copy"]

@@ -44,3 +44,18 @@ def test_the_headline_is_against_faust_as_shipped_and_the_own_transport_beside_i
         "p99_weigh_to_verdict_ms",
         "p50_weigh_to_verdict_ms",
     }
+
+
+def test_the_case_sink_adds_its_rate_the_bare_copy_and_the_ratio():
+    info = {
+        "cases_rows_per_s": 30000.0,
+        "cases_bare_copy_rows_per_s": 50000.0,
+        "cases_vs_copy": 0.6,
+        "cases_vs_copy_rounds": [0.58, 0.6, 0.63],
+    }
+    raw = {"benchmarks": [{"name": "test_case_store_vs_bare_copy", "extra_info": info}]}
+    assert summarise(raw) == {
+        "cases_rows_per_s": 30000.0,
+        "cases_bare_copy_rows_per_s": 50000.0,
+        "cases_vs_copy": 0.6,
+    }
