@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)  ## compile the Cython kernels in place (fails if they cannot be built)
 	KERNELS_REQUIRE_NATIVE=1 $(PY) setup.py -q build_ext --inplace
 
-services:  ## install Debian's redis-server, postgresql, chromium and a CJK font
+services:  ## install Debian's redis-server, postgresql, chromium, Pango (PDF) and a CJK font
 	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
 	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	  test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
+	  ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	  if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
