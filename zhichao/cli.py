@@ -748,6 +748,7 @@ def _case_table(verdicts_path: Path, registry) -> str:
 
 main.add_command(records_cli.db)
 main.add_command(records_cli.cases)
+main.add_command(records_cli.handover)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,13 @@
-"""``zhichao db`` and ``zhichao cases``: the store of record from the command line (the database
-in ``ZHICHAO_PG_DSN``)."""
+"""``zhichao db``, ``zhichao cases`` and ``zhichao handover`` (异地抄告): the store of record from
+the command line (the database in ``ZHICHAO_PG_DSN``)."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+from pathlib import Path
 
 import click
 import psycopg
@@ -100,3 +103,186 @@ def cases_show(case_id: int) -> None:
     except UnknownCase as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(case, default=str, ensure_ascii=False, indent=2))
+
+
+@cases.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    default=None,
+    help="csv or xlsx (default: from the name of --out)",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plate", default=None, help="a plate, or a part of one (e.g. 苏E)")
+@click.option("--since", default=None, help="first day, YYYY-MM-DD (China time)")
+@click.option("--until", default=None, help="last day, YYYY-MM-DD (China time), included")
+@click.option("--state", default=None, help="e.g. filed")
+@click.option("--site", default=None, help="one site's cases only")
+@click.option("--local/--non-local", default=None, help="local or non-local vehicles only")
+def cases_export(
+    fmt: str | None,
+    out: Path,
+    plate: str | None,
+    since: str | None,
+    until: str | None,
+    state: str | None,
+    site: str | None,
+    local: bool | None,
+) -> None:
+    """The case register (案件登记) as a CSV or Excel file, newest weighing first."""
+    from sinks.records.case_store import CaseStore
+    from sinks.records.register import (
+        EXPORT_LIMIT,
+        BadFilter,
+        parse_filters,
+        search,
+        to_csv,
+        to_xlsx,
+    )
+
+    fmt = fmt or out.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        raise click.BadParameter("give --format csv|xlsx, or an --out ending in .csv or .xlsx")
+    query = {"plate": plate, "since": since, "until": until, "state": state, "site": site}
+    query["local"] = None if local is None else ("1" if local else "0")
+    try:
+        filters = parse_filters(query)
+    except BadFilter as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    async def found():
+        store = await CaseStore(_dsn(), max_connections=1).open()
+        try:
+            return await search(store.pool, **filters.as_kwargs(), limit=EXPORT_LIMIT + 1)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(found())
+    if len(rows) > EXPORT_LIMIT:
+        raise click.ClickException(f"more than {EXPORT_LIMIT} cases: narrow the filters")
+    _write_whole(out, (to_csv if fmt == "csv" else to_xlsx)(rows))
+    click.echo(f"exported {len(rows)} cases to {out}")
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a temporary name, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {path}: {exc}") from exc
+
+
+def _me() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "zhichao"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--region", default=None, help="the plates' 车籍地: province and letter, e.g. 苏E")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="the directory the batch's CSV and JSON go to",
+)
+@click.option("--by", "actor", default=None, help="who hands over (default: this login)")
+@click.pass_context
+def handover(ctx: click.Context, region: str | None, out: Path | None, actor: str | None) -> None:
+    """异地抄告 (62号令 第四十四条、第五十条): hand the filed cases of non-local vehicles over to
+    their home region, one batch per run (`--region 苏E --out DIR`), record its answer
+    (`answer`), list the batches (`list`)."""
+    if ctx.invoked_subcommand is not None:
+        if region or out:
+            raise click.UsageError("--region and --out make a batch: not with a subcommand")
+        return
+    if not region or not out:
+        raise click.UsageError("a batch needs --region (e.g. 苏E) and --out DIR")
+    from sinks.records.case_store import CaseStore
+    from sinks.records.handover import check_region, hand_over
+
+    try:
+        region = check_region(region)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--region") from exc
+
+    async def made():
+        store = await CaseStore(_dsn(), max_connections=1).open()
+        try:
+            return await hand_over(store, region, out, actor or _me())
+        finally:
+            await store.close()
+
+    try:
+        batch = asyncio.run(made())
+    except OSError as exc:
+        raise click.ClickException(f"抄告文件未能写入，批次未登记：{exc}") from exc
+    click.echo(
+        json.dumps(
+            {
+                "handover_id": batch.handover_id,
+                "region": batch.region,
+                "cases": len(batch.case_ids),
+                "case_ids": list(batch.case_ids),
+                "csv": str(batch.csv_path) if batch.csv_path else None,
+                "json": str(batch.json_path) if batch.json_path else None,
+                "batch_sha256": batch.batch_sha256,
+                "message": batch.summary(),
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+@handover.command("answer")
+@click.argument("handover_id", type=int)
+@click.option("--answer", "text", required=True, help="the home region's answer (回复)")
+@click.option("--by", "actor", default=None, help="who records it (default: this login)")
+def handover_answer(handover_id: int, text: str, actor: str | None) -> None:
+    """Record the home region's answer to a batch; it closes the batch's cases."""
+    from sinks.records.case_store import CaseStore
+    from sinks.records.handover import record_answer
+
+    async def answered():
+        store = await CaseStore(_dsn(), max_connections=1).open()
+        try:
+            return await record_answer(store, handover_id, text, actor or _me())
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(answered())
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        json.dumps(
+            {
+                "handover_id": result.handover_id,
+                "closed": list(result.closed),
+                "skipped": list(result.skipped),
+            }
+        )
+    )
+
+
+@handover.command("list")
+@click.option("--limit", default=100, show_default=True)
+def handover_list(limit: int) -> None:
+    """The batches, newest first, one JSON line each (with their cases' states)."""
+    from sinks.records.case_store import CaseStore
+    from sinks.records.handover import handovers
+
+    async def listed():
+        store = await CaseStore(_dsn(), max_connections=1).open()
+        try:
+            return await handovers(store, limit)
+        finally:
+            await store.close()
+
+    for batch in asyncio.run(listed()):
+        click.echo(json.dumps(batch, default=str, ensure_ascii=False))
