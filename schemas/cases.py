@@ -6,14 +6,14 @@ case's row version, so two reviewers cannot both act on one case.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 RULES_PATH = Path(__file__).resolve().parent / "policy" / "cases.yaml"
-FIELDS = ("reason_code", "note", "fine_cny")
+FIELDS = ("reason_code", "note", "fine_cny")  # what an action may need
 
 
 class CaseRefused(ValueError):
@@ -44,6 +44,9 @@ class CaseRules:
     actions: dict[str, Action]
     decline_reasons: dict[str, str]
     note_required_for: tuple[str, ...]
+    penalty_parties: dict[str, str]  # field: label, the 一超四罚 parties of a decision
+    party_max_chars: int
+    note_required_below_schedule: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Transition:
     reason_code: str | None
     note: str | None
     fine_cny: int | None
+    parties: dict[str, str] = field(default_factory=dict)  # the 一超四罚 parties named
 
 
 def load_case_rules(path: Path = RULES_PATH) -> CaseRules:
@@ -84,6 +88,9 @@ def load_case_rules(path: Path = RULES_PATH) -> CaseRules:
         actions,
         dict(data["decline_reasons"]),
         tuple(data.get("note_required_for", ())),
+        dict(data.get("penalty_parties", {})),
+        int(data.get("party_max_chars", 100)),
+        bool(data.get("note_required_below_schedule", True)),
     )
     if rules.initial not in states or not set(rules.final) <= set(states):
         raise ValueError(f"{path}: initial or final states are not states")
@@ -97,8 +104,10 @@ def transition(
     action: str,
     role: str,
     fields: dict[str, Any],
+    schedule_fine_cny: int | None = None,
 ) -> Transition:
-    """The transition ``action`` makes of a case in ``state``, or ``CaseRefused``."""
+    """The transition ``action`` makes of a case in ``state``, or ``CaseRefused``.
+    ``schedule_fine_cny``: the fine schedule's amount for the case's weighing (penalties)."""
     a = rules.actions.get(action)
     if a is None:
         raise CaseRefused("unknown_action", f"没有此操作：{action!r}")
@@ -122,6 +131,10 @@ def transition(
         raise CaseRefused("bad_fine", f"罚款金额应为正整数（元），而不是 {fine!r}")
     if note is not None and not isinstance(note, str):
         raise CaseRefused("bad_note", "说明应为文字")
+    parties = {}
+    if "fine_cny" in a.needs:
+        _check_fine(rules, fine, note, schedule_fine_cny)
+        parties = _parties(rules, fields)
     return Transition(
         action,
         state,
@@ -129,4 +142,30 @@ def transition(
         reason if "reason_code" in a.needs else None,
         note or None,
         fine if "fine_cny" in a.needs else None,
+        parties,
     )
+
+
+def _check_fine(rules: CaseRules, fine: int, note: str | None, schedule: int | None) -> None:
+    """A penalty is at most what the policy's fine schedule sets for the weighing's excess
+    (62号令 第四十三条); less is a discretionary reduction, whose reason is written down."""
+    if schedule is None or schedule <= 0:
+        raise CaseRefused("no_schedule", "该称重按罚款标准无应处罚款，不能作出罚款决定")
+    if fine > schedule:
+        raise CaseRefused("above_schedule", f"罚款 {fine} 元超过罚款标准的 {schedule} 元")
+    if fine < schedule and rules.note_required_below_schedule and not note:
+        raise CaseRefused("missing_note", f"罚款低于标准（{schedule} 元）时须写明减轻理由")
+
+
+def _parties(rules: CaseRules, fields: dict[str, Any]) -> dict[str, str]:
+    parties = {}
+    for name, label in rules.penalty_parties.items():
+        value = fields.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or len(value.strip()) > rules.party_max_chars:
+            raise CaseRefused(
+                "bad_party", f"「{label}」应为不超过 {rules.party_max_chars} 字的文字"
+            )
+        parties[name] = value.strip()
+    return parties

@@ -123,6 +123,14 @@ class Registry:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @property
+    def agency(self) -> str:
+        """The enforcing agency named on notices (``agency`` in the registry file)."""
+        name = self.raw.get("agency")
+        if name:
+            return str(name)
+        return f"{self.name.split(' ')[0]}交通运输综合行政执法机构"
+
+    @property
     def weigh_sites(self) -> list[Site]:
         return [s for s in self.sites.values() if s.kind == "weigh"]
 

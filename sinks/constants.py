@@ -1,7 +1,8 @@
 """Redis key names and retention, in one place (units in the names)."""
 
 VERDICT_KEY = "zc:verdict:{passage_id}"  # JSON of the verdict, expires after verdict_ttl_s
-# a passage's evidence record is in its chain (one per passage): the head it made
+# a passage's evidence record is in its chain (one per passage): "<seq> <hash> <stream id>", the
+# head it made and where it lies in the chain's stream (the store of record copies it from there)
 EVIDENCE_MARK_KEY = "zc:evidence:of:{passage_id}"
 VERDICT_STREAM = "zc:verdicts"  # live feed for dashboards
 VERDICT_STREAM_MAXLEN = 10_000

@@ -60,6 +60,9 @@ def evidence_body(
             "cert_valid_to": device.cert_valid_to.isoformat(),
         },
         "policy_version": verdict["policy_version"],
+        # the measured vehicle and the camera reads it was matched to: the review decides the
+        # weighing again from them (absent where the verdict came from a gateway's batch)
+        **{k: support[k] for k in ("measurement", "reads") if k in support},
     }
 
 
@@ -241,3 +244,63 @@ async def site_lines(client: Any, site_id: str, batch: int = 5000) -> list[bytes
             return out
         out += [fields[b"record"] for _, fields in entries]
         last = entries[-1][0].decode()
+
+
+def check_stored(
+    key: bytes,
+    line: str | None,
+    before: str | None,
+    after: str | None,
+    evidence_hash: str,
+) -> EvidenceCheck:
+    """The check of a case's record as the store of record keeps it: its hash and HMAC, and its
+    links to the record it names as previous (``before``; none for a chain's first record) and
+    to the record that names it (``after``, if one was sealed since), each verified too."""
+    if line is None:
+        return EvidenceCheck(False, "missing", "记录库中没有该称重的证据记录")
+    try:
+        body = parse(line)[3]
+        seq, prev = int(body["seq"]), str(body["prev"])
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        return EvidenceCheck(False, "unreadable", f"证据记录无法读取：{exc}")
+    chain, start = [line], (seq, prev)
+    if seq > 1:
+        if before is None:
+            return EvidenceCheck(
+                False, "removed_or_reordered", f"第 {seq} 条证据记录的前一条不在记录库中", seq
+            )
+        try:
+            first = parse(before)[3]
+            start = (int(first["seq"]), str(first["prev"]))
+        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+            return EvidenceCheck(False, "unreadable", f"前一条证据记录无法读取：{exc}", seq)
+        chain.insert(0, before)
+    elif prev != GENESIS:
+        return EvidenceCheck(False, "removed_or_reordered", "链首记录指向了另一条记录", seq)
+    if after is not None:
+        chain.append(after)
+    _, problem = verify_chain(chain, key, *start)
+    if problem is not None:
+        return EvidenceCheck(False, problem.reason, f"证据链校验未通过：{problem.message}", seq)
+    if (body.get("verdict") or {}).get("evidence_hash") != evidence_hash:
+        return EvidenceCheck(False, "differs", "证据记录与案件的判定不一致", seq)
+    return EvidenceCheck(True, "intact", f"证据记录完好（第 {seq} 条，前后链接无误）", seq)
+
+
+async def records_of(client: Any, passages: Iterable[tuple[str, str]]) -> dict[str, bytes]:
+    """The records of ``(passage_id, site_id)`` pairs from the live chains, found by each
+    passage's mark (which names the record's place in its site's stream). A passage whose mark
+    has expired, or was made before marks named a place, is left out."""
+    passages = list(passages)
+    if not passages:
+        return {}
+    marks = await client.mget([K.EVIDENCE_MARK_KEY.format(passage_id=p) for p, _ in passages])
+    pipe = client.pipeline(transaction=False)
+    asked = []
+    for (passage_id, site_id), mark in zip(passages, marks, strict=True):
+        parts = mark.decode().split(" ") if mark else []
+        if len(parts) == 3:
+            pipe.xrange(CHAIN_KEY.format(site_id=site_id), min=parts[2], max=parts[2])
+            asked.append(passage_id)
+    found = await pipe.execute() if asked else []
+    return {p: entries[0][1][b"record"] for p, entries in zip(asked, found, strict=True) if entries}

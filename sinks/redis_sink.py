@@ -52,9 +52,10 @@ local function link_evidence(heads, i, ttl, broken, lost)
     return 0
   end
   if not broken[site] and (redis.call('HGET', heads, site) or '') == ARGV[i + 2] then
-    redis.call('XADD', {lua_key(K.EVIDENCE_CHAIN_KEY, site_id="site")}, '*', 'record', ARGV[i + 4])
+    local id = redis.call(
+      'XADD', {lua_key(K.EVIDENCE_CHAIN_KEY, site_id="site")}, '*', 'record', ARGV[i + 4])
     redis.call('HSET', heads, site, ARGV[i + 3])
-    redis.call('SET', ARGV[i + 5], ARGV[i + 3], 'EX', ttl)
+    redis.call('SET', ARGV[i + 5], ARGV[i + 3] .. ' ' .. id, 'EX', ttl)
     return 1
   end
   broken[site] = true

@@ -345,8 +345,14 @@ def decide_with_support(
     )
     verdicts, support = [], []
     for i, (m, ident) in enumerate(zip(measured, identities, strict=True)):
-        verdicts.append(verdict_record(m, ident, result, i, registry, policy))
-        support.append({"samples_sha256": m.get("samples_sha256"), "read_ids": ident.read_ids})
+        v = verdict_record(m, ident, result, i, registry, policy)
+        verdicts.append(v)
+        s = {"samples_sha256": m.get("samples_sha256"), "read_ids": ident.read_ids}
+        if v["enforceable"]:
+            # what the review decides the weighing again from (``streams.review``): only for
+            # the verdicts that get an evidence record, so the others carry no more than ids
+            s["measurement"], s["reads"] = m, {"front": matched[i][0], "rear": matched[i][1]}
+        support.append(s)
     return verdicts, support
 
 

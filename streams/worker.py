@@ -23,6 +23,7 @@ from sinks.gateway_sink import GatewaySink
 from sinks.order_sink import OrderSink
 from sinks.records import migrate
 from sinks.records.case_store import CaseStore
+from sinks.web.desk import Review
 from sinks.redis_sink import VerdictSink
 from sinks.seam import RoundSinks
 from sinks.sightings import Sightings
@@ -39,6 +40,7 @@ from streams.ordering import Ordering
 from streams.outbox import Outbox
 from streams.progress import BrokerTime, Progress
 from streams.retry import Retry
+from streams.review import redecide
 from streams.sealing import Sealing
 from streams.stages import join_params, warm_up
 from streams.transport import FETCH_MAX_WAIT_MS
@@ -143,6 +145,17 @@ class Worker:
         except psycopg.OperationalError as exc:  # down now: the cases agent checks once it is up
             log.error("the store of record cannot be reached (%s): the cases agent waits", exc)
         return CaseStore(self.settings.pg_dsn)
+
+    def desk_review(self) -> Review:
+        """What the review desk checks cases with: the evidence key, the policy, the agency
+        named on notices, and this worker's own decision of a weighing from its record."""
+        registry, policy, join = self.registry, self.policy, self.join
+        return Review(
+            self.settings.evidence_key.encode(),
+            policy,
+            registry.agency,
+            lambda record: redecide(record, registry, policy, join).as_dict(),
+        )
 
     def foresee_kg(self) -> float | None:
         """预判 orders for vehicles heavy enough to be over a limit: half the lightest class

@@ -4,6 +4,7 @@ idempotently, and case transitions that two reviewers cannot both make."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import psycopg
 import pytest
@@ -12,9 +13,11 @@ from schemas.cases import CaseRefused
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.traffic import CitySimulator
+from sinks.evidence import EvidenceChain, check_stored, evidence_body
 from sinks.records.case_store import CaseConflict, CaseStore, UnknownCase
 from sinks.records.migrate import SCHEMA_VERSION, WrongSchema, check, upgrade
-from streams.stages import decide, measure_passages
+from sinks.records.notices import make_notice
+from streams.stages import decide, decide_with_support, measure_passages
 
 
 @pytest.fixture(scope="module")
@@ -143,17 +146,34 @@ def test_the_event_log_is_append_only(pg_dsn, verdicts):
 
 def test_a_case_goes_through_its_life_in_the_store(pg_dsn, verdicts):
     upgrade(pg_dsn)
+    now = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
 
     async def work(store):
         await store.store_verdicts(verdicts)
         case_id = (await store.queue())[0]["case_id"]
-        steps = [("file", {}), ("notify", {}), ("penalize", {"fine_cny": 2000}), ("close", {})]
-        for version, (action, fields) in enumerate(steps, start=1):
-            await store.apply(case_id, version, action, "审核员甲", "reviewer", fields)
-        return await store.case(case_id)
+        await store.apply(case_id, 1, "file", "审核员甲", "reviewer")
+        with pytest.raises(CaseRefused, match="通知书"):
+            await store.apply(case_id, 2, "notify", "审核员甲", "reviewer")
+        notice = make_notice(await store.case(case_id), None, now, "审核员甲", "示例执法支队")
+        await store.apply(case_id, 2, "notify", "审核员甲", "reviewer", notice=notice)
+        schedule = (await store.case(case_id))["verdict"]["fine_cny"]
+        fields = {"fine_cny": schedule, "source_unit": "某砂石场"}
+        await store.apply(case_id, 3, "penalize", "审核员甲", "reviewer", fields)
+        await store.apply(case_id, 4, "close", "审核员甲", "reviewer")
+        return (
+            await store.case(case_id),
+            notice,
+            await store.notice(case_id),
+            await store.penalty(case_id),
+            schedule,
+        )
 
-    after = run(with_store(pg_dsn, work))
-    assert (after["state"], after["fine_cny"], after["reviewer"]) == ("closed", 2000, "审核员甲")
+    after, notice, stored, penalty, schedule = run(with_store(pg_dsn, work))
+    assert (after["state"], after["fine_cny"], after["reviewer"]) == (
+        "closed",
+        schedule,
+        "审核员甲",
+    )
     assert [(e["from_state"], e["to_state"]) for e in after["events"]] == [
         (None, "pending_review"),
         ("pending_review", "filed"),
@@ -161,6 +181,73 @@ def test_a_case_goes_through_its_life_in_the_store(pg_dsn, verdicts):
         ("notified", "penalized"),
         ("penalized", "closed"),
     ]
+    assert (bytes(stored["pdf"]), stored["html"], stored["document_sha256"]) == (
+        notice.pdf,
+        notice.html,
+        notice.sha256,
+    )
+    assert (penalty["fine_cny"], penalty["schedule_fine_cny"], penalty["source_unit"]) == (
+        schedule,
+        schedule,
+        "某砂石场",
+    )
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for table in ("notices", "penalties"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(f"DELETE FROM {table}")
+
+
+def test_evidence_records_are_kept_with_their_links_and_checked_from_the_store(pg_dsn, registry):
+    upgrade(pg_dsn)
+    traffic = CitySimulator(SimConfig(vehicles=400, seed=21), registry).run()
+    measured, _ = measure_passages(traffic.passages, registry)
+    decided, support = decide_with_support(
+        measured, traffic.reads, registry, load_policy(registry.policy)
+    )
+    chain = EvidenceChain(b"store-key")
+    links = chain.extend(
+        [(v, evidence_body(v, s, registry)) for v, s in zip(decided, support) if v["enforceable"]]
+    )
+    records = {link.passage_id: link.line for link in links}
+    by_site = {}
+    for link in links:
+        by_site.setdefault(link.site_id, []).append(link)
+    site, site_links = max(by_site.items(), key=lambda kv: len(kv[1]))
+    assert len(site_links) >= 2
+
+    async def work(store):
+        await store.store_verdicts(decided, records)
+        await store.store_verdicts(decided, records)  # again: nothing twice
+        return [await store.evidence(link.passage_id) for link in site_links]
+
+    stored = run(with_store(pg_dsn, work))
+    first, second = stored[0], stored[1]
+    assert (first.line, first.before, first.after) == (
+        site_links[0].line,
+        None,
+        site_links[1].line,
+    )
+    assert second.before == site_links[0].line
+    for link, ev in zip(site_links, stored):
+        v = next(v for v in decided if v["passage_id"] == link.passage_id)
+        check = check_stored(b"store-key", ev.line, ev.before, ev.after, v["evidence_hash"])
+        assert check.ok, check.message
+    v = next(v for v in decided if v["passage_id"] == site_links[1].passage_id)
+    altered = second.line.replace('"gvw_kg":', '"gvw_kg":1', 1)
+    assert (
+        check_stored(b"store-key", altered, second.before, second.after, v["evidence_hash"]).reason
+        == "altered"
+    )
+    assert (
+        check_stored(
+            b"other-key", second.line, second.before, second.after, v["evidence_hash"]
+        ).reason
+        == "forged"
+    )
+    assert not check_stored(b"store-key", second.line, None, None, v["evidence_hash"]).ok
+    with psycopg.connect(pg_dsn) as conn:
+        n = conn.execute("SELECT count(*) FROM evidence_records").fetchone()[0]
+        assert n == len(links)
 
 
 def test_the_store_checks_its_schema_once_it_can_reach_the_server(pg_dsn):

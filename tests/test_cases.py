@@ -9,9 +9,9 @@ from schemas.cases import CaseRefused, load_case_rules, transition
 RULES = load_case_rules()
 
 
-def refused(state, action, role="reviewer", local=True, **fields) -> str:
+def refused(state, action, role="reviewer", local=True, schedule=None, **fields) -> str:
     with pytest.raises(CaseRefused) as exc:
-        transition(RULES, state, local, action, role, fields)
+        transition(RULES, state, local, action, role, fields, schedule)
     return exc.value.reason
 
 
@@ -24,7 +24,7 @@ def test_a_case_goes_from_review_to_closure():
         ("penalized", "close", {}, "closed"),
     ]
     for state, action, fields, to in path:
-        assert transition(RULES, state, True, action, "reviewer", fields).to_state == to
+        assert transition(RULES, state, True, action, "reviewer", fields, 1000).to_state == to
     assert set(RULES.final) == {"closed", "not_filed"}
 
 
@@ -52,7 +52,35 @@ def test_declining_needs_a_known_reason_and_other_needs_a_note():
 def test_a_penalty_needs_a_positive_amount():
     assert refused("notified", "penalize") == "missing_fine_cny"
     for bad in (0, -5, 1.5, "1000", True):
-        assert refused("notified", "penalize", fine_cny=bad) == "bad_fine"
+        assert refused("notified", "penalize", fine_cny=bad, schedule=1000) == "bad_fine"
+
+
+def test_a_penalty_is_at_most_the_schedule_and_a_reduction_is_explained():
+    assert refused("notified", "penalize", fine_cny=500) == "no_schedule"
+    assert refused("notified", "penalize", fine_cny=500, schedule=0) == "no_schedule"
+    assert refused("notified", "penalize", fine_cny=1500, schedule=1000) == "above_schedule"
+    assert refused("notified", "penalize", fine_cny=500, schedule=1000) == "missing_note"
+    t = transition(
+        RULES,
+        "statement",
+        True,
+        "penalize",
+        "reviewer",
+        {"fine_cny": 500, "note": "首次违法，主动卸载", "driver_name": " 张三 "},
+        1000,
+    )
+    assert (t.fine_cny, t.note, t.parties) == (500, "首次违法，主动卸载", {"driver_name": "张三"})
+
+
+def test_the_penalty_parties_are_short_text():
+    fields = {"fine_cny": 1000}
+    assert refused("notified", "penalize", schedule=1000, driver_name=7, **fields) == "bad_party"
+    long_name = "某" * (RULES.party_max_chars + 1)
+    assert (
+        refused("notified", "penalize", schedule=1000, source_unit=long_name, **fields)
+        == "bad_party"
+    )
+    assert set(RULES.penalty_parties) >= {"driver_name", "transport_company", "source_unit"}
 
 
 def test_only_a_non_local_case_is_handed_over():

@@ -611,12 +611,18 @@ def token_list() -> None:
     help="units answered by a person at the officer page (default: the registry's first unit; "
     "the others are simulated)",
 )
+@click.option(
+    "--human-reviewer",
+    is_flag=True,
+    help="leave the review desk to you (by default a simulated reviewer works part of the queue)",
+)
 def up(
     seconds: float | None,
     speedup: float,
     partitions: int,
     screenshots: Path | None,
     human_units: tuple[str, ...],
+    human_reviewer: bool,
 ) -> None:
     """The whole stack on this machine: broker, Redis, a worker, and the registry's city
     (ZHICHAO_REGISTRY_PATH, the example city by default) streaming live."""
@@ -675,7 +681,11 @@ def up(
                     f"{login_url(web_port, tokens[unit_id])}"
                 )
             pages = DemoPages(
-                f"http://127.0.0.1:{web_port}", tokens, frozenset(human_units), screenshots
+                f"http://127.0.0.1:{web_port}",
+                tokens,
+                frozenset(human_units),
+                screenshots,
+                human_reviewer=human_reviewer,
             )
             try:
                 result = asyncio.run(

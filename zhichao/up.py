@@ -25,6 +25,7 @@ from schemas.units import US
 from sim.config import SimConfig
 from sim.officers import run_officers
 from sim.publish import PaceClock, events_of, inputs_of_the_weighed, producer_for, send_events
+from sim.reviewer import run_reviewer
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from sinks.devices import health
@@ -254,12 +255,13 @@ async def wait_ready(
 
 
 async def issue_demo_tokens(stack: EmbeddedStack, registry: Registry) -> dict[str, str]:
-    """The demo's page tokens, fresh per stack: the command centre's, a reviewer's (the desk)
-    and one per unit."""
+    """The demo's page tokens, fresh per stack: the command centre's, a reviewer's (the desk),
+    the simulated reviewer's and one per unit."""
     client = aioredis.Redis.from_url(stack.redis_dsn)
     try:
         tokens = {"command": await access.issue(client, "command")}
         tokens["reviewer"] = await access.issue(client, "reviewer", label="演示审核员")
+        tokens["sim-reviewer"] = await access.issue(client, "reviewer", label="模拟审核员")
         for unit_id in registry.units:
             tokens[unit_id] = await access.issue(client, "unit", unit_id)
     finally:
@@ -274,12 +276,14 @@ def login_url(web_port: int, token: str) -> str:
 @dataclass(frozen=True)
 class DemoPages:
     """The demo's pages: simulated officers answer for every unit but ``human`` (whose page a
-    person can use), and screenshots are taken once after ``screenshot_at_s``."""
+    person can use), a simulated reviewer works part of the case queue unless
+    ``human_reviewer``, and screenshots are taken once after ``screenshot_at_s``."""
 
     base_url: str
     tokens: dict[str, str]
     human: frozenset[str]
     screenshots: Path | None = None
+    human_reviewer: bool = False
     screenshot_at_s: float = 90.0
 
     def url(self, who: str) -> str:
@@ -368,12 +372,16 @@ async def run_up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     feeder = asyncio.create_task(_feed(registry, stack, speedup, tally, stop))
-    officers = watching = None
+    officers = watching = reviewing = None
     drained = asyncio.Event()  # the page feeds are read until the last orders are in
     if pages is not None:
         officers = asyncio.create_task(
             run_officers(stack.redis_dsn, pages.base_url, pages.tokens, stop, pages.human)
         )
+        if not pages.human_reviewer:
+            reviewing = asyncio.create_task(
+                run_reviewer(pages.base_url, pages.tokens["sim-reviewer"], stop)
+            )
         watching = asyncio.create_task(
             watch_pages(
                 pages.base_url, pages.tokens, list(registry.units), tally.on_page_at, drained
@@ -402,12 +410,16 @@ async def run_up(
                 pages.url("reviewer"),
             )
             echo("screenshots: " + ", ".join(map(str, shots)))
-            pages = DemoPages(pages.base_url, pages.tokens, pages.human)  # once
+            pages = DemoPages(  # once
+                pages.base_url, pages.tokens, pages.human, human_reviewer=pages.human_reviewer
+            )
         if seconds is not None and elapsed >= seconds:
             stop.set()
     await feeder
     if officers is not None:
         await officers
+    if reviewing is not None:
+        await reviewing
     drain_until = time.monotonic() + 20.0  # the last weighings are decided
     while tally.verdicts < len(tally.published_at) and time.monotonic() < drain_until:
         await asyncio.sleep(0.5)

@@ -18,11 +18,13 @@ from typing import Any
 import orjson
 import psycopg
 import psycopg_pool
-from psycopg.rows import dict_row
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from schemas.cases import CaseRefused, CaseRules, load_case_rules, transition
 from schemas.units import US
+from sinks.evidence import parse
 from sinks.records.migrate import SCHEMA_VERSION, WrongSchema
 from sinks.seam import NOTHING_WRITTEN, RoundResults, Written
 
@@ -75,6 +77,30 @@ SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM events)
 """  # noqa: S608 - the column names are this module's own
 
 
+STORE_EVIDENCE = """
+INSERT INTO evidence_records (digest, passage_id, site_id, seq, prev, line)
+VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
+
+
+def evidence_row(passage_id: str, line: bytes | str) -> tuple[Any, ...]:
+    """An evidence record as ``evidence_records`` keeps it: the line exactly as sealed, and
+    where it sits in its site's chain, read from its body."""
+    text = line.decode() if isinstance(line, bytes) else line
+    digest, _, _, body = parse(text)
+    return (digest, passage_id, body["verdict"]["site_id"], body["seq"], body["prev"], text)
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    """A case's evidence record as stored, with its neighbours in the chain (None: not stored;
+    ``before`` is None too for a chain's first record, ``after`` until a record follows)."""
+
+    line: str | None
+    before: str | None
+    after: str | None
+
+
 class CaseConflict(RuntimeError):
     """The case moved on since the version the action was decided on."""
 
@@ -121,6 +147,23 @@ def weighing_row(v: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+async def _plain_rows(conn: psycopg.AsyncConnection) -> None:
+    """A connection goes back to the pool giving tuples again: a reader that asked for dict
+    rows must not change what the next user of the connection gets."""
+    conn.row_factory = tuple_row
+
+
+def _event_data(t: Any, schedule: int | None, notice: Any) -> dict[str, Any]:
+    """What an event records beyond its states and reason: the penalty and its parties, or
+    the notice served."""
+    data: dict[str, Any] = {}
+    if t.fine_cny is not None:
+        data = {"fine_cny": t.fine_cny, "schedule_fine_cny": schedule, **t.parties}
+    if t.action == "notify" and notice is not None:
+        data = {"notice_no": notice.notice_no, "document_sha256": notice.sha256}
+    return data
+
+
 class CaseStore:
     """The worker's side of the store of record (a ``sinks.seam.RoundSink``)."""
 
@@ -131,7 +174,12 @@ class CaseStore:
     def __init__(self, dsn: str, rules: CaseRules | None = None, max_connections: int = 4):
         self.rules = rules or load_case_rules()
         self.pool = psycopg_pool.AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_connections, open=False, timeout=5.0
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            timeout=5.0,
+            reset=_plain_rows,
         )
 
     async def open(self) -> CaseStore:
@@ -162,12 +210,20 @@ class CaseStore:
         await self.store_verdicts(results.verdicts)
         return NOTHING_WRITTEN
 
-    async def store_verdicts(self, verdicts: list[dict[str, Any]]) -> Stored:
-        """Store a batch in one transaction; a batch stored before changes nothing."""
+    async def store_verdicts(
+        self, verdicts: list[dict[str, Any]], records: dict[str, bytes | str] | None = None
+    ) -> Stored:
+        """Store a batch in one transaction; a batch stored before changes nothing.
+        ``records``: the evidence records of the batch's enforceable verdicts, by passage id,
+        as sealed in their chains (``sinks.evidence.records_of``)."""
         rows = [weighing_row(v) for v in verdicts if v["verdict"] in STORED_VERDICTS]
         if not rows:
             return Stored(0, 0)
+        evidence = [evidence_row(p, line) for p, line in (records or {}).items()]
         async with self.pool.connection() as conn, conn.transaction():
+            if evidence:
+                async with conn.cursor() as cur:
+                    await cur.executemany(STORE_EVIDENCE, evidence)
             await conn.execute(
                 "CREATE TEMP TABLE incoming (LIKE weighings INCLUDING DEFAULTS) ON COMMIT DROP"
             )
@@ -188,14 +244,18 @@ class CaseStore:
         actor: str,
         role: str,
         fields: dict[str, Any] | None = None,
+        notice: Any = None,
     ) -> dict[str, Any]:
         """Make ``action`` of the case at ``version``; returns the case afterwards. Raises
-        ``UnknownCase``, ``CaseRefused`` (not allowed) or ``CaseConflict`` (moved on)."""
+        ``UnknownCase``, ``CaseRefused`` (not allowed) or ``CaseConflict`` (moved on).
+        ``notice``: for ``notify``, the document served (``sinks.records.notices.Notice``),
+        kept with the transition or not at all."""
         fields = fields or {}
         async with self.pool.connection() as conn, conn.transaction():
             conn.row_factory = dict_row
             cur = await conn.execute(
-                "SELECT state, version, is_local FROM cases WHERE case_id = %s FOR UPDATE",
+                "SELECT c.state, c.version, c.is_local, w.fine_cny FROM cases c "
+                "JOIN weighings w USING (passage_id) WHERE case_id = %s FOR UPDATE OF c",
                 (case_id,),
             )
             case = await cur.fetchone()
@@ -203,7 +263,11 @@ class CaseStore:
                 raise UnknownCase(f"没有案件 {case_id}")
             if case["version"] != version:
                 raise CaseConflict(case_id, version, case["version"], case["state"])
-            t = transition(self.rules, case["state"], case["is_local"], action, role, fields)
+            t = transition(
+                self.rules, case["state"], case["is_local"], action, role, fields, case["fine_cny"]
+            )
+            if action == "notify" and notice is None:
+                raise CaseRefused("missing_notice", "告知须附违法行为通知书")
             cur = await conn.execute(
                 """UPDATE cases SET state = %s, version = version + 1, updated_at = now(),
                        reviewer = CASE WHEN %s IN ('file', 'decline') THEN %s ELSE reviewer END,
@@ -227,10 +291,50 @@ class CaseStore:
                     t.to_state,
                     t.reason_code,
                     t.note,
-                    Jsonb({"fine_cny": t.fine_cny}) if t.fine_cny is not None else None,
+                    Jsonb(data) if (data := _event_data(t, case["fine_cny"], notice)) else None,
                 ),
             )
+            if action == "notify":
+                await conn.execute(
+                    "INSERT INTO notices (case_id, issued_by, document_sha256, notice_no, "
+                    "html, pdf) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (case_id, actor, notice.sha256, notice.notice_no, notice.html, notice.pdf),
+                )
+            if t.fine_cny is not None:
+                names = ["case_id", "decided_by", "fine_cny", "schedule_fine_cny", *t.parties]
+                await conn.execute(
+                    sql.SQL("INSERT INTO penalties ({}) VALUES ({})").format(
+                        sql.SQL(", ").join(map(sql.Identifier, names)),
+                        sql.SQL(", ").join(sql.Placeholder() * len(names)),
+                    ),
+                    (case_id, actor, t.fine_cny, case["fine_cny"], *t.parties.values()),
+                )
         return after
+
+    async def evidence(self, passage_id: str) -> StoredEvidence:
+        """A weighing's evidence record and its neighbours in its chain, as stored."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT e.line,
+                       (SELECT b.line FROM evidence_records b
+                         WHERE b.site_id = e.site_id AND b.digest = e.prev),
+                       (SELECT a.line FROM evidence_records a
+                         WHERE a.site_id = e.site_id AND a.prev = e.digest LIMIT 1)
+                   FROM evidence_records e WHERE e.passage_id = %s""",
+                (passage_id,),
+            )
+            row = await cur.fetchone()
+        return StoredEvidence(*row) if row else StoredEvidence(None, None, None)
+
+    async def notice(self, case_id: int) -> dict[str, Any] | None:
+        """The notice served on a case (the latest, should there be several)."""
+        async with self.pool.connection() as conn:
+            conn.row_factory = dict_row
+            cur = await conn.execute(
+                "SELECT * FROM notices WHERE case_id = %s ORDER BY notice_id DESC LIMIT 1",
+                (case_id,),
+            )
+            return await cur.fetchone()
 
     async def case(self, case_id: int) -> dict[str, Any]:
         """A case with its weighing and its events, oldest first."""
@@ -251,17 +355,42 @@ class CaseStore:
         return case
 
     async def queue(
-        self, state: str = "pending_review", site_id: str | None = None, limit: int = 100
+        self,
+        state: str = "pending_review",
+        site_id: str | None = None,
+        limit: int = 100,
+        day: dt.date | None = None,
+        local: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Cases in ``state``, oldest weighing first (the review queue)."""
+        """Cases in ``state``, oldest weighing first (the review queue); ``day`` is a day in
+        China time, ``local`` keeps the local (True) or non-local (False) vehicles' cases."""
         async with self.pool.connection() as conn:
             conn.row_factory = dict_row
             cur = await conn.execute(
-                "SELECT * FROM cases WHERE state = %s AND (%s::text IS NULL OR site_id = %s) "
-                "ORDER BY weighed_at, case_id LIMIT %s",
-                (state, site_id, site_id, limit),
+                """SELECT * FROM cases WHERE state = %(state)s
+                     AND (%(site)s::text IS NULL OR site_id = %(site)s)
+                     AND (%(day)s::date IS NULL
+                          OR (weighed_at AT TIME ZONE 'Asia/Shanghai')::date = %(day)s)
+                     AND (%(local)s::boolean IS NULL OR is_local = %(local)s)
+                   ORDER BY weighed_at, case_id LIMIT %(limit)s""",
+                {"state": state, "site": site_id, "day": day, "local": local, "limit": limit},
             )
             return await cur.fetchall()
 
+    async def penalty(self, case_id: int) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            conn.row_factory = dict_row
+            cur = await conn.execute("SELECT * FROM penalties WHERE case_id = %s", (case_id,))
+            return await cur.fetchone()
 
-__all__ = ["CaseConflict", "CaseRefused", "CaseStore", "Stored", "UnknownCase", "weighing_row"]
+
+__all__ = [
+    "CaseConflict",
+    "CaseRefused",
+    "CaseStore",
+    "Stored",
+    "StoredEvidence",
+    "UnknownCase",
+    "evidence_row",
+    "weighing_row",
+]

@@ -7,14 +7,17 @@ unacknowledged, and Kafka keeps what comes next; nothing is lost when it returns
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import schemas
 from schemas import topics as T
 from schemas.codec import decimal_floats
+from sinks.evidence import records_of
 from sinks.records.case_store import CaseStore
 from streams.worker import Worker
 
+log = logging.getLogger(__name__)
 BATCH = 1024  # verdicts per transaction: a backlog is copied in large batches
 
 
@@ -33,9 +36,19 @@ def install(worker: Worker, store: CaseStore | None) -> None:
             decoded = await outbox.decoded(events, schemas.VERDICT)  # the others dead-lettered
             verdicts = [decimal_floats(schemas.VERDICT, v) for v, _ in decoded]
             with metrics.stage_seconds.labels("cases").time():
+                # the evidence records as sealed in the live chains: kept with their weighings,
+                # so a case keeps its evidence after the live cache has forgotten it
+                sealed = [(v["passage_id"], v["site_id"]) for v in verdicts if v["enforceable"]]
+                records = await worker.retry("evidence", partial(records_of, worker.redis, sealed))
+                if len(records) < len(sealed):
+                    log.warning(
+                        "%d enforceable verdicts have no evidence record in the live chains: "
+                        "their cases cannot be filed",
+                        len(sealed) - len(records),
+                    )
                 await worker.retry(
                     store.name,
-                    partial(store.store_verdicts, verdicts),
+                    partial(store.store_verdicts, verdicts, records),
                     store.unavailable,
                     store.store,
                 )

@@ -40,7 +40,7 @@ def install(worker: Worker) -> None:
             settings.heartbeat_interval_s,
             settings.accept_timeout_s,
             worker.case_store,
-            settings.evidence_key.encode(),
+            worker.desk_review(),
         )
         worker.runners.append(await serve(pages, settings.web_addr, settings.web_port))
         log.info("pages on http://%s:%d/", settings.web_addr, settings.web_port)

@@ -181,4 +181,5 @@ def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
             time.sleep(0.5)
         cases = conn.execute("SELECT passage_id, state FROM cases").fetchall()
         opened = conn.execute("SELECT count(*) FROM case_events WHERE action = 'open'").fetchone()
-    return {"weighings": weighings, "cases": cases, "opened": opened[0]}
+        evidence = [p for (p,) in conn.execute("SELECT passage_id FROM evidence_records")]
+    return {"weighings": weighings, "cases": cases, "opened": opened[0], "evidence": evidence}

@@ -95,8 +95,9 @@ def _records(dsn: str, streamed: dict, timeout_s: float = 90.0) -> dict:
             with psycopg.connect(dsn, connect_timeout=2) as conn:
                 weighings = [p for (p,) in conn.execute("SELECT passage_id FROM weighings")]
                 cases = [p for (p,) in conn.execute("SELECT passage_id FROM cases")]
+                evidence = [p for (p,) in conn.execute("SELECT passage_id FROM evidence_records")]
             if set(weighings) >= stored or time.monotonic() > deadline:
-                return {"weighings": weighings, "cases": cases}
+                return {"weighings": weighings, "cases": cases, "evidence": evidence}
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
@@ -221,3 +222,4 @@ def test_a_postgres_outage_holds_only_the_store_of_record_and_loses_nothing(
     stored = sorted(v["passage_id"] for v in replayed if v["verdict"] in ("warning", "overlimit"))
     assert sorted(records["weighings"]) == stored
     assert sorted(records["cases"]) == sorted(v["passage_id"] for v in replayed if v["enforceable"])
+    assert sorted(records["evidence"]) == sorted(records["cases"])  # each case with its record

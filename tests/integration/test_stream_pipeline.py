@@ -315,3 +315,4 @@ def test_the_store_of_record_has_every_weighing_and_one_case_per_enforceable_ver
     assert sorted(p for p, _ in records["cases"]) == sorted(enforceable)
     assert {state for _, state in records["cases"]} == {"pending_review"}
     assert records["opened"] == len(enforceable)
+    assert sorted(records["evidence"]) == sorted(enforceable)  # each case with its record

@@ -4,7 +4,7 @@ worker decides), and started again each time. Every passage still ends with exac
 Redis, the same as replay; the KPI counters are not doubled; every enforceable verdict has
 exactly one record in an intact evidence chain, and exactly one case in the store of record.
 
-``make test`` kills ``ZHICHAO_CRASH_KILLS`` (default 2) times over ``ZHICHAO_CRASH_VEHICLES``
+``make test`` kills ``ZHICHAO_CRASH_KILLS`` (default 3) times over ``ZHICHAO_CRASH_VEHICLES``
 (default 600) passages; ``make crash`` runs 5 kills over 20,000."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
 
 VEHICLES = int(os.environ.get("ZHICHAO_CRASH_VEHICLES", "600"))
-KILLS = int(os.environ.get("ZHICHAO_CRASH_KILLS", "2"))
+KILLS = int(os.environ.get("ZHICHAO_CRASH_KILLS", "3"))
 PARTITIONS = 4
 SESSION_TIMEOUT_S = "8"  # a killed worker's partitions go to the next one after this
 # the traffic arrives over about this long: published all at once, a backlog is decided faster
@@ -195,3 +195,4 @@ def test_the_store_of_record_survives_the_kills_with_one_case_each(run, registry
         v["passage_id"] for v in verdicts if v["enforceable"]
     )
     assert run["records"]["opened"] == len(run["records"]["cases"])  # one open event each
+    assert sorted(run["records"]["evidence"]) == sorted(p for p, _ in run["records"]["cases"])
