@@ -11,7 +11,8 @@ their live feeds as server-sent events.
   static re-weigh 复磅). Checked here (the unit's own order, a change its status allows) for a
   clear answer at once, then sent to ``dispatch.feedback``; the worker applies it and the page
   sees the change on its feed. ``POST /officer/status``: 在岗 / 忙碌 / 下班.
-- ``/dashboard``, ``/dashboard/state`` (``sinks.web.dashboard``), ``/dashboard/events`` (alerts
+- ``/dashboard``, ``/dashboard/state`` (``sinks.web.dashboard``; the case KPIs from ``cases``,
+  the store of record, when there is one), ``/dashboard/events`` (alerts
   and order changes, for the page to refresh), ``POST /dashboard/orders/{id}`` (the command
   centre accepts and closes its own orders, 劝返 included, and may cancel any).
 """
@@ -289,7 +290,9 @@ def web_app(
     @routes.get("/dashboard/state")
     async def dashboard_json(request: web.Request) -> web.Response:
         await need(request, "command")
-        state = await dashboard_state(client, registry, heartbeat_interval_s, accept_timeout_s)
+        state = await dashboard_state(
+            client, registry, heartbeat_interval_s, accept_timeout_s, cases
+        )
         return web.Response(body=orjson.dumps(state), content_type="application/json")
 
     @routes.get("/dashboard/events")
