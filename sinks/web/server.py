@@ -37,7 +37,7 @@ from sinks import constants as K
 from sinks.records.case_store import CaseStore
 from sinks.web import access
 from sinks.web.dashboard import dashboard_state
-from sinks.web.desk import add_desk
+from sinks.web.desk import Review, add_desk
 
 log = logging.getLogger(__name__)
 COOKIE = "zc_token"
@@ -100,13 +100,13 @@ def web_app(
     heartbeat_interval_s: float = 60.0,
     accept_timeout_s: float = 60.0,
     cases: CaseStore | None = None,
-    evidence_key: bytes = b"",
+    review: Review | None = None,
 ) -> web.Application:
     """The pages and their APIs over ``client`` (redis.asyncio). ``check_report(order, fb)`` is
     the worker's own rule for a report on an order (it raises ``OrderRefused``), so that a page
     refuses at once, with the reason, what the worker would refuse later. With ``cases`` (the
-    store of record) the reviewers' desk is served too (``sinks.web.desk``), checking evidence
-    records with ``evidence_key``."""
+    store of record) the reviewers' desk is served too (``sinks.web.desk``), checking cases
+    with ``review``."""
     routes = web.RouteTableDef()
 
     async def principal(request: web.Request) -> access.Principal | None:
@@ -309,8 +309,8 @@ def web_app(
         await need(request, "command")
         return await report(COMMAND_CENTRE, request.match_info["order_id"], await body_of(request))
 
-    if cases is not None:
-        add_desk(routes, principal, cases, page, client, evidence_key)
+    if cases is not None and review is not None:
+        add_desk(routes, principal, cases, page, client, review)
     app = web.Application()
     app.add_routes(routes)
     return app

@@ -104,8 +104,15 @@ def test_the_command_centre_only_reads_and_an_officer_cannot_open_the_desk(
     page.goto(live.url("command"))  # lands on the dashboard
     page.goto(f"http://127.0.0.1:{live.web_port}/desk")
     page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0", timeout=60_000)
-    assert page.locator("#file").is_disabled()
+    assert page.locator("#file").count() == 0  # no actions on a reader's page
     assert "只能查看" in page.locator("#message").text_content()
+    case_id, (state, version, _) = next(iter(sorted(case_rows(live).items())))
+    approve = page.request.post(
+        f"http://127.0.0.1:{live.web_port}/desk/cases/{case_id}",
+        data={"action": "file", "version": version},
+    )
+    assert (approve.status, approve.json()["error"]) == (403, "not_reviewer")
+    assert case_rows(live)[case_id] == (state, version, case_rows(live)[case_id][2])
     context.close()
     officer = browser.new_context()
     page = officer.new_page()
@@ -113,3 +120,65 @@ def test_the_command_centre_only_reads_and_an_officer_cannot_open_the_desk(
     response = page.goto(f"http://127.0.0.1:{live.web_port}/desk")
     assert response.status == 403
     officer.close()
+
+
+def test_one_byte_changed_in_a_stored_evidence_record_shows_and_refuses_filing(
+    live, browser, cases
+):
+    pending = sorted(c for c, (state, _, _) in case_rows(live).items() if state == "pending_review")
+    case_id = pending[0]  # the oldest, the desk's first
+    with psycopg.connect(live.stack.pg_dsn, autocommit=True) as conn:
+        (passage_id,) = conn.execute(
+            "SELECT passage_id FROM cases WHERE case_id = %s", (case_id,)
+        ).fetchone()
+        # with the database owner's rights: nobody else gets past the append-only trigger
+        conn.execute("ALTER TABLE evidence_records DISABLE TRIGGER evidence_records_append_only")
+        changed = conn.execute(
+            "UPDATE evidence_records SET line = replace(line, '\"gvw_kg\":', '\"gvw_kg\":1') "
+            "WHERE passage_id = %s",
+            (passage_id,),
+        ).rowcount
+        conn.execute("ALTER TABLE evidence_records ENABLE TRIGGER evidence_records_append_only")
+    assert changed == 1
+    page = open_desk(browser, live.url("reviewer"))
+    assert shown_case(page) == case_id
+    assert "证据链校验未通过" in page.locator("#evidence").text_content()
+    assert page.locator("#file").is_disabled()
+    assert "不能立案" in page.locator("#message").text_content()
+    page.keyboard.press("a")  # the shortcut does nothing either
+    page.wait_for_timeout(500)
+    assert case_rows(live)[case_id][:2] == ("pending_review", 1)
+    page.context.close()
+
+
+def penalty_rate_tile(page) -> str:
+    page.reload()
+    page.wait_for_selector('[data-tile="case_penalty_rate"] .value', timeout=60_000)
+    return page.locator('[data-tile="case_penalty_rate"]').text_content()
+
+
+def test_a_notice_and_a_penalty_move_the_dashboards_penalty_rate(live, browser, cases):
+    command = browser.new_context().new_page()
+    command.goto(live.url("command"))
+    before = penalty_rate_tile(command)
+    page = open_desk(browser, live.url("reviewer"))
+    page.click('#tabs button[data-s="filed"]')  # a case the first test filed
+    page.wait_for_selector("#notify", timeout=60_000)
+    case_id = shown_case(page)
+    page.keyboard.press("n")
+    page.wait_for_selector("#notice a", timeout=60_000)
+    assert "违法行为通知书" in page.locator("#notice").text_content()
+    pdf = page.request.get(f"http://127.0.0.1:{live.web_port}/desk/cases/{case_id}/notice.pdf")
+    assert pdf.status == 200 and pdf.body()[:4] == b"%PDF"
+    page.wait_for_selector("#penalize", timeout=60_000)
+    assert int(page.input_value("#fine")) > 0  # the schedule's amount, filled in
+    page.fill('[data-party="driver_name"]', "张三")
+    page.fill('[data-party="transport_company"]', "某物流有限公司")
+    page.click("#penalize")
+    page.wait_for_selector("#penalty", timeout=60_000)
+    assert "张三" in page.locator("#penalty").text_content()
+    assert case_rows(live)[case_id][0] == "penalized"
+    live.wait(lambda: penalty_rate_tile(command) != before, timeout_s=30)
+    assert "有效案件处罚率" in before
+    page.context.close()
+    command.context.close()
