@@ -23,10 +23,10 @@ from sinks.gateway_sink import GatewaySink
 from sinks.order_sink import OrderSink
 from sinks.records import migrate
 from sinks.records.case_store import CaseStore
-from sinks.web.desk import Review
 from sinks.redis_sink import VerdictSink
 from sinks.seam import RoundSinks
 from sinks.sightings import Sightings
+from sinks.web.desk import Review
 from streams.alerting import Alerting
 from streams.alerts import load_alert_rules
 from streams.decider import Decider
