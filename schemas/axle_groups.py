@@ -41,9 +41,7 @@ def axle_groups(
             key = "single_single_tyres" if group[0] == 0 else "single_dual_tyres_drive"
             reference, kind = limits.get(key, {}).get("value"), "单轴"
         elif len(group) == 2:
-            reference = _tandem_limit(
-                spacings_m[group[0]], limits.get("tandem_by_spacing_m", [])
-            )
+            reference = _tandem_limit(spacings_m[group[0]], limits.get("tandem_by_spacing_m", []))
             kind = "二轴组"
         else:
             reference, kind = None, f"{len(group)}轴组"
