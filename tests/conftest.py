@@ -61,3 +61,24 @@ def redis_dsn(tmp_path_factory):
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def two_day_verdicts(registry):
+    """The same city on two days three days apart: the same trucks come back, so a plate (and
+    each non-local 车籍地) has cases on both days."""
+    import datetime as dt
+
+    from schemas.policy import load_policy
+    from sim.config import ARCHIVE_START
+    from streams.stages import decide, measure_passages
+
+    out = []
+    for i, start in enumerate((ARCHIVE_START, ARCHIVE_START + dt.timedelta(days=3))):
+        config = SimConfig(
+            vehicles=300, seed=21, start=start, first_passage=i * 100_000, overloaded_share=0.3
+        )
+        traffic = CitySimulator(config, registry).run()
+        measured, _ = measure_passages(traffic.passages, registry)
+        out += decide(measured, traffic.reads, registry, load_policy(registry.policy))
+    return out

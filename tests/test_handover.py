@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import datetime as dt
 import hashlib
 import io
 import json
@@ -17,9 +16,6 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from schemas.policy import load_policy
-from sim.config import ARCHIVE_START, SimConfig
-from sim.traffic import CitySimulator
 from sinks.records import handover as H
 from sinks.records.case_store import CaseStore
 from sinks.records.handover import (
@@ -30,25 +26,14 @@ from sinks.records.handover import (
     record_answer,
 )
 from sinks.records.migrate import upgrade
-from streams.stages import decide, measure_passages
 from zhichao.cli import main
 
 ACTOR = "抄告员丙"
 
 
 @pytest.fixture(scope="module")
-def verdicts(registry):
-    """The same city on two days (the same trucks come back: each non-local plate, and so
-    each 车籍地, has a case on both days)."""
-    out = []
-    for i, start in enumerate((ARCHIVE_START, ARCHIVE_START + dt.timedelta(days=3))):
-        config = SimConfig(
-            vehicles=300, seed=21, start=start, first_passage=i * 100_000, overloaded_share=0.3
-        )
-        traffic = CitySimulator(config, registry).run()
-        measured, _ = measure_passages(traffic.passages, registry)
-        out += decide(measured, traffic.reads, registry, load_policy(registry.policy))
-    return out
+def verdicts(two_day_verdicts):
+    return two_day_verdicts
 
 
 async def filed(store, verdicts):
