@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from schemas.axle_groups import axle_groups
@@ -32,6 +31,7 @@ from sinks.evidence import EvidenceCheck, check_record, check_stored, parse, sit
 from sinks.records.case_store import CaseConflict, CaseStore, UnknownCase
 from sinks.records.notices import make_notice
 from sinks.web import access
+from sinks.web.answers import json_answer, refusal
 from sinks.web.register import add_register
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,13 @@ class Review:
     redecide: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    body = orjson.dumps(data, default=str)
-    return web.Response(body=body, status=status, content_type="application/json")
+_json = json_answer
 
 
 def _error(
     status: int, error: str, message: str, who: access.Principal | None = None
 ) -> web.Response:
-    log.warning("desk: %s (%s) for %s", error, message, who.label if who else "anonymous")
-    return _json({"error": error, "message": message}, status)
+    return refusal(status, error, message, who, "desk")
 
 
 @dataclass(frozen=True)

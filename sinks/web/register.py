@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 from aiohttp import web
 
 from sinks.records.case_store import CaseStore
@@ -30,6 +29,7 @@ from sinks.records.register import (
     to_xlsx,
 )
 from sinks.web import access
+from sinks.web.answers import json_answer, refusal
 
 log = logging.getLogger(__name__)
 Reader = Callable[[web.Request], Awaitable[access.Principal]]
@@ -40,18 +40,13 @@ EXPORTS = {
 
 
 def _json(data: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data, default=str), content_type="application/json", headers=headers
-    )
+    return json_answer(data, headers=headers)
 
 
 def _refusal(error: str, message: str, who: access.Principal) -> web.HTTPBadRequest:
     """The 400 answer ``{"error", "message"}``, logged; raised by the handler."""
-    log.warning("register: %s (%s) for %s", error, message, who.label)
-    return web.HTTPBadRequest(
-        text=orjson.dumps({"error": error, "message": message}).decode(),
-        content_type="application/json",
-    )
+    answer = refusal(400, error, message, who, "register")
+    return web.HTTPBadRequest(text=answer.text, content_type="application/json")
 
 
 def attachment(filename: str, ascii_fallback: str) -> str:
