@@ -329,6 +329,14 @@ class VerdictSink:
             count=results.count,
         )
 
+    async def verdicts_of(self, passage_ids: list[str]) -> list[dict[str, Any]]:
+        """The verdicts kept for these passages (their first writes), in the order asked; a
+        passage with none kept (never decided, or expired) is left out."""
+        if not passage_ids:
+            return []
+        bodies = await self.client.mget([K.VERDICT_KEY.format(passage_id=i) for i in passage_ids])
+        return [orjson.loads(b) for b in bodies if b]
+
     async def write_alerts_once(
         self,
         alerts: list[dict[str, Any]],

@@ -57,6 +57,15 @@ class RoundSink(Protocol):
         ...
 
 
+class PrimarySink(RoundSink, Protocol):
+    """The live cache, which also answers what it holds."""
+
+    async def verdicts_of(self, passage_ids: list[str]) -> list[dict[str, Any]]:
+        """The verdicts written for these passages, as first written; none for a passage
+        without one."""
+        ...
+
+
 # how the worker runs a write: retries it while the sink is unavailable, inputs unacknowledged
 Retry = Callable[
     [str, Callable[[], Awaitable[Any]], tuple[type[BaseException], ...]], Awaitable[Any]
@@ -66,7 +75,7 @@ Retry = Callable[
 class RoundSinks:
     """The primary sink and the others, written in that order with the same results."""
 
-    def __init__(self, primary: RoundSink, others: tuple[RoundSink, ...] = ()) -> None:
+    def __init__(self, primary: PrimarySink, others: tuple[RoundSink, ...] = ()) -> None:
         self.primary = primary
         self.others = others
 
@@ -75,6 +84,16 @@ class RoundSinks:
         for sink in self.others:
             await _write(sink, results, retry)
         return written
+
+    async def verdicts_of(self, passage_ids: list[str], retry: Retry) -> list[dict[str, Any]]:
+        """The verdicts the primary holds for these passages, as first written."""
+        primary = self.primary
+        return await retry(
+            primary.name,
+            partial(primary.verdicts_of, passage_ids),
+            primary.unavailable,
+            primary.store,
+        )
 
 
 async def _write(sink: RoundSink, results: RoundResults, retry: Retry) -> Written:

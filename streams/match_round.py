@@ -170,6 +170,7 @@ class MatchRound:
         # what this round acknowledges and writes is fixed now: the agent buffers the next batch
         # while the round is decided (a read released later is written by a later round)
         released = buffers.take_released()
+        decided_again = buffers.take_decided_again()
         reads = self.state.unwritten_reads.copy()
         self.state.unwritten_reads.clear()
         progress = {g.site_id: g.progress for g in groups}  # early decisions do not move it
@@ -191,6 +192,8 @@ class MatchRound:
             await self._write(decided, reads, progress, deliveries)
         if decided.verdicts:
             deliveries += await self._send_verdicts(decided.verdicts)
+        if decided_again:
+            deliveries += await self._announce_again(decided_again)
         # only once delivered: a crash before then redelivers the inputs, decided again the same
         # way; the next round goes on meanwhile (``streams.delivery``)
         await self.acks.after(deliveries, decided.tokens + released)
@@ -264,6 +267,20 @@ class MatchRound:
             if sent is not None:
                 self.metrics.weigh_to_verdict.observe(max(now - sent, 0.0))
         self.metrics.count_verdicts(verdicts)
+        return await self.outbox.send_verdicts(verdicts)
+
+    async def _announce_again(self, passage_ids: list[str]) -> list[Any]:
+        """The kept verdicts of redelivered vehicles, sent again (their consumers, the store of
+        record among them, take a verdict once by passage id): what was written but maybe not
+        sent before a crash is not lost to them."""
+        verdicts = await self.sinks.verdicts_of(passage_ids, self.retry)
+        if len(verdicts) < len(passage_ids):
+            log.info(
+                "%d redelivered vehicles were decided but have no verdict kept (late, or "
+                "expired): not announced again",
+                len(passage_ids) - len(verdicts),
+            )
+        self.metrics.announced_again.inc(len(verdicts))
         return await self.outbox.send_verdicts(verdicts)
 
     # -- partitions ----------------------------------------------------------------------------

@@ -88,6 +88,9 @@ class MatchBuffers:
     backlogged: set[Hashable] = field(default_factory=set)  # and far behind: no early decisions
     clock: Callable[[], float] = time.monotonic  # what ``max_wait_s`` is counted in
     stale: int = 0  # redelivered records found already decided
+    # redelivered vehicles their site had decided: a crash can fall between the verdicts'
+    # write and their send to ``vehicles.verdicts``, so their verdicts are announced again
+    decided_again: list[str] = field(default_factory=list)
     # per device: records that came after their time was already known complete (published
     # later than ``slack_s`` after capture: the contract every "known until" rests on)
     late: dict[str, int] = field(default_factory=dict)
@@ -120,7 +123,9 @@ class MatchBuffers:
         self._advance(buf.vehicle_stream, vehicle["ts_us"])
         key = (vehicle["ts_us"], vehicle["passage_id"])
         if vehicle["passage_id"] in buf.vehicle_ids or key <= buf.done_vehicle:  # redelivered
-            self.stale += key <= buf.done_vehicle
+            if key <= buf.done_vehicle:
+                self.stale += 1
+                self.decided_again.append(vehicle["passage_id"])
             self.released.append(token)
             return
         buf.vehicle_ids.add(vehicle["passage_id"])
@@ -356,6 +361,10 @@ class MatchBuffers:
     def take_released(self) -> list[Any]:
         tokens, self.released = self.released, []
         return tokens
+
+    def take_decided_again(self) -> list[str]:
+        passage_ids, self.decided_again = self.decided_again, []
+        return passage_ids
 
     def pending(self) -> int:
         return sum(len(b.vehicles) for b in self.sites.values())

@@ -44,6 +44,12 @@ METRICS = (
         "committed offsets",
     ),
     Metric(
+        "announced_again",
+        Counter,
+        "zhichao_verdicts_announced_again",
+        "Kept verdicts of redelivered, already decided vehicles, sent to vehicles.verdicts again",
+    ),
+    Metric(
         "evidence_conflicts",
         Counter,
         "zhichao_evidence_conflicts",

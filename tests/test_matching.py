@@ -428,6 +428,7 @@ def test_after_a_crash_redelivered_inputs_do_not_change_any_verdict(city, regist
         progress,
     )
     decided_before = len(verdicts)
+    decided_ids = set(verdicts)
 
     # a partition's committed offset is at most its first unacknowledged record, and lags
     # further by what was acknowledged since the last commit: differently per partition
@@ -453,6 +454,11 @@ def test_after_a_crash_redelivered_inputs_do_not_change_any_verdict(city, regist
     assert 0 < decided_before < len(measured)
     assert restarted.stale > 0  # the rewind did redeliver decided records
     assert verdicts == replayed
+    # the redelivered vehicles their sites had decided are named, to be announced again
+    again = restarted.take_decided_again()
+    rewound = {e[2]["passage_id"] for e in redelivered if e[1] == "vehicle"}
+    assert again and set(again) <= rewound & decided_ids and len(set(again)) == len(again)
+    assert len(again) <= restarted.stale
 
 
 def test_the_wall_clock_waits_while_a_partition_is_being_caught_up(city, registry):

@@ -10,6 +10,7 @@ import asyncio
 import redis
 import redis.asyncio as aioredis
 
+import schemas
 from schemas.policy import load_policy
 from schemas.units import US
 from sim.config import SimConfig
@@ -243,3 +244,31 @@ def test_every_enforceable_verdict_gets_exactly_one_record_across_redeliveries(r
         records = list(chain_lines(sync, "S1"))
     assert verify_chain(records, key) == (3, None)
     assert [parse(r)[3]["verdict"]["passage_id"] for r in records] == ["P-1", "P-2", "P-3"]
+
+
+def test_kept_verdicts_read_back_are_the_verdicts_as_sent(redis_dsn, registry):
+    """What a redelivered, already decided vehicle is announced again with: the first write,
+    which encodes for ``vehicles.verdicts`` and decodes to the verdict the worker sent."""
+    traffic = CitySimulator(SimConfig(vehicles=40, seed=9), registry).run()
+    measured, _ = measure_passages(traffic.passages, registry)
+    verdicts = decide(measured, traffic.reads, registry, load_policy(registry.policy))
+    first, again = verdicts[:5], [{**v, "gvw_kg": v["gvw_kg"] + 1} for v in verdicts[:5]]
+
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_dsn)
+        try:
+            await client.flushdb()
+            sink = VerdictSink(client, 3600)
+            await sink.write(first)
+            await sink.write(again)  # a later write of a passage changes nothing kept
+            wanted = [verdicts[3]["passage_id"], "P-NEVER", verdicts[1]["passage_id"]]
+            return await sink.verdicts_of(wanted)
+        finally:
+            await client.aclose()
+
+    kept = asyncio.run(scenario())
+    assert kept == [verdicts[3], verdicts[1]]
+    codec = schemas.VERDICT
+    announced = [codec.decode_wire(codec.encode_wire(v)) for v in kept]
+    sent = [codec.decode_wire(codec.encode_wire(v)) for v in (verdicts[3], verdicts[1])]
+    assert announced == sent
