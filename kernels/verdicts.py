@@ -2,20 +2,24 @@
 
 Per vehicle:
 
-1. **Class** from the axle count and spacings: a spacing after the first that is at least
-   ``combination_gap_min_m`` is the tractor–trailer gap (a combination); the tractor's drive axle
-   is single when the tractor has two axles or its last spacing is at least
-   ``group_spacing_max_m``. The class is the policy row whose axle range, combination and
-   drive-axle fields match; none matches -> ``unclassified``.
+1. **Class** from the whole axle pattern: axles closer than ``group_spacing_max_m`` form a
+   group, and the vehicle's groups and the gaps between them are matched against the policy's
+   axle configurations (GB 1589-2016: rigid trucks, tractor–semitrailers, trucks with drawbar or
+   centre-axle trailers, twin-steer rigids and tractors). Each spacing may be read
+   ``ambiguity_tolerance_m`` either way, so a vehicle can fit several configurations: every
+   class among them is a *candidate*. A 挂 plate read at the rear camera rules out the rigid
+   ones; a rear plate equal to the front one makes a rigid one the likelier. The vehicle's
+   class is the candidate that the plates support, then the one fitted without tolerance, then
+   the policy's first; none fits -> ``unclassified``.
 2. **Limit** = the class limit with the adjustments the data supports: air suspension (bonus or
    replacement limit) when the input says so, −3000 kg per single-tyre non-drive axle when a
    tyre identifier counted them.
 3. **Verdict**: excess = GVW − limit; ``ok`` within the policy margin, ``warning`` within the
    1000 kg band above it (62号令 Art. 43), else ``overlimit``.
 4. **Enforceable** is stricter, because a fine must survive every doubt:
-   - the *enforcement limit* takes every unknown in the vehicle's favour: air suspension unless
-     the input says none, no single-tyre reduction unless counted, and the more lenient class
-     when a spacing lies within ``ambiguity_tolerance_m`` of a threshold;
+   - the *enforcement limit* takes every unknown in the vehicle's favour: the highest limit
+     among the candidate classes, air suspension unless the input says none, no single-tyre
+     reduction unless counted;
    - the measured GVW minus the device's error bound for its accuracy class must exceed that
      limit (with the margin) by more than the warning band;
    - the device's 检定 certificate must be valid at the passage time, the plate identified with
@@ -38,6 +42,8 @@ from schemas.policy import Policy
 OK, WARNING, OVERLIMIT = 0, 1, 2
 VERDICT_NAMES = ("ok", "warning", "overlimit")
 AIR_UNKNOWN, AIR_NO, AIR_YES = -1, 0, 1
+# what the rear camera says about the body: nothing, a 挂 trailer plate, or the front plate again
+REAR_UNKNOWN, REAR_TRAILER, REAR_SAME = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class VerdictInputs:
     plate_confidence: np.ndarray  # float64, 0 when unidentified
     air_suspension: np.ndarray  # int8: -1 unknown, 0 no, 1 yes
     single_tyre_axles: np.ndarray  # int32: qualifying single-tyre axles, -1 unknown
+    rear_plate: np.ndarray | int = REAR_UNKNOWN  # int8: REAR_UNKNOWN, REAR_TRAILER, REAR_SAME
 
 
 @dataclass(frozen=True)
@@ -72,61 +79,61 @@ class VerdictResult:
 
 
 @njit(fastmath=config.FASTMATH, cache=config.CACHE, inline="always")
-def _classify(k, spacings, i, comb_gap, group_max, tol, table):
-    """(class, lenient class) of vehicle i via ``table[k, combination, drive + 1]`` (-1 = none).
-
-    The lenient reading moves both thresholds by ``tol`` toward the higher limit: a shorter
-    tractor-trailer gap still counts as a combination, a longer drive spacing still a tandem.
-    One pass over the spacings finds both gaps.
-    """
-    if k < 2:
-        return -1, -1
-    kk = min(k, MAX_AXLES)
-    gap = -1
-    gap_lenient = -1
-    for j in range(1, k - 1):
-        s = spacings[i, j]
-        if gap_lenient < 0 and s >= comb_gap - tol:
-            gap_lenient = j
-        if s >= comb_gap:
-            gap = j
+def _fits(k, spacings, i, groups, lo, hi, p, group_max, tol):
+    """How axle configuration ``p`` fits vehicle i: 0 not, 1 only within the tolerance, 2 as
+    measured. Within a group every spacing is below ``group_max``; between groups each is at
+    least ``group_max`` and inside the configuration's range for that gap."""
+    total = 0
+    n_groups = 0
+    for g in range(groups.shape[1]):
+        if groups[p, g] == 0:
             break
-    if gap < 0:
-        strict = table[kk, 0, 0]
-    else:
-        strict = table[kk, 1, 2 if (gap == 1 or spacings[i, gap - 1] >= group_max) else 1]
-    if gap_lenient < 0:
-        lenient = table[kk, 0, 0]
-    else:
-        single = gap_lenient == 1 or spacings[i, gap_lenient - 1] >= group_max + tol
-        lenient = table[kk, 1, 2 if single else 1]
-    return strict, lenient
+        total += groups[p, g]
+        n_groups += 1
+    if total != k:
+        return 0
+    strict = True
+    j = 0
+    for g in range(n_groups):
+        for _ in range(groups[p, g] - 1):
+            s = spacings[i, j]
+            j += 1
+            if s >= group_max + tol:
+                return 0
+            if s >= group_max:
+                strict = False
+        if g < n_groups - 1:
+            s = spacings[i, j]
+            j += 1
+            if s < group_max - tol or s < lo[p, g] - tol or s > hi[p, g] + tol:
+                return 0
+            if s < group_max or s < lo[p, g] or s > hi[p, g]:
+                strict = False
+    return 2 if strict else 1
 
 
-def class_table(policy: Policy) -> np.ndarray:
-    """int32 [MAX_AXLES + 1, 2, 3]: the policy class of (axle count, combination, drive axle),
-    drive = -1 (rigid), 0 (tandem drive), 1 (single drive); -1 where no class matches. Kept on
-    the (immutable) policy after the first call: the kernel is called once per batch."""
-    table = policy.__dict__.get("_class_table")
-    if table is None:
-        table = _class_table(policy)
-        table.setflags(write=False)
-        object.__setattr__(policy, "_class_table", table)
-    return table
-
-
-def _class_table(policy: Policy) -> np.ndarray:
-    table = np.full((MAX_AXLES + 1, 2, 3), -1, dtype=np.int32)
-    for k in range(2, MAX_AXLES + 1):
-        for comb, drives in ((0, (-1,)), (1, (0, 1))):
-            for drive in drives:
-                for c in range(len(policy.class_codes)):
-                    fits = policy.class_axles_min[c] <= k <= policy.class_axles_max[c]
-                    wanted = policy.class_single_drive[c]
-                    if fits and policy.class_combination[c] == comb and wanted in (-1, drive):
-                        table[k, comb, drive + 1] = c
-                        break
-    return table
+@njit(fastmath=config.FASTMATH, cache=config.CACHE, inline="always")
+def _classify(k, spacings, i, rear, of_class, groups, lo, hi, combination, group_max, tol):
+    """(class, candidate classes as a bit mask) of vehicle i; class -1 when nothing fits."""
+    best = -1
+    best_score = -1
+    mask = np.int64(0)
+    if k < 2 or k > groups.shape[1]:
+        return best, mask
+    for p in range(of_class.size):
+        fit = _fits(k, spacings, i, groups, lo, hi, p, group_max, tol)
+        if fit == 0:
+            continue
+        c = of_class[p]
+        combined = combination[c] != 0
+        if rear == REAR_TRAILER and not combined:
+            continue  # a 挂 plate at the rear: a combination, whatever the axles suggest
+        mask |= np.int64(1) << c
+        supported = (rear == REAR_SAME and not combined) or (rear == REAR_TRAILER and combined)
+        score = (4 if supported else 0) + fit
+        if score > best_score:  # ties: the policy's order, most common first
+            best, best_score = c, score
+    return best, mask
 
 
 @njit(fastmath=config.FASTMATH, cache=config.CACHE)
@@ -143,7 +150,12 @@ def _verdicts(
     plate_conf,
     air,
     single_tyres,
-    table,
+    rear,
+    of_class,
+    groups,
+    gap_lo,
+    gap_hi,
+    combination,
     limit_kg,
     air_bonus,
     air_limit,
@@ -159,13 +171,15 @@ def _verdicts(
     out_threshold,
     out_flags,
 ):
-    comb_gap, group_max, tol_m = scal[0], scal[1], scal[2]
-    reduction, band, margin, add_err = scal[3], scal[4], scal[5] / 100.0, scal[6]
-    min_conf, v_min, v_max = scal[7], scal[8], scal[9]
+    group_max, tol_m = scal[0], scal[1]
+    reduction, band, margin, add_err = scal[2], scal[3], scal[4] / 100.0, scal[5]
+    min_conf, v_min, v_max = scal[6], scal[7], scal[8]
     for i in range(count.size):
         fl = np.int64(flags_in[i])
         k = count[i]
-        c, lenient = _classify(k, spacings, i, comb_gap, group_max, tol_m, table)
+        c, candidates = _classify(
+            k, spacings, i, rear[i], of_class, groups, gap_lo, gap_hi, combination, group_max, tol_m
+        )
         if not (cert_from[i] <= ts[i] < cert_to[i]):
             fl |= F.CERT_EXPIRED
         if plate_conf[i] <= 0.0:
@@ -186,7 +200,7 @@ def _verdicts(
             out_threshold[i] = np.nan
             out_flags[i] = fl
             continue
-        if lenient != c:
+        if candidates != np.int64(1) << c:
             fl |= F.CLASS_AMBIGUOUS
         # legal limit: the adjustments the data supports
         limit = limit_kg[c]
@@ -195,12 +209,13 @@ def _verdicts(
         if single_tyres[i] > 0:
             limit -= reduction * single_tyres[i]
         # enforcement limit: every unknown in the vehicle's favour
-        e = c if lenient < 0 else lenient
-        elimit = max(limit_kg[c], limit_kg[e])
-        if air[i] != 0:
-            alt_c = air_limit[c] if air_limit[c] > 0 else limit_kg[c] + air_bonus[c]
-            alt_e = air_limit[e] if air_limit[e] > 0 else limit_kg[e] + air_bonus[e]
-            elimit = max(elimit, alt_c, alt_e)
+        elimit = limit_kg[c]
+        for e in range(limit_kg.size):
+            if candidates & (np.int64(1) << e):
+                elimit = max(elimit, limit_kg[e])
+                if air[i] != 0:
+                    alt = air_limit[e] if air_limit[e] > 0 else limit_kg[e] + air_bonus[e]
+                    elimit = max(elimit, alt)
         if single_tyres[i] > 0:
             elimit -= reduction * single_tyres[i]
         excess = gvw[i] - limit
@@ -252,12 +267,14 @@ def decide(inputs: VerdictInputs, policy: Policy) -> VerdictResult:
         "conf": _column("plate_confidence", inputs.plate_confidence, np.float64, n),
         "air": _column("air_suspension", inputs.air_suspension, np.int8, n),
         "tyres": _column("single_tyre_axles", inputs.single_tyre_axles, np.int64, n),
+        "rear": _column("rear_plate", inputs.rear_plate, np.int8, n),
     }
+    if np.any((cols["rear"] < REAR_UNKNOWN) | (cols["rear"] > REAR_SAME)):
+        raise ValueError("rear_plate must be REAR_UNKNOWN, REAR_TRAILER or REAR_SAME")
     if np.any(~np.isfinite(cols["gvw"])):
         raise ValueError("gvw_kg must be finite (flag bad measurements instead of passing NaN)")
     scal = np.array(
         [
-            policy.combination_gap_min_m,
             policy.group_spacing_max_m,
             policy.ambiguity_tolerance_m,
             policy.single_tyre_reduction_kg,
@@ -294,7 +311,12 @@ def decide(inputs: VerdictInputs, policy: Policy) -> VerdictResult:
             cols["conf"],
             cols["air"],
             cols["tyres"],
-            class_table(policy),
+            cols["rear"],
+            policy.pattern_class,
+            policy.pattern_groups,
+            policy.pattern_gap_lo_m,
+            policy.pattern_gap_hi_m,
+            policy.class_combination,
             policy.class_limit_kg,
             policy.class_air_bonus_kg,
             policy.class_air_limit_kg,

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from schemas import flags
+from schemas.columns import MAX_AXLES
 
 POLICY_DIR = Path(__file__).resolve().parent / "policy"
 CONFIDENCE_LEVELS = ("primary", "secondary", "recalled", "assumption")
@@ -41,8 +42,13 @@ class Policy:
     class_limit_kg: np.ndarray  # float64
     class_air_bonus_kg: np.ndarray  # float64, added when air suspension
     class_air_limit_kg: np.ndarray  # float64, replaces the limit when air suspension (0 = none)
+    # axle configurations (``axle_configurations``), in the policy's order of likelihood
+    pattern_names: tuple[str, ...]
+    pattern_class: np.ndarray  # int32, index into the classes
+    pattern_groups: np.ndarray  # int32 [n, MAX_AXLES]: axles per group, 0 past the last group
+    pattern_gap_lo_m: np.ndarray  # float64 [n, MAX_AXLES - 1]: range of each gap between groups
+    pattern_gap_hi_m: np.ndarray
     group_spacing_max_m: float
-    combination_gap_min_m: float
     ambiguity_tolerance_m: float
     heavy_vehicle_min_gvw_kg: float
     single_tyre_reduction_kg: float
@@ -215,6 +221,8 @@ def _classes(data: dict[str, Any], check: _Checker) -> list[dict[str, Any]]:
                 ),
             }
         )
+    if len(classes) > 63:
+        raise check.fail("vehicle_classes", "at most 63 classes (the kernel's candidate mask)")
     _check_unambiguous(classes, check)
     return classes
 
@@ -234,6 +242,54 @@ def _check_unambiguous(classes: list[dict[str, Any]], check: _Checker) -> None:
                 )
 
 
+def _patterns(data: dict[str, Any], classes: list[dict[str, Any]], check: _Checker):
+    """The axle configurations as arrays; each must fit its class's axle count."""
+    section = check.section(data, "axle_configurations")
+    check.confidence(section, "axle_configurations")
+    entries = section.get("patterns")
+    if not isinstance(entries, list) or not entries:
+        raise check.fail("axle_configurations.patterns", "must be a non-empty list")
+    codes = [c["code"] for c in classes]
+    n = len(entries)
+    names, of_class = [], np.zeros(n, np.int32)
+    groups = np.zeros((n, MAX_AXLES), np.int32)
+    lo, hi = np.zeros((n, MAX_AXLES - 1)), np.zeros((n, MAX_AXLES - 1))
+    for i, entry in enumerate(entries):
+        where = f"axle_configurations.patterns[{i}]"
+        if not isinstance(entry, dict):
+            raise check.fail(where, "must be a mapping")
+        code = entry.get("class")
+        if code not in codes:
+            raise check.fail(where, f"class must be one of {codes}, got {code!r}")
+        sizes, gaps = entry.get("groups"), entry.get("gaps_m")
+        if (
+            not isinstance(sizes, list)
+            or not sizes
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in sizes)
+        ):
+            raise check.fail(where, f"groups must be a list of axles per group, got {sizes!r}")
+        axles = sum(sizes)
+        cls = classes[codes.index(code)]
+        if not cls["axles_min"] <= axles <= min(cls["axles_max"], MAX_AXLES):
+            raise check.fail(where, f"{axles} axles do not fit class {code}")
+        if not isinstance(gaps, list) or len(gaps) != len(sizes) - 1:
+            raise check.fail(where, f"gaps_m needs one [min, max] per gap: {len(sizes) - 1}")
+        for j, gap in enumerate(gaps):
+            ok = (
+                isinstance(gap, list)
+                and len(gap) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in gap)
+                and 0 < gap[0] <= gap[1]
+            )
+            if not ok:
+                raise check.fail(where, f"gaps_m[{j}] must be [min, max] in metres, got {gap!r}")
+            lo[i, j], hi[i, j] = gap
+        names.append(str(entry.get("name", code)))
+        of_class[i] = codes.index(code)
+        groups[i, : len(sizes)] = sizes
+    return tuple(names), of_class, groups, lo, hi
+
+
 def load_policy(name_or_path: str | Path = "cn-62-2016") -> Policy:
     """Load, merge (``extends``) and validate a policy by name or path."""
     path = resolve_policy_path(name_or_path)
@@ -243,6 +299,7 @@ def load_policy(name_or_path: str | Path = "cn-62-2016") -> Policy:
         if not isinstance(data.get(key), str) or not data[key]:
             raise check.fail(key, "must be a non-empty string")
     classes = _classes(data, check)
+    names, of_class, groups, gap_lo, gap_hi = _patterns(data, classes, check)
 
     cls_cfg = check.section(data, "classification")
     adjustments = check.section(data, "adjustments")
@@ -300,11 +357,13 @@ def load_policy(name_or_path: str | Path = "cn-62-2016") -> Policy:
         class_limit_kg=np.array([c["limit"] for c in classes], dtype=np.float64),
         class_air_bonus_kg=np.array([c["air_bonus"] for c in classes], dtype=np.float64),
         class_air_limit_kg=np.array([c["air_limit"] for c in classes], dtype=np.float64),
+        pattern_names=names,
+        pattern_class=of_class,
+        pattern_groups=groups,
+        pattern_gap_lo_m=gap_lo,
+        pattern_gap_hi_m=gap_hi,
         group_spacing_max_m=check.number(
             cls_cfg, "group_spacing_max_m", "classification", positive=True
-        ),
-        combination_gap_min_m=check.number(
-            cls_cfg, "combination_gap_min_m", "classification", positive=True
         ),
         ambiguity_tolerance_m=check.number(
             cls_cfg, "ambiguity_tolerance_m", "classification", min_value=0

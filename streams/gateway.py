@@ -28,7 +28,14 @@ import numpy as np
 import orjson
 
 import schemas
-from kernels.verdicts import OVERLIMIT, VerdictInputs, VerdictResult
+from kernels.verdicts import (
+    OVERLIMIT,
+    REAR_SAME,
+    REAR_TRAILER,
+    REAR_UNKNOWN,
+    VerdictInputs,
+    VerdictResult,
+)
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
 from schemas.checks import Clock
@@ -57,6 +64,7 @@ class Identities:
     plate_rear: list[str]
     confidence: np.ndarray
     flags: np.ndarray  # uint32
+    rear_plate: np.ndarray  # int8: what the rear read says of the body (REAR_*)
 
 
 def identify(
@@ -93,7 +101,10 @@ def identify(
     plate_front = vehicle.tolist()
     plate_rear = np.where(has_r, rear_arr, "").tolist()
     conf = np.where(named, conf, 0.0)
-    return Identities(plate_front, plate_rear, conf, flags)
+    rear_plate = np.full(n, REAR_UNKNOWN, dtype=np.int8)
+    rear_plate[has_r & trailer] = REAR_TRAILER
+    rear_plate[agree] = REAR_SAME
+    return Identities(plate_front, plate_rear, conf, flags, rear_plate)
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ def judge_round(
             plate_confidence=ident.confidence,
             air_suspension=-1,
             single_tyre_axles=-1,
+            rear_plate=ident.rear_plate,
         ),
         policy,
     )
@@ -177,6 +189,7 @@ def judge_round(
             ident.plate_rear[rows],
             ident.confidence[rows],
             ident.flags[rows],
+            ident.rear_plate[rows],
         )
         part = VerdictResult(**{f.name: getattr(result, f.name)[rows] for f in fields(result)})
         flagged = [

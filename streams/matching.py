@@ -222,6 +222,8 @@ class MatchBuffers:
                 k = len(buf.vehicles)
             elif now - buf.oldest_arrival_s > self.max_wait_s:
                 k, own_reads = self._overdue(buf)
+                if k == 0:
+                    continue
             else:
                 known = self._known_until(buf)
                 state = (known, len(buf.vehicles), len(buf.read_ids))
@@ -240,12 +242,16 @@ class MatchBuffers:
         closed before what is known — every read they can have is in — with the ids of the
         reads a join of everything buffered gives them, so that the vehicles still waiting keep
         theirs. If none has closed (an input has gone quiet): all of them, with every read
-        buffered (``None``)."""
+        buffered (``None``). Inputs known past the leading vehicle mean none has gone quiet:
+        the leading vehicle's window is still open (a slow truck's reaches far), and the site
+        waits for it (``k`` = 0)."""
         known = self._known_until(buf)
         hi = np.array([e.hi for e in buf.vehicles]).reshape(len(buf.vehicles), -1)
         closed = np.all(np.maximum.accumulate(hi, axis=0) < known, axis=1)
         k = int(closed.sum())  # a prefix: the running maximum only grows
         if k == 0:
+            if known > buf.vehicles[0].record["ts_us"]:
+                return 0, None
             return len(buf.vehicles), None
         entries = sorted(
             (e for reads in buf.reads.values() for e in reads.entries if e.record["ts_us"] < known),

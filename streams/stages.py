@@ -22,7 +22,7 @@ from kernels import plates, settle
 from kernels import verdicts as verdict_kernel
 from kernels.axles import MAX_AXLES, AxleParams, axle_batch
 from kernels.plates import JoinParams
-from kernels.verdicts import VerdictInputs
+from kernels.verdicts import REAR_SAME, REAR_TRAILER, REAR_UNKNOWN, VerdictInputs
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
 from schemas.measured import measured_vehicle
@@ -185,6 +185,12 @@ def _identify(
         used = front + rear_own
     plate = identity.plate or fused_rear.plate
     confidence = identity.confidence if identity.plate else 0.0
+    if rear_trailer:
+        body = REAR_TRAILER  # a 挂 plate: a combination
+    elif fused_front.plate and fused_rear.plate == fused_front.plate:
+        body = REAR_SAME  # one plate at both ends: likelier a rigid truck
+    else:
+        body = REAR_UNKNOWN
     if plate and plate_format(plate) is None:
         flags |= F.PLATE_FORMAT_INVALID
     return Identity(
@@ -193,6 +199,7 @@ def _identify(
         confidence=confidence,
         flags=flags,
         read_ids=tuple(sorted(r["read_id"] for r in used + rear_trailer)),
+        rear_plate=body,
     )
 
 
@@ -340,6 +347,7 @@ def decide_with_support(
             plate_confidence=np.array([i.confidence for i in identities]),
             air_suspension=air,
             single_tyre_axles=single,
+            rear_plate=np.array([i.rear_plate for i in identities], dtype=np.int8),
         ),
         policy,
     )

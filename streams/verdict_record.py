@@ -29,6 +29,7 @@ class Identity:
     confidence: float
     flags: int
     read_ids: tuple[str, ...]
+    rear_plate: int = 0  # what the rear plate says of the body (kernels.verdicts.REAR_*)
 
 
 def verdict_record(

@@ -59,12 +59,11 @@ def test_reasons_follow_the_rules(verdicts, registry, rules):
         "overlimit",
         "repeat_offender",
     ]
-    severe = _one(
-        verdicts,
-        enforceable=True,
-        site_id=lambda s: not registry.sites[s].expressway,
-        overload_pct=lambda p: p >= rules.severe_overload_pct,
+    # an enforceable verdict off the expressways, as severely over as the rule's threshold
+    off_expressway = _one(
+        verdicts, enforceable=True, site_id=lambda s: not registry.sites[s].expressway
     )
+    severe = {**off_expressway, "overload_pct": rules.severe_overload_pct}
     assert [a["reason"] for a in alerts_for(severe, registry, rules)] == ["severe_overlimit"]
     entrance = _one(verdicts, enforceable=True, site_id=lambda s: registry.sites[s].expressway)
     assert [a["reason"] for a in alerts_for(entrance, registry, rules)] == ["refuse_entry"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import schemas
 from kernels.axles import MAX_AXLES
-from kernels.verdicts import VerdictInputs
+from kernels.verdicts import REAR_SAME, REAR_TRAILER, REAR_UNKNOWN, VerdictInputs
 from kernels.verdicts import decide as decide_kernel
 from schemas import flags as F
 from schemas.checks import Clock
@@ -68,8 +68,19 @@ def _reference_identity(front: str, rear: str, cf: float, cr: float, batch_id: s
         plate, conf = "", 0.0
     if plate and plate_format(plate) is None:
         flags |= F.PLATE_FORMAT_INVALID
+    if trailer:
+        body = REAR_TRAILER
+    elif has_f and has_r and front == rear:
+        body = REAR_SAME
+    else:
+        body = REAR_UNKNOWN
     return Identity(
-        plate, rear if has_r else "", conf if plate else 0.0, flags, (f"gateway:{batch_id}",)
+        plate,
+        rear if has_r else "",
+        conf if plate else 0.0,
+        flags,
+        (f"gateway:{batch_id}",),
+        body,
     )
 
 
@@ -115,6 +126,7 @@ def _reference(record: dict, registry, policy) -> list[dict]:
                 plate_confidence=np.array([ident.confidence]),
                 air_suspension=-1,
                 single_tyre_axles=-1,
+                rear_plate=ident.rear_plate,
             ),
             policy,
         )

@@ -117,10 +117,12 @@ def _decide_with_early(
                 verdicts[v["passage_id"]] = v
                 decided_at[v["passage_id"]] = now
                 early_ids.add(v["passage_id"])
+    end = events[-1][0] if events else 0  # what is left is decided when the inputs end
     for group in buffers.ready(flush_all=True):
         decided, _, _ = decide_group(group.vehicles, group.reads, registry, policy, group.early)
         for v in decided:
             verdicts.setdefault(v["passage_id"], v)
+            decided_at.setdefault(v["passage_id"], end)
     return verdicts, decided_at, early_ids
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 import schemas
 from kernels.plates import JoinParams
+from schemas.plate_grammar import is_trailer
 from schemas.policy import Policy, load_policy
 from schemas.registry import Registry
 from streams.stages import Rejected, decide, measure_controller, measure_passages, usable_reads
@@ -116,8 +117,25 @@ class ReplayReport:
             lines.append(f"  rejected inputs: {dict(Counter(r.reason for r in self.rejected))}")
         if self.accuracy:
             lines.append("accuracy against ground truth (准确度):")
-            lines += [f"  {k:<44} {v}" for k, v in self.accuracy.items()]
+            figures = {k: v for k, v in self.accuracy.items() if k != "class_confusion"}
+            lines += [f"  {k:<44} {v}" for k, v in figures.items()]
+            lines += _confusion_table(self.accuracy.get("class_confusion") or {})
         return "\n".join(lines)
+
+
+def _confusion_table(confusion: dict[str, dict[str, int]]) -> list[str]:
+    """Trucks by true class (rows) and the class decided (columns): 车型 confusion."""
+    if not confusion:
+        return []
+    decided = sorted({c for row in confusion.values() for c in row})
+    width = max(6, *(len(c) + 1 for c in decided))
+    lines = ["class decided (columns) per true class (rows), trucks:"]
+    lines.append("  " + "true".ljust(6) + "".join(c.rjust(width) for c in decided))
+    for true, row in confusion.items():
+        lines.append(
+            "  " + true.ljust(6) + "".join(str(row.get(c, 0)).rjust(width) for c in decided)
+        )
+    return lines
 
 
 def replay(
@@ -182,6 +200,8 @@ def accuracy(
 ) -> dict[str, Any]:
     """The issue's accuracy figures, each computed from the simulator's ground truth."""
     limits = dict(zip(policy.class_codes, policy.class_limit_kg, strict=True))
+    combination = dict(zip(policy.class_codes, policy.class_combination, strict=True))
+    rigid = {c for c, comb in combination.items() if not comb}
     pairs = [(v, truth[v["passage_id"]]) for v in verdicts if v["passage_id"] in truth]
     n = len(pairs)
     heavy = [(v, t) for v, t in pairs if t["gvw_kg"] >= 3500]
@@ -206,6 +226,20 @@ def accuracy(
         return t["gvw_kg"] * (1 - err) > true_limit(t) * (1 + policy.margin_pct / 100) + 1000
 
     over_provable = [(v, t) for v, t in over_1t if provable(t)]
+
+    def enforce_limit(v: dict[str, Any], t: dict[str, Any]) -> float:
+        """The limit a fine was held to, from the verdict's threshold (kernels.verdicts)."""
+        err = policy.device_error_pct(t["accuracy_class"]) / 100.0
+        err = err if policy.add_device_error_bound else 0.0
+        thr = v["enforce_threshold_kg"]
+        return (thr * (1 - err) - policy.warning_band_kg) / (1 + policy.margin_pct / 100)
+
+    trucks = [(v, t) for v, t in pairs if t["class"] not in ("CAR", "LT")]
+    confusion: dict[str, dict[str, int]] = {}
+    for v, t in trucks:
+        row = confusion.setdefault(t["legal_class"], {})
+        row[v["vehicle_class"]] = row.get(v["vehicle_class"], 0) + 1
+    classified = [(v, t) for v, t in trucks if v["vehicle_class"] != "unclassified"]
     return {
         "passages": n,
         "axle_count_correct": round(
@@ -244,6 +278,29 @@ def accuracy(
         if over_provable
         else None,
         "overlimit_excess_gt_1t_vehicles": len(over_1t),
+        # classification (车型) of the trucks: right class, and the limits held to
+        "class_right_of_trucks": round(
+            np.mean([v["vehicle_class"] == t["legal_class"] for v, t in trucks]), 5
+        )
+        if trucks
+        else None,
+        "class_confusion": {k: dict(sorted(r.items())) for k, r in sorted(confusion.items())},
+        "trucks_unclassified": len(trucks) - len(classified),
+        "limit_right_of_classified_trucks": round(
+            np.mean([v["limit_kg"] == true_limit(t) for v, t in classified]), 5
+        )
+        if classified
+        else None,
+        "enforceable_limit_below_true": sum(
+            enforce_limit(v, t) < true_limit(t) - 1.0 for v, t in enforceable
+        ),
+        "enforceable_within_warning_band": sum(
+            t["gvw_kg"] <= true_limit(t) + policy.warning_band_kg for _, t in enforceable
+        ),
+        "trailer_read_classified_rigid": sum(
+            bool(v["plate_rear"]) and is_trailer(v["plate_rear"]) and v["vehicle_class"] in rigid
+            for v, _ in pairs
+        ),
     }
 
 

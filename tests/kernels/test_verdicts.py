@@ -54,6 +54,7 @@ def one(
     conf=0.95,
     air=-1,
     single=-1,
+    rear=0,
 ):
     sp = np.zeros((1, MAX_AXLES - 1))
     sp[0, : len(spacings)] = spacings
@@ -71,6 +72,7 @@ def one(
             plate_confidence=np.array([conf]),
             air_suspension=np.array([air], np.int8),
             single_tyre_axles=np.array([single]),
+            rear_plate=np.array([rear], np.int8),
         ),
         policy,
     )
@@ -145,12 +147,69 @@ def test_no_fine_without_valid_certificate_identity_and_clean_measurement(kwargs
     assert r["flags"] & flag
 
 
-def test_ambiguous_drive_axle_uses_the_lenient_class_for_enforcement():
-    r = one([1.85, 2.55, 7.0, 1.31, 1.31], 51000)  # 2.55 m: single drive by 0.15 m only
-    assert NATIONAL.class_codes[r["class_index"]] == "C6S"
+def test_a_spacing_near_the_group_threshold_takes_the_more_lenient_reading():
+    # 2.45 m between the last two axles: a 6×4 rigid's tandem read 0.05 m long (T3, 25 t), or a
+    # tractor with a semitrailer axle coupled very short (C3, 27 t): both are candidates
+    r = one([3.5, 2.45], 29000)
+    assert NATIONAL.class_codes[r["class_index"]] == "T3"  # the commoner configuration
+    assert r["verdict"] == 2  # over the T3 limit
     assert r["flags"] & F.CLASS_AMBIGUOUS
-    assert r["enforce_limit_kg"] == 49000
+    assert r["enforce_limit_kg"] == 27000  # but no fine below the C3 limit
     assert not r["enforceable"]
+
+
+def test_a_short_coupled_four_axle_combination_is_not_a_rigid_truck():
+    # the false fine the old rule gave: 3.5 m tractor wheelbase, only 4.5 m from the drive axle
+    # to the trailer tandem (below the old 5.5 m combination gap), a lawful 35 t
+    for spacings in ([3.5, 4.5, 1.31], [3.2, 3.0, 1.36], [3.9, 5.4, 1.31]):
+        r = one(spacings, 35000)
+        assert NATIONAL.class_codes[r["class_index"]] == "C4", spacings
+        assert r["verdict"] == 0 and not r["enforceable"]
+
+
+@pytest.mark.parametrize(
+    ("spacings", "code"),
+    [
+        ([3.3, 4.0], "C3"),  # short-coupled 4×2 tractor + one-axle semitrailer
+        ([3.2, 1.35, 4.2, 1.31], "C5"),  # 6×4 tractor + tandem, short coupling
+        ([3.6, 4.6, 1.31, 1.31], "C5"),  # 4×2 tractor + tri-axle
+        ([3.2, 1.35, 4.0, 1.31, 1.31], "C6"),
+        ([1.9, 2.9, 4.5, 1.31, 1.31], "C6S"),  # twin-steer 6×2 tractor: single drive axle
+        ([4.5, 1.35, 3.5, 4.0, 1.35], "C6"),  # 6×4 truck + three-axle drawbar trailer
+    ],
+)
+def test_combinations_with_any_coupling_are_classified_from_their_groups(spacings, code):
+    r = one(spacings, 30000)
+    assert NATIONAL.class_codes[r["class_index"]] == code
+
+
+def test_a_trailer_plate_at_the_rear_rules_out_a_rigid_truck():
+    rigid = one(LAYOUTS["T4"], 40000, rear=2)
+    assert NATIONAL.class_codes[rigid["class_index"]] == "T4" and rigid["enforceable"]
+    # the same axles with a 挂 plate behind them fit no combination: no fine, to review
+    r = one(LAYOUTS["T4"], 40000, rear=1)
+    assert r["class_index"] == -1 and r["flags"] & F.UNCLASSIFIED and not r["enforceable"]
+    # where both readings fit, the 挂 plate takes the combination
+    both = one([1.9, 4.0, 2.55], 30000, rear=1)
+    assert NATIONAL.class_codes[both["class_index"]] == "C4"
+    assert not both["flags"] & F.CLASS_AMBIGUOUS and both["enforce_limit_kg"] == 37000
+
+
+def test_the_front_plate_again_at_the_rear_supports_the_rigid_reading_but_not_a_fine():
+    r = one([1.9, 4.0, 2.55], 30000, rear=2)  # as measured C4; read 0.3 m shorter, T4
+    assert NATIONAL.class_codes[r["class_index"]] == "T4"
+    assert r["enforce_limit_kg"] == 37000  # enforcement still gives it the combination's limit
+
+
+def test_an_axle_pattern_no_configuration_has_is_unclassified():
+    for spacings in ([1.9, 1.9, 1.9], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0], [1.3]):
+        r = one(spacings, 30000)
+        assert r["class_index"] == -1 and r["flags"] & F.UNCLASSIFIED and not r["enforceable"]
+
+
+def test_rear_plate_values_are_checked():
+    with pytest.raises(ValueError, match="rear_plate"):
+        one(LAYOUTS["T4"], 40000, rear=3)
 
 
 def test_one_axle_is_unclassified_and_never_enforceable():
@@ -184,12 +243,21 @@ def test_read_only_inputs():
     cert_ok=st.booleans(),
     flag=st.sampled_from([0, F.LANE_CHANGE, F.NO_REAR, F.ACCELERATION]),
     policy=st.sampled_from([NATIONAL, HUNAN]),
+    rear=st.sampled_from([0, 1, 2]),
 )
 def test_hypothesis_kernel_equals_reference(
-    k, data, gvw, speed, conf, air, single, err, cert_ok, flag, policy
+    k, data, gvw, speed, conf, air, single, err, cert_ok, flag, policy, rear
 ):
     spacings = data.draw(
-        st.lists(st.floats(0.9, 9.0), min_size=max(k - 1, 0), max_size=max(k - 1, 0))
+        st.lists(
+            # spacings of real groups and gaps, those at the edges of the tolerance, and any
+            st.one_of(
+                st.sampled_from([1.31, 1.36, 1.9, 2.1, 2.4, 2.7, 3.2, 4.4, 4.6, 4.9, 7.0, 11.3]),
+                st.floats(0.9, 12.0),
+            ),
+            min_size=max(k - 1, 0),
+            max_size=max(k - 1, 0),
+        )
     )
     cert = CERT if cert_ok else (0, 1)
     got = (
@@ -204,6 +272,7 @@ def test_hypothesis_kernel_equals_reference(
             conf=conf,
             air=air,
             single=single,
+            rear=rear,
         )
         if k
         else None
@@ -225,6 +294,7 @@ def test_hypothesis_kernel_equals_reference(
             "plate_conf": conf,
             "air": air,
             "single": single,
+            "rear": rear,
         },
         policy,
     )
