@@ -28,6 +28,7 @@ ARTICULATED_MISMATCH = 1 << 18
 LOW_PLATE_CONFIDENCE = 1 << 19
 TEMPERATURE_CORRECTED = 1 << 20
 CLASS_AMBIGUOUS = 1 << 21
+OTHER_LANE_PLATE = 1 << 22  # the plate rests only on reads of cameras over other lanes
 
 NAMES: dict[int, str] = {
     NO_AXLES: "no_axles",
@@ -52,6 +53,7 @@ NAMES: dict[int, str] = {
     LOW_PLATE_CONFIDENCE: "low_plate_confidence",
     TEMPERATURE_CORRECTED: "temperature_corrected",
     CLASS_AMBIGUOUS: "class_ambiguous",
+    OTHER_LANE_PLATE: "other_lane_plate",
 }
 BITS: dict[str, int] = {name: bit for bit, name in NAMES.items()}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import chain
 from typing import Any
@@ -160,9 +161,15 @@ def usable_reads(
 
 
 def _identify(
-    front: list[dict[str, Any]], rear: list[dict[str, Any]], model: plates.CostModel
+    front: list[dict[str, Any]],
+    rear: list[dict[str, Any]],
+    model: plates.CostModel,
+    own_lane: Callable[[dict[str, Any]], bool] = lambda read: True,
 ) -> Identity:
-    """Front plate (tractor / rigid truck) and rear plate (trailer 挂, or the same plate)."""
+    """Front plate (tractor / rigid truck) and rear plate (trailer 挂, or the same plate).
+    ``own_lane``: whether a read comes from a camera over the vehicle's lane. A plate that
+    only cameras over other lanes read may be a neighbour's (the join lets a lane changer's
+    reads through at a cost): it is flagged ``other_lane_plate`` and goes to review."""
     flags = 0
     as_reads = lambda rs: [(r["plate"], r.get("char_conf"), r["confidence"]) for r in rs]  # noqa: E731
     rear_trailer = [r for r in rear if is_trailer(normalise(r["plate"]))]
@@ -185,6 +192,9 @@ def _identify(
         used = front + rear_own
     plate = identity.plate or fused_rear.plate
     confidence = identity.confidence if identity.plate else 0.0
+    named = [r for r in (used if identity.plate else rear) if normalise(r["plate"])]
+    if named and not any(own_lane(r) for r in named):
+        flags |= F.OTHER_LANE_PLATE
     if rear_trailer:
         body = REAR_TRAILER  # a 挂 plate: a combination
     elif fused_front.plate and fused_rear.plate == fused_front.plate:
@@ -306,10 +316,16 @@ def decide_with_support(
     if matched is None:
         matched = join_site_reads(measured, reads, registry, join)
     identities = []
+    cameras = registry.cameras
     for m, (front, rear) in zip(measured, matched, strict=True):
         site = registry.sites.get(m["site_id"])
         model = plates.cost_model(site.authority[0] if site else None)
-        identities.append(_identify(front, rear, model))
+
+        def own_lane(read: dict[str, Any], lane: int = m["lane"]) -> bool:
+            camera = cameras.get(read["camera_id"])
+            return camera is None or camera.lane == lane
+
+        identities.append(_identify(front, rear, model, own_lane))
 
     spacings = np.zeros((n, MAX_AXLES - 1))
     flags = np.zeros(n, dtype=np.uint32)
