@@ -221,7 +221,7 @@ class MatchBuffers:
             if flush_all:
                 k = len(buf.vehicles)
             elif now - buf.oldest_arrival_s > self.max_wait_s:
-                k, own_reads = self._overdue(buf)
+                k, own_reads = self._overdue(buf, now)
                 if k == 0:
                     continue
             else:
@@ -236,21 +236,23 @@ class MatchBuffers:
             out.append(buf.take(k, cuts, own_reads, now))
         return out
 
-    def _overdue(self, buf: SiteBuffer) -> tuple[int, set[str] | None]:
+    def _overdue(self, buf: SiteBuffer, now: float) -> tuple[int, set[str] | None]:
         """A site that waited ``max_wait_s`` without a gap in its traffic (a busy toll
         entrance may have none for minutes): its leading vehicles whose capture windows all
         closed before what is known — every read they can have is in — with the ids of the
         reads a join of everything buffered gives them, so that the vehicles still waiting keep
         theirs. If none has closed (an input has gone quiet): all of them, with every read
-        buffered (``None``). Inputs known past the leading vehicle mean none has gone quiet:
+        buffered (``None``). While what is known still moves on, no input has gone quiet:
         the leading vehicle's window is still open (a slow truck's reaches far), and the site
-        waits for it (``k`` = 0)."""
+        waits for it (``k`` = 0) until nothing new has been known for ``max_wait_s``."""
         known = self._known_until(buf)
         hi = np.array([e.hi for e in buf.vehicles]).reshape(len(buf.vehicles), -1)
         closed = np.all(np.maximum.accumulate(hi, axis=0) < known, axis=1)
         k = int(closed.sum())  # a prefix: the running maximum only grows
         if k == 0:
-            if known > buf.vehicles[0].record["ts_us"]:
+            if known > buf.overdue_known:
+                buf.overdue_known, buf.overdue_known_moved_s = known, now
+            if now - buf.overdue_known_moved_s <= self.max_wait_s:
                 return 0, None
             return len(buf.vehicles), None
         entries = sorted(

@@ -114,6 +114,10 @@ class SiteBuffer:
     read_stream: Hashable = None
     oldest_arrival_s: float = 0.0  # wall clock of the last progress with vehicles waiting
     tried: tuple = ()  # state of the last attempt that found no cut
+    # what was known complete when an overdue site last found no vehicle's windows closed, and
+    # the wall clock when that last moved on: an input that stops moving has gone quiet
+    overdue_known: float = -INF
+    overdue_known_moved_s: float = 0.0
     done_vehicle: tuple[int, str] = (-1, "")  # (ts_us, passage_id) of the last decided vehicle
     done_reads: dict[str, float] = field(default_factory=dict)  # per camera: used before this
     early: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decided early: read ids
