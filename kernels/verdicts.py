@@ -79,19 +79,11 @@ class VerdictResult:
 
 
 @njit(fastmath=config.FASTMATH, cache=config.CACHE, inline="always")
-def _fits(k, spacings, i, groups, lo, hi, p, group_max, tol):
-    """How axle configuration ``p`` fits vehicle i: 0 not, 1 only within the tolerance, 2 as
-    measured. Within a group every spacing is below ``group_max``; between groups each is at
-    least ``group_max`` and inside the configuration's range for that gap."""
-    total = 0
-    n_groups = 0
-    for g in range(groups.shape[1]):
-        if groups[p, g] == 0:
-            break
-        total += groups[p, g]
-        n_groups += 1
-    if total != k:
-        return 0
+def _fits(k, spacings, i, groups, n_groups, lo, hi, p, group_max, tol):
+    """How axle configuration ``p`` (of ``n_groups`` groups, ``k`` axles) fits vehicle i: 0 not,
+    1 only within the tolerance, 2 as measured. Within a group every spacing is below
+    ``group_max``; between groups each is at least ``group_max`` and inside the
+    configuration's range for that gap."""
     strict = True
     j = 0
     for g in range(n_groups):
@@ -113,7 +105,9 @@ def _fits(k, spacings, i, groups, lo, hi, p, group_max, tol):
 
 
 @njit(fastmath=config.FASTMATH, cache=config.CACHE, inline="always")
-def _classify(k, spacings, i, rear, of_class, groups, lo, hi, combination, group_max, tol):
+def _classify(
+    k, spacings, i, rear, of_class, axles, groups, n_groups, lo, hi, combination, group_max, tol
+):
     """(class, candidate classes as a bit mask) of vehicle i; class -1 when nothing fits."""
     best = -1
     best_score = -1
@@ -121,7 +115,9 @@ def _classify(k, spacings, i, rear, of_class, groups, lo, hi, combination, group
     if k < 2 or k > groups.shape[1]:
         return best, mask
     for p in range(of_class.size):
-        fit = _fits(k, spacings, i, groups, lo, hi, p, group_max, tol)
+        if axles[p] != k:
+            continue
+        fit = _fits(k, spacings, i, groups, n_groups[p], lo, hi, p, group_max, tol)
         if fit == 0:
             continue
         c = of_class[p]
@@ -152,7 +148,9 @@ def _verdicts(
     single_tyres,
     rear,
     of_class,
+    axles,
     groups,
+    n_groups,
     gap_lo,
     gap_hi,
     combination,
@@ -178,7 +176,19 @@ def _verdicts(
         fl = np.int64(flags_in[i])
         k = count[i]
         c, candidates = _classify(
-            k, spacings, i, rear[i], of_class, groups, gap_lo, gap_hi, combination, group_max, tol_m
+            k,
+            spacings,
+            i,
+            rear[i],
+            of_class,
+            axles,
+            groups,
+            n_groups,
+            gap_lo,
+            gap_hi,
+            combination,
+            group_max,
+            tol_m,
         )
         if not (cert_from[i] <= ts[i] < cert_to[i]):
             fl |= F.CERT_EXPIRED
@@ -313,7 +323,9 @@ def decide(inputs: VerdictInputs, policy: Policy) -> VerdictResult:
             cols["tyres"],
             cols["rear"],
             policy.pattern_class,
+            policy.pattern_axles,
             policy.pattern_groups,
+            policy.pattern_group_count,
             policy.pattern_gap_lo_m,
             policy.pattern_gap_hi_m,
             policy.class_combination,

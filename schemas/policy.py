@@ -46,6 +46,8 @@ class Policy:
     pattern_names: tuple[str, ...]
     pattern_class: np.ndarray  # int32, index into the classes
     pattern_groups: np.ndarray  # int32 [n, MAX_AXLES]: axles per group, 0 past the last group
+    pattern_axles: np.ndarray  # int32: axles of each configuration (the sum of its groups)
+    pattern_group_count: np.ndarray  # int32: groups of each configuration
     pattern_gap_lo_m: np.ndarray  # float64 [n, MAX_AXLES - 1]: range of each gap between groups
     pattern_gap_hi_m: np.ndarray
     group_spacing_max_m: float
@@ -360,6 +362,8 @@ def load_policy(name_or_path: str | Path = "cn-62-2016") -> Policy:
         pattern_names=names,
         pattern_class=of_class,
         pattern_groups=groups,
+        pattern_axles=groups.sum(axis=1, dtype=np.int32),
+        pattern_group_count=np.count_nonzero(groups, axis=1).astype(np.int32),
         pattern_gap_lo_m=gap_lo,
         pattern_gap_hi_m=gap_hi,
         group_spacing_max_m=check.number(
