@@ -9,7 +9,8 @@ local province of a site, or from a learned matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +52,10 @@ __all__ = [
     "one_to_many",
     "many_to_many",
     "fuse_reads",
+    "Calibration",
+    "calibration",
+    "evidence_kind",
+    "plate_probability",
     "is_local",
     "normalise",
     "plate_format",
@@ -186,13 +191,14 @@ def is_local(plate: str, site_authority: str) -> bool:
 @dataclass(frozen=True)
 class FusedPlate:
     plate: str  # '' when no usable read
-    confidence: float  # Π of per-position vote shares
+    score: float  # Π of per-position vote shares: evidence, not yet a probability
     n_reads: int
     format_valid: bool
+    views: int = 1  # cameras among the reads (frames of one camera are one view)
 
     @classmethod
     def empty(cls) -> FusedPlate:
-        return cls("", 0.0, 0, False)
+        return cls("", 0.0, 0, False, 0)
 
 
 def _distances_of_distinct(plates: list[str], model: CostModel) -> np.ndarray:
@@ -205,74 +211,104 @@ def _distances_of_distinct(plates: list[str], model: CostModel) -> np.ndarray:
     return d[np.ix_(index, index)]
 
 
+Read = tuple  # (plate, char_conf | None, confidence[, camera]): one camera read
+
+
 def fuse_reads(
-    reads: list[tuple[str, list[float] | None, float]],
+    reads: list[Read],
     model: CostModel | None = None,
     min_read_conf: float = 0.2,
     agree_within: float = 1.0,
 ) -> FusedPlate:
-    """Fuse reads ``(plate, char_conf, confidence)`` of one identity (one view, or front+rear of a
-    rigid truck). Never mixes 挂 and non-挂 reads: the caller separates them, and a mix here
-    keeps only the group of the best read.
+    """Fuse reads ``(plate, char_conf, confidence[, camera])`` of one identity (one view, or
+    front+rear of a rigid truck). Never mixes 挂 and non-挂 reads: the caller separates them, and
+    a mix here keeps only the group of the best read.
 
     The medoid (least weighted distance to the others; format-valid, then more confident, on
     ties) fixes the length. Same-length reads within ``agree_within`` of it vote per position
     by naive Bayes: a read shows the true character with its character confidence c, any other
-    of the K symbols with (1 − c)/(K − 1). ``confidence`` is the product of the per-position
-    posteriors, discounted by the share of read confidence that lies farther than
-    ``agree_within`` from the medoid (reads of something else).
+    of the K symbols with (1 − c)/(K − 1). Frames of one camera share its view (the same dirt
+    gives the same misread), so they are one witness: each frame votes with weight 1/frames of
+    its camera. ``score`` is the product of the per-position posteriors, discounted by the
+    share of read confidence that lies farther than ``agree_within`` from the medoid (reads of
+    something else). It orders identities by evidence but is not a probability:
+    ``calibrated`` turns it into one.
     """
     model = model or cost_model()
     usable = []
-    for plate, char_conf, conf in reads:
+    for read in reads:
+        plate, char_conf, conf = read[0], read[1], read[2]
+        camera = read[3] if len(read) > 3 else None
         plate = normalise(plate)
         if not plate or conf < min_read_conf:
             continue
         cc = char_conf if char_conf and len(char_conf) == len(plate) else [conf] * len(plate)
-        usable.append((plate, cc, float(conf)))
+        usable.append((plate, cc, float(conf), camera))
     if not usable:
         return FusedPlate.empty()
     best = max(usable, key=lambda r: (plate_format(r[0]) is not None, r[2]))
     usable = [r for r in usable if is_trailer(r[0]) == is_trailer(best[0])]
     plates = [r[0] for r in usable]
     if len(usable) == 1:
-        plate, cc, _ = usable[0]
-        conf = math.prod(min(max(float(c), 0.0), 1.0) for c in cc)
-        return FusedPlate(plate, conf, 1, plate_format(plate) is not None)
+        plate, cc, _, _ = usable[0]
+        score = math.prod(min(max(float(c), 0.0), 1.0) for c in cc)
+        return FusedPlate(plate, score, 1, plate_format(plate) is not None)
+    weights = _witness_weights([r[3] for r in usable])
     if plates.count(plates[0]) == len(plates):
-        return _fuse_agreeing(usable)
-    return _fuse_voting(usable, model, agree_within)
+        fused = _fuse_agreeing(usable, weights)
+    else:
+        fused = _fuse_voting(usable, model, agree_within, weights)
+    return replace(fused, views=_views([r[3] for r in usable]))
+
+
+def _views(cameras: list[Any]) -> int:
+    """Independent views among reads: distinct cameras, and each read of an unknown one."""
+    return len({c for c in cameras if c is not None}) + sum(c is None for c in cameras)
+
+
+def _witness_weights(cameras: list[Any]) -> list[float]:
+    """Each read's share of its camera's vote: 1 / frames of that camera (1 if unknown)."""
+    frames = Counter(c for c in cameras if c is not None)
+    return [1.0 if c is None else 1.0 / frames[c] for c in cameras]
 
 
 def _fuse_voting(
-    usable: list[tuple[str, list[float], float]], model: CostModel, agree_within: float
+    usable: list[tuple[str, list[float], float, Any]],
+    model: CostModel,
+    agree_within: float,
+    weights: list[float] | None = None,
 ) -> FusedPlate:
     """``fuse_reads`` of two or more usable reads: medoid, then per-position votes."""
+    weights = weights or [1.0] * len(usable)
     plates = [r[0] for r in usable]
     d = _distances_of_distinct(plates, model)
-    weights = np.array([r[2] for r in usable])
-    score = d @ weights
+    vote = np.array([r[2] * w for r, w in zip(usable, weights, strict=True)])
+    score = d @ vote
     order = sorted(
         range(len(usable)), key=lambda i: (score[i], plate_format(plates[i]) is None, -usable[i][2])
     )
     m = order[0]
     medoid = plates[m]
     near = d[m] <= agree_within
-    peers = [r for r, ok in zip(usable, near, strict=True) if ok and len(r[0]) == len(medoid)]
+    peers = [
+        (r, w)
+        for r, w, ok in zip(usable, weights, near, strict=True)
+        if ok and len(r[0]) == len(medoid)
+    ]
     # reads that disagree with the medoid do not vote; their weight discounts the result
-    dissent = float(sum(r[2] for r, ok in zip(usable, near, strict=True) if not ok))
-    support = float(sum(r[2] for r in peers))
+    dissent = float(sum(v for v, ok in zip(vote, near, strict=True) if not ok))
+    support = float(sum(r[2] * w for r, w in peers))
     chars, conf = [], support / (support + dissent)
     log_other = math.log(SYMBOLS_PER_POSITION - 1)
-    # per read and position: a read showing ch adds log c − (log(1 − c) − log(K − 1)) to ch's
-    # score over the all-wrong baseline; posteriors are relative to the best candidate
+    # per read and position: a read showing ch adds w · (log c − (log(1 − c) − log(K − 1))) to
+    # ch's score over the all-wrong baseline; posteriors are relative to the best candidate
     for i in range(len(medoid)):
         gain: dict[str, float] = {medoid[i]: 0.0}  # candidates: the medoid's first, then seen
         seen: dict[str, int] = {}
-        for plate, cc, _ in peers:
+        for (plate, cc, _, _), w in peers:
             c = min(max(cc[i], 0.01), 0.999)
             ch = plate[i]
-            gain[ch] = gain.get(ch, 0.0) + math.log(c) - math.log(1.0 - c) + log_other
+            gain[ch] = gain.get(ch, 0.0) + w * (math.log(c) - math.log(1.0 - c) + log_other)
             seen[ch] = 1
         candidates = [ch for ch in gain if ch in seen]
         scores = [gain[ch] for ch in candidates]
@@ -286,22 +322,79 @@ def _fuse_voting(
     return FusedPlate(plate, float(conf), len(usable), plate_format(plate) is not None)
 
 
-def _fuse_agreeing(usable: list[tuple[str, list[float], float]]) -> FusedPlate:
+def _fuse_agreeing(
+    usable: list[tuple[str, list[float], float, Any]], weights: list[float] | None = None
+) -> FusedPlate:
     """``fuse_reads`` when every read shows the same plate (the usual case): the same arithmetic
     in the same order, without the distances and the candidate bookkeeping. The medoid is that
     plate, nothing dissents, and each position has one candidate, whose posterior against the
     K − 1 unseen symbols is 1 / (1 + (K − 1)·e^−gain)."""
+    weights = weights or [1.0] * len(usable)
     plate = usable[0][0]
     log_other = math.log(SYMBOLS_PER_POSITION - 1)
     conf = 1.0
     for i in range(len(plate)):
         gain = 0.0
-        for _, cc, _ in usable:
+        for (_, cc, _, _), w in zip(usable, weights, strict=True):
             c = min(max(cc[i], 0.01), 0.999)
-            gain = gain + math.log(c) - math.log(1.0 - c) + log_other
+            gain = gain + w * (math.log(c) - math.log(1.0 - c) + log_other)
         unseen = (SYMBOLS_PER_POSITION - 1) * math.exp(-gain)
         conf *= 1.0 / (1.0 + unseen)
     return FusedPlate(plate, float(conf), len(usable), plate_format(plate) is not None)
+
+
+# -------------------------------------------------------------------------------------------
+# Calibration: from a fusion score to the probability that the plate is right
+# -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map from score to probability, linear between its knots (an isotonic fit's
+    steps, as ``schemas/policy/plate-calibration.yaml`` keeps them)."""
+
+    score: np.ndarray  # knots, increasing, from 0 to 1
+    probability: np.ndarray  # non-decreasing, in [0, 1]
+
+    def __call__(self, score: np.ndarray | float) -> np.ndarray:
+        return np.interp(score, self.score, self.probability)
+
+
+IDENTITY = Calibration(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+
+
+def evidence_kind(views: int, format_valid: bool) -> str:
+    """Which map of a source applies: a plate of invalid format, one view, or several."""
+    if not format_valid:
+        return "invalid_format"
+    return "one_view" if views <= 1 else "several_views"
+
+
+@lru_cache(maxsize=1)
+def _calibrations() -> dict[tuple[str, str], Calibration]:
+    from schemas.plate_calibration import load_plate_calibration
+
+    table = load_plate_calibration()
+    return {
+        (source, kind): Calibration(np.array(m["score"]), np.array(m["probability"]))
+        for source, kinds in table["maps"].items()
+        for kind, m in kinds.items()
+    }
+
+
+def calibration(source: str, kind: str) -> Calibration:
+    """The fitted map of ``source`` (``camera``: fused camera reads; ``gateway``: a vendor's
+    own confidence) for one ``evidence_kind``."""
+    try:
+        return _calibrations()[(source, kind)]
+    except KeyError:
+        raise KeyError(f"plate-calibration.yaml has no map for {source}/{kind}") from None
+
+
+def plate_probability(fused: FusedPlate, source: str = "camera") -> float:
+    """The probability that ``fused.plate`` is the vehicle's plate (0 when there is none)."""
+    if not fused.plate:
+        return 0.0
+    kind = evidence_kind(fused.views, fused.format_valid)
+    return float(calibration(source, kind)(fused.score))
 
 
 # -------------------------------------------------------------------------------------------

@@ -43,10 +43,16 @@ class Pool:
         return len(self.site_id)
 
 
+def truth_rows(truth: list[dict]) -> list[dict]:
+    """The vehicles of a simulation's ground truth that a gateway reports, in ``pool_of``'s
+    row order."""
+    return [t for t in truth if 2 <= t["axle_count"] <= MAX_AXLES]
+
+
 def pool_of(truth: list[dict], seed: int = 0) -> Pool:
     """The vehicles of a simulation's ground truth, with the gateway's own plate reads."""
     rng = np.random.default_rng(seed)
-    rows = [t for t in truth if 2 <= t["axle_count"] <= MAX_AXLES]
+    rows = truth_rows(truth)
     n = len(rows)
     loads = np.zeros((n, MAX_AXLES))
     spacings = np.zeros((n, MAX_AXLES - 1))

@@ -13,7 +13,8 @@ Identity of a gateway row (the gateway already paired reads and weighing, so the
 join here): a rear plate ending in 挂 is the trailer's, the vehicle is its front plate; front
 and rear reading the same plate corroborate each other (confidence 1 − (1 − c_f)(1 − c_r)); two
 different readings leave the more confident one with the margin between them as confidence, and
-flag a conflict when both are sure; one reading stands with its own confidence. The verdict
+flag a conflict when both are sure; one reading stands with its own confidence. That combined
+score becomes a probability through the gateway's own calibration maps. The verdict
 kernel then applies the same enforceability rule as everywhere (检定 valid, plate confidence,
 excess beyond the warning band and the device's error bound).
 """
@@ -28,6 +29,7 @@ import numpy as np
 import orjson
 
 import schemas
+from kernels.plates import calibration
 from kernels.verdicts import (
     OVERLIMIT,
     REAR_SAME,
@@ -62,9 +64,11 @@ class Identities:
 
     plate_front: list[str]
     plate_rear: list[str]
-    confidence: np.ndarray
+    confidence: np.ndarray  # the probability that plate_front is right (calibrated score)
     flags: np.ndarray  # uint32
     rear_plate: np.ndarray  # int8: what the rear read says of the body (REAR_*)
+    score: np.ndarray  # the combined vendor confidences, before calibration
+    views: np.ndarray  # int: 2 when front and rear read the same plate, else 1 (0: none)
 
 
 def identify(
@@ -100,11 +104,28 @@ def identify(
         flags[[p in invalid for p in vehicle.tolist()]] |= F.PLATE_FORMAT_INVALID
     plate_front = vehicle.tolist()
     plate_rear = np.where(has_r, rear_arr, "").tolist()
-    conf = np.where(named, conf, 0.0)
+    score = np.where(named, conf, 0.0)
+    views = np.where(agree, 2, np.where(named, 1, 0))
     rear_plate = np.full(n, REAR_UNKNOWN, dtype=np.int8)
     rear_plate[has_r & trailer] = REAR_TRAILER
     rear_plate[agree] = REAR_SAME
-    return Identities(plate_front, plate_rear, conf, flags, rear_plate)
+    probability = calibrated(score, views, [p in invalid for p in plate_front])
+    return Identities(plate_front, plate_rear, probability, flags, rear_plate, score, views)
+
+
+def calibrated(score: np.ndarray, views: np.ndarray, invalid: list[bool]) -> np.ndarray:
+    """The gateway's combined vendor confidence as a probability (its own fitted maps: a
+    vendor's number means what that vendor's OCR makes it mean)."""
+    out = np.zeros(score.size)
+    bad = np.array(invalid, dtype=bool).reshape(-1)
+    for kind, rows in (
+        ("invalid_format", bad & (views > 0)),
+        ("one_view", ~bad & (views == 1)),
+        ("several_views", ~bad & (views >= 2)),
+    ):
+        if rows.any():
+            out[rows] = calibration("gateway", kind)(score[rows])
+    return out
 
 
 @dataclass(frozen=True)
@@ -190,6 +211,8 @@ def judge_round(
             ident.confidence[rows],
             ident.flags[rows],
             ident.rear_plate[rows],
+            ident.score[rows],
+            ident.views[rows],
         )
         part = VerdictResult(**{f.name: getattr(result, f.name)[rows] for f in fields(result)})
         flagged = [

@@ -171,7 +171,9 @@ def _identify(
     only cameras over other lanes read may be a neighbour's (the join lets a lane changer's
     reads through at a cost): it is flagged ``other_lane_plate`` and goes to review."""
     flags = 0
-    as_reads = lambda rs: [(r["plate"], r.get("char_conf"), r["confidence"]) for r in rs]  # noqa: E731
+    as_reads = lambda rs: [  # noqa: E731
+        (r["plate"], r.get("char_conf"), r["confidence"], r["camera_id"]) for r in rs
+    ]
     rear_trailer = [r for r in rear if is_trailer(normalise(r["plate"]))]
     rear_own = [r for r in rear if r not in rear_trailer]
     if not front:
@@ -184,14 +186,14 @@ def _identify(
         identity, used = fused_front, front
     else:
         fused_rear = plates.fuse_reads(as_reads(rear_own), model)
-        confident = min(fused_front.confidence, fused_rear.confidence) >= CONFLICT_CONFIDENCE
+        confident = min(fused_front.score, fused_rear.score) >= CONFLICT_CONFIDENCE
         if confident and plates.distance(fused_front.plate, fused_rear.plate, model) > 0.5:
             flags |= F.FRONT_REAR_CONFLICT  # both ends read well, yet show different plates
         # a rigid vehicle shows one plate front and rear: fuse all its reads
         identity = plates.fuse_reads(as_reads(front + rear_own), model)
         used = front + rear_own
     plate = identity.plate or fused_rear.plate
-    confidence = identity.confidence if identity.plate else 0.0
+    confidence = plates.plate_probability(identity)
     named = [r for r in (used if identity.plate else rear) if normalise(r["plate"])]
     if named and not any(own_lane(r) for r in named):
         flags |= F.OTHER_LANE_PLATE
@@ -210,6 +212,8 @@ def _identify(
         flags=flags,
         read_ids=tuple(sorted(r["read_id"] for r in used + rear_trailer)),
         rear_plate=body,
+        score=identity.score if identity.plate else 0.0,
+        views=identity.views if identity.plate else 0,
     )
 
 
@@ -298,6 +302,27 @@ def decide_group(
     return *decide_with_support(rest, [], registry, policy, rest_matched), differ
 
 
+def identify_matched(
+    measured: list[dict[str, Any]],
+    matched: list[tuple[list[dict], list[dict]]],
+    registry: Registry,
+) -> list[Identity]:
+    """The plate identity of each measured vehicle from the front and rear reads it was
+    matched to, with each site's own plate costs (its province)."""
+    identities = []
+    cameras = registry.cameras
+    for m, (front, rear) in zip(measured, matched, strict=True):
+        site = registry.sites.get(m["site_id"])
+        model = plates.cost_model(site.authority[0] if site else None)
+
+        def own_lane(read: dict[str, Any], lane: int = m["lane"]) -> bool:
+            camera = cameras.get(read["camera_id"])
+            return camera is None or camera.lane == lane
+
+        identities.append(_identify(front, rear, model, own_lane))
+    return identities
+
+
 def decide_with_support(
     measured: list[dict[str, Any]],
     reads: list[dict[str, Any]],
@@ -315,17 +340,7 @@ def decide_with_support(
         return [], []
     if matched is None:
         matched = join_site_reads(measured, reads, registry, join)
-    identities = []
-    cameras = registry.cameras
-    for m, (front, rear) in zip(measured, matched, strict=True):
-        site = registry.sites.get(m["site_id"])
-        model = plates.cost_model(site.authority[0] if site else None)
-
-        def own_lane(read: dict[str, Any], lane: int = m["lane"]) -> bool:
-            camera = cameras.get(read["camera_id"])
-            return camera is None or camera.lane == lane
-
-        identities.append(_identify(front, rear, model, own_lane))
+    identities = identify_matched(measured, matched, registry)
 
     spacings = np.zeros((n, MAX_AXLES - 1))
     flags = np.zeros(n, dtype=np.uint32)

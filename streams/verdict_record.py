@@ -26,10 +26,12 @@ CONFLICT_CONFIDENCE = 0.9  # front and rear both this sure and still different: 
 class Identity:
     plate_front: str
     plate_rear: str
-    confidence: float
+    confidence: float  # the probability that plate_front is right (kernels.plates.calibration)
     flags: int
     read_ids: tuple[str, ...]
     rear_plate: int = 0  # what the rear plate says of the body (kernels.verdicts.REAR_*)
+    score: float = 0.0  # the fusion score the probability was calibrated from
+    views: int = 0  # cameras whose reads were fused into plate_front
 
 
 def verdict_record(

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
+from kernels import plates
 from kernels.axles import MAX_AXLES
 from kernels.verdicts import REAR_SAME, REAR_TRAILER, REAR_UNKNOWN, VerdictInputs
 from kernels.verdicts import decide as decide_kernel
@@ -68,6 +69,10 @@ def _reference_identity(front: str, rear: str, cf: float, cr: float, batch_id: s
         plate, conf = "", 0.0
     if plate and plate_format(plate) is None:
         flags |= F.PLATE_FORMAT_INVALID
+    if plate:  # the vendor's number through the gateway's own map (schemas/policy)
+        agree = has_f and has_r and not trailer and front == rear
+        kind = plates.evidence_kind(2 if agree else 1, plate_format(plate) is not None)
+        conf = float(plates.calibration("gateway", kind)(conf))
     if trailer:
         body = REAR_TRAILER
     elif has_f and has_r and front == rear:

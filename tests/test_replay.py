@@ -104,3 +104,12 @@ def test_accuracy_on_5000_simulated_vehicles(tmp_path, registry, seed):
     # recall among trucks whose true excess survives the device's error bound; the issue's
     # "excess > 1 t" population cannot reach 95 % without fining within the error bound
     assert acc["recall_overlimit_beyond_error_bound"] >= 0.8
+    # plate confidence is a probability: per decile, the right share is the stated one within
+    # 0.05, or within three binomial standard deviations where a decile holds too few vehicles
+    # for 0.05 to lie outside its sampling noise (n = 75 at p = 0.35: one σ is 0.055)
+    for row in acc["plate_reliability"]:
+        if row["n"] >= 50:
+            p = row["stated"]
+            noise = 3.0 * (p * (1.0 - p) / row["n"]) ** 0.5
+            tolerance = max(0.05, noise)
+            assert abs(row["empirical"] - p) <= tolerance, acc["plate_reliability"]

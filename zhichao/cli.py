@@ -318,6 +318,72 @@ def worker(
     app.main()
 
 
+@main.command("calibrate-plates")
+@click.option("--city", "registry_path", default="example-city", show_default=True)
+@click.option("--seeds", default="101-108", show_default=True, help="simulator seeds: 1-8 or 1,5,9")
+@click.option("--vehicles", default=5000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--outcomes",
+    "outcome_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="reviewed outcomes (JSON lines: source, kind, score, right), added to the simulated",
+)
+@click.option("--no-simulation", is_flag=True, help="fit on the --outcomes alone")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="default: schemas/policy/plate-calibration.yaml",
+)
+def calibrate_plates(
+    registry_path: str,
+    seeds: str,
+    vehicles: int,
+    outcome_files: tuple[Path, ...],
+    no_simulation: bool,
+    out: Path | None,
+) -> None:
+    """Fit the map from plate fusion score to the probability that the plate is right."""
+    from schemas.plate_calibration import DEFAULT_PATH
+    from zhichao import calibrate
+
+    try:
+        seed_list = _seed_list(seeds)
+        outcomes = [o for f in outcome_files for o in calibrate.read_outcomes(f)]
+        registry = load_registry(_registry_path(registry_path))
+    except (ValueError, RegistryError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    fitted_on: dict[str, object] = {"reviewed_outcomes": len(outcomes)}
+    if not no_simulation:
+        outcomes += calibrate.camera_outcomes(registry, seed_list, vehicles)
+        outcomes += calibrate.gateway_outcomes(registry, seed_list, vehicles)
+        fitted_on.update(simulator_seeds=seed_list, vehicles_per_seed=vehicles)
+    if not outcomes:
+        raise click.ClickException("no outcomes to fit on")
+    maps = calibrate.fit(outcomes)
+    target = out or DEFAULT_PATH
+    calibrate.write_calibration(maps, target, fitted_on)
+    for source, kinds in maps.items():
+        for kind, m in kinds.items():
+            click.echo(
+                f"{source}/{kind}: {m['outcomes']} outcomes, {m['right']} right, "
+                f"{len(m['score'])} knots"
+            )
+    click.echo(f"wrote {target}")
+
+
+def _seed_list(text: str) -> list[int]:
+    """``1-8`` or ``1,5,9`` as a list of seeds."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            return list(range(lo, hi + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: {text!r} is not a range (1-8) or a list (1,5,9)") from None
+
+
 @main.command()
 @click.option(
     "--registry",

@@ -117,10 +117,23 @@ class ReplayReport:
             lines.append(f"  rejected inputs: {dict(Counter(r.reason for r in self.rejected))}")
         if self.accuracy:
             lines.append("accuracy against ground truth (准确度):")
-            figures = {k: v for k, v in self.accuracy.items() if k != "class_confusion"}
+            tables = ("class_confusion", "plate_reliability")
+            figures = {k: v for k, v in self.accuracy.items() if k not in tables}
             lines += [f"  {k:<44} {v}" for k, v in figures.items()]
             lines += _confusion_table(self.accuracy.get("class_confusion") or {})
+            lines += _reliability_table(self.accuracy.get("plate_reliability") or [])
         return "\n".join(lines)
+
+
+def _reliability_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Stated plate confidence against how often the plate was right (车牌置信度校准)."""
+    if not rows:
+        return []
+    lines = ["plate confidence per decile: vehicles, stated, empirical (right share):"]
+    lines += [
+        f"  {r['decile']}  {r['n']:>6}  {r['stated']:.4f}  {r['empirical']:.4f}" for r in rows
+    ]
+    return lines
 
 
 def _confusion_table(confusion: dict[str, dict[str, int]]) -> list[str]:
@@ -227,6 +240,14 @@ def accuracy(
 
     over_provable = [(v, t) for v, t in over_1t if provable(t)]
 
+    def clearly_over(t: dict[str, Any]) -> bool:
+        """The plate issue's population: over by more than the band, the device's in-service
+        bound and 3 % of the GVW."""
+        err = policy.device_error_pct(t["accuracy_class"]) / 100.0
+        return t["gvw_kg"] - true_limit(t) > policy.warning_band_kg + (err + 0.03) * t["gvw_kg"]
+
+    clear = [(v, t) for v, t in pairs if not t["covered"] and t["cert_valid"] and clearly_over(t)]
+
     def enforce_limit(v: dict[str, Any], t: dict[str, Any]) -> float:
         """The limit a fine was held to, from the verdict's threshold (kernels.verdicts)."""
         err = policy.device_error_pct(t["accuracy_class"]) / 100.0
@@ -277,6 +298,12 @@ def accuracy(
         )
         if over_provable
         else None,
+        "recall_clearly_over_uncovered_valid": round(
+            np.mean([v["enforceable"] for v, _ in clear]), 5
+        )
+        if clear
+        else None,
+        "clearly_over_uncovered_valid_vehicles": len(clear),
         "overlimit_excess_gt_1t_vehicles": len(over_1t),
         # classification (车型) of the trucks: right class, and the limits held to
         "class_right_of_trucks": round(
@@ -297,11 +324,33 @@ def accuracy(
         "enforceable_within_warning_band": sum(
             t["gvw_kg"] <= true_limit(t) + policy.warning_band_kg for _, t in enforceable
         ),
+        "plate_reliability": reliability(pairs),
         "trailer_read_classified_rigid": sum(
             bool(v["plate_rear"]) and is_trailer(v["plate_rear"]) and v["vehicle_class"] in rigid
             for v, _ in pairs
         ),
     }
+
+
+def reliability(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Plate confidence per decile of stated confidence: how many, stated (mean) against
+    empirical (share whose front plate is the true one)."""
+    rows = [(v["plate_confidence"], v["plate_front"] == t["plate_front"]) for v, t in pairs]
+    rows = [r for r, (v, _) in zip(rows, pairs, strict=True) if v["plate_front"]]
+    out = []
+    for d in range(10):
+        lo, hi = d / 10, (d + 1) / 10
+        mine = [(c, ok) for c, ok in rows if lo <= c < hi or (d == 9 and c == 1.0)]
+        if mine:
+            out.append(
+                {
+                    "decile": f"{lo:.1f}-{hi:.1f}",
+                    "n": len(mine),
+                    "stated": round(float(np.mean([c for c, _ in mine])), 4),
+                    "empirical": round(float(np.mean([ok for _, ok in mine])), 4),
+                }
+            )
+    return out
 
 
 def replay_files(

@@ -154,12 +154,12 @@ def test_fusion_prefers_the_confident_read():
             ("浙D1Z345", [0.99, 0.99, 0.99, 0.4, 0.99, 0.99, 0.99], 0.4),
         ]
     )
-    assert fused.plate == "浙D12345" and fused.confidence > 0.9
+    assert fused.plate == "浙D12345" and fused.score > 0.9
 
 
 def test_fusion_of_two_confident_but_different_reads_is_unsure():
     fused = plates.fuse_reads([("浙D12345", [0.99] * 7, 0.93), ("浙D12845", [0.99] * 7, 0.93)])
-    assert fused.confidence < 0.6
+    assert fused.score < 0.6
 
 
 def test_fusion_never_mixes_trailer_and_tractor_plates():
@@ -169,7 +169,7 @@ def test_fusion_never_mixes_trailer_and_tractor_plates():
 
 def test_fusion_ignores_unreadable_and_low_confidence_reads():
     assert plates.fuse_reads([("", None, 0.0), ("浙D12345", None, 0.1)]).plate == ""
-    assert plates.fuse_reads([]).confidence == 0.0
+    assert plates.fuse_reads([]).score == 0.0
 
 
 @settings(max_examples=300, deadline=None)
@@ -179,11 +179,38 @@ def test_fusion_ignores_unreadable_and_low_confidence_reads():
     st.lists(st.floats(0.2, 1.0), min_size=6, max_size=6),
 )
 def test_fusion_of_agreeing_reads_is_the_vote_exactly(first, others, confs):
-    """Reads that all show one plate take a shortcut; it must be the full vote to the bit."""
+    """Reads that all show one plate take a shortcut; it must be the full vote to the bit,
+    frames of one camera weighted as one witness in both."""
     model = plates.cost_model()
-    usable = [("浙D12345", cc, c) for cc, c in zip([first, *others], confs, strict=False)]
+    ccs = [first, *others]
+    cams = ["front-1", "front-1", "rear-1", None, "rear-1", "front-1"][: len(ccs)]
+    usable = [("浙D12345", cc, c, cam) for cc, c, cam in zip(ccs, confs, cams, strict=False)]
     shortcut = plates.fuse_reads(usable, model)
-    assert shortcut == plates._fuse_voting(usable, model, 1.0)
+    weights = plates._witness_weights(cams[: len(usable)])
+    full = plates._fuse_voting(usable, model, 1.0, weights)
+    assert (shortcut.plate, shortcut.score) == (full.plate, full.score)
+
+
+def test_frames_of_one_camera_are_one_witness():
+    """Three frames of one camera showing a misread are the evidence of one view, not three:
+    the same frames from three cameras are stronger evidence."""
+    cc = [0.99, 0.99, 0.99, 0.6, 0.99, 0.99, 0.99]
+    one_camera = plates.fuse_reads([("浙D12845", cc, 0.6, "front-1")] * 3)
+    three = plates.fuse_reads([("浙D12845", cc, 0.6, cam) for cam in ("f-1", "f-2", "r-1")])
+    single = plates.fuse_reads([("浙D12845", cc, 0.6, "front-1")])
+    assert one_camera.views == 1 and three.views == 3
+    assert one_camera.score == pytest.approx(single.score, rel=0.05)
+    assert three.score > one_camera.score + 0.2
+
+
+def test_calibration_is_monotone_and_bounded():
+    for source in ("camera", "gateway"):
+        for kind in ("one_view", "several_views", "invalid_format"):
+            m = plates.calibration(source, kind)
+            p = m(np.linspace(0.0, 1.0, 101))
+            assert np.all(np.diff(p) >= 0) and p.min() >= 0 and p.max() <= 1
+    # a plate of invalid format is never called likely right
+    assert plates.calibration("camera", "invalid_format")(1.0) < 0.5
 
 
 @settings(max_examples=400, deadline=None)

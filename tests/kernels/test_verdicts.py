@@ -51,7 +51,7 @@ def one(
     ts=T0,
     cert=CERT,
     err=5.0,
-    conf=0.95,
+    conf=0.995,
     air=-1,
     single=-1,
     rear=0,
@@ -223,7 +223,18 @@ def test_read_only_inputs():
     sp.setflags(write=False)
     out = decide(
         VerdictInputs(
-            np.array([6]), sp, np.array([60000.0]), 60.0, 0, T0, CERT[0], CERT[1], 5.0, 0.95, -1, -1
+            np.array([6]),
+            sp,
+            np.array([60000.0]),
+            60.0,
+            0,
+            T0,
+            CERT[0],
+            CERT[1],
+            5.0,
+            0.995,
+            -1,
+            -1,
         ),
         NATIONAL,
     )
