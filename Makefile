@@ -43,11 +43,16 @@ test: setup  ## the whole test suite (fails if no test ran)
 	NUMBA_CACHE_DIR=$$(mktemp -d) KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no test: failing"; fi; exit $$rc
 
-fuzz: setup  ## 100,000 malformed messages mixed into valid traffic through a real worker
-	ZHICHAO_FUZZ_MESSAGES=$${FUZZ_MESSAGES:-100000} KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest -p no:cacheprovider tests/integration/test_fuzz_stream.py
+fuzz: setup  ## 100,000 malformed messages among valid traffic, and a flood at 10x the valid rate over 1,000 paced vehicles
+	n=$${FUZZ_MESSAGES:-100000}; v=$${FLOOD_VEHICLES:-1000}; \
+	  ZHICHAO_FUZZ_MESSAGES=$$n ZHICHAO_FLOOD_VEHICLES=$$v KERNELS_REQUIRE_NATIVE=1 \
+	  $(PY) -m pytest -p no:cacheprovider -s --timeout=$$((900 + n / 50 + v)) \
+	  tests/integration/test_fuzz_stream.py tests/integration/test_flood_latency.py
 
 crash: setup  ## 5 SIGKILLs of the worker over 20,000 passages: nothing lost, nothing doubled
-	ZHICHAO_CRASH_KILLS=$${CRASH_KILLS:-5} ZHICHAO_CRASH_VEHICLES=$${CRASH_VEHICLES:-20000} KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest -p no:cacheprovider -s tests/integration/test_worker_restart.py
+	k=$${CRASH_KILLS:-5}; v=$${CRASH_VEHICLES:-20000}; \
+	  ZHICHAO_CRASH_KILLS=$$k ZHICHAO_CRASH_VEHICLES=$$v KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest \
+	  -p no:cacheprovider --timeout=$$((600 + 120 * k + v / 20)) -s tests/integration/test_worker_restart.py
 
 bench: setup  ## pytest-benchmark suite; BENCH=kernels for the kernel part only
 	$(PY) -m bench.run --which $(BENCH)

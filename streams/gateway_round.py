@@ -58,12 +58,19 @@ class GatewayRound:
         now_s = time.time()
         with self.metrics.stage_seconds.labels("gateway_judge").time():
             judged = await self.decider.judge_gateway(messages, self.clock, now_s)
-        kept = []
+        kept, dead, finished = [], [], []
         for event, message, received in zip(events, messages, judged.received, strict=True):
             if received.dead is not None:
-                await self.outbox.send_dead(event, *received.dead, ack=not received.goes_on)
+                dead.append((event, *received.dead))
+                if not received.goes_on:
+                    finished.append(event)
             if received.goes_on:
                 kept.append((event, message))
+        if dead:
+            # a batch whose good rows go on is acknowledged with them, the rest once delivered
+            await asyncio.gather(*await self.outbox.send_dead_letters(dead))
+            for event in finished:
+                event.ack()
         if not kept:
             return [], []
         outcomes = judged.outcomes

@@ -91,9 +91,9 @@ class MatchRound:
 
     # -- admitting a batch ---------------------------------------------------------------------
     async def admit(self, intake: Intake) -> None:
-        """Measure the batch's passages (one kernel call) and buffer vehicles and reads."""
-        for event, reason, message in intake.bad:
-            await self.outbox.send_dead(event, reason, message)
+        """Measure the batch's passages (one kernel call) and buffer vehicles and reads; what
+        cannot be used goes to dead.letters in one send, acknowledged once delivered."""
+        dead = list(intake.bad)
         buffers = self.buffers
         # against the other inputs only when every one is being read as it comes
         self.timing.check_ahead(intake.stamps(), 0 if buffers.lagging else buffers.latest())
@@ -102,14 +102,19 @@ class MatchRound:
             (intake.vehicles, "measure_controller"),
         ):
             if items:
-                await self._measure(items, stage)
-        await self._buffer_reads(intake.reads)
+                await self._measure(items, stage, dead)
+        self._buffer_reads(intake.reads, dead)
+        if dead:
+            sent = await self.outbox.send_dead_letters(dead)
+            await self.acks.after(sent, [event for event, _, _ in dead])
 
-    async def _measure(self, items: list[tuple[dict[str, Any], Any]], stage: str) -> None:
+    async def _measure(
+        self, items: list[tuple[dict[str, Any], Any]], stage: str, dead: list[Any]
+    ) -> None:
         event_of = {}
         for record, event in items:
             if record["passage_id"] in event_of:  # the same id twice in one batch
-                await self.outbox.send_dead(event, "duplicate_passage_id", record["passage_id"])
+                dead.append((event, "duplicate_passage_id", record["passage_id"]))
             else:
                 event_of[record["passage_id"]] = event
         items = [(r, e) for r, e in items if event_of[r["passage_id"]] is e]
@@ -117,10 +122,8 @@ class MatchRound:
             result = await self.decider.measure(stage, [r for r, _ in items])
         for failure in result.failures:
             log.error("%s: %s", stage, failure)
-        for passage_id, message in result.poison:
-            await self.outbox.send_dead(event_of[passage_id], "kernel_error", message)
-        for passage_id, reason, message in result.rejected:
-            await self.outbox.send_dead(event_of[passage_id], reason, message)
+        dead += [(event_of[p], "kernel_error", message) for p, message in result.poison]
+        dead += [(event_of[p], reason, message) for p, reason, message in result.rejected]
         # the helper took a while: a rebalance meanwhile leaves these to their new owner
         fresh = {id(e) for e in self.progress.current_generation(list(event_of.values()))}
         for m in result.vehicles:
@@ -130,14 +133,14 @@ class MatchRound:
             self.state.produced_s.setdefault(m["passage_id"], event.message.timestamp)
             self.buffers.add_vehicle(m, event, (event.message.topic, event.message.partition))
 
-    async def _buffer_reads(self, reads: list[tuple[dict[str, Any], Any]]) -> None:
+    def _buffer_reads(self, reads: list[tuple[dict[str, Any], Any]], dead: list[Any]) -> None:
         fresh = {id(e) for e in self.progress.current_generation([e for _, e in reads])}
         for read, event in reads:
             if id(event) not in fresh:
                 continue
             problem = read_problem(read, self.registry)
             if problem:
-                await self.outbox.send_dead(event, *problem)
+                dead.append((event, *problem))
                 continue
             self.buffers.add_read(read, event, (event.message.topic, event.message.partition))
             self.state.unwritten_reads.append(read)
@@ -186,7 +189,7 @@ class MatchRound:
         deliveries: list[Any] = []  # of the messages this round sends
         await self._order_ahead(ahead_groups, ahead_results, deliveries)
         decided = Decided()
-        await self._collect_cut(groups, cut_results, decided)
+        deliveries += await self._collect_cut(groups, cut_results, decided)
         self._collect_early(early_groups, early_results, decided)
         if decided.verdicts or reads:
             await self._write(decided, reads, progress, deliveries)
@@ -206,7 +209,10 @@ class MatchRound:
         if ahead:
             await self.ordering.order_ahead(ahead, deliveries)
 
-    async def _collect_cut(self, groups: list[Any], results: list[Any], into: Decided) -> None:
+    async def _collect_cut(self, groups: list[Any], results: list[Any], into: Decided) -> list[Any]:
+        """The verdicts of cut groups into ``into``; the poison among them dead-lettered (their
+        tokens are the group's, acknowledged with the round). Returns those deliveries."""
+        dead = []
         for group, result in zip(groups, results, strict=True):
             for failure in result.failures:
                 log.error("site %s: %s", group.site_id, failure)
@@ -216,11 +222,11 @@ class MatchRound:
             token_of = {
                 v["passage_id"]: t for v, t in zip(group.vehicles, group.tokens, strict=False)
             }
-            for passage_id, message in result.poison:
-                await self.outbox.send_dead(token_of[passage_id], "decide_error", message)
+            dead += [(token_of[p], "decide_error", message) for p, message in result.poison]
             into.verdicts += result.verdicts
             into.bodies += self.sealing.bodies(result.verdicts, result.support)
             into.tokens += group.tokens
+        return await self.outbox.send_dead_letters(dead)
 
     def _collect_early(self, groups: list[Any], results: list[Any], into: Decided) -> None:
         for early, result in zip(groups, results, strict=True):

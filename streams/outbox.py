@@ -71,25 +71,64 @@ class Outbox:
             deliveries += sent
 
     async def send_dead(self, event: Any, reason: str, message: str, ack: bool = True) -> None:
-        """A dead letter for ``event``; ``ack=False`` when the rest of it is still to be
-        written (a gateway batch's bad rows)."""
-        m = event.message
-        log.warning(
-            "dead letter %s from %s[%d]@%d: %s", reason, m.topic, m.partition, m.offset, message
-        )
-        self.metrics.dead_letters.labels(reason).inc()
-        await self.hand_over(T.DEAD_LETTERS, [(None, dead_letter_record(event, reason, message))])
+        """A dead letter for ``event``, acknowledged once the broker has it; ``ack=False`` when
+        the rest of it is still to be written (a gateway batch's bad rows)."""
+        sent = await self.send_dead_letters([(event, reason, message)])
+        await asyncio.gather(*sent)
         if ack:
             event.ack()
 
+    async def send_dead_letters(self, bad: list[tuple[Any, str, str]]) -> list[Any]:
+        """Dead letters for ``(event, reason, message)``, handed to the producer in one call;
+        returns their deliveries (the caller acknowledges the events once they are done).
+
+        A flood of bad input (a gateway sending a wrong schema id for everything, a device
+        that sends garbage after a firmware update) must cost little per message: one log line
+        per reason and batch with its count and first example, each letter at debug level."""
+        if not bad:
+            return []
+        by_reason: dict[str, list[tuple[Any, str]]] = {}
+        for event, reason, message in bad:
+            by_reason.setdefault(reason, []).append((event, message))
+        for reason, letters in by_reason.items():
+            self.metrics.dead_letters.labels(reason).inc(len(letters))
+            m, message = letters[0][0].message, letters[0][1]
+            log.warning(
+                "%d dead letter(s) %s, the first from %s[%d]@%d: %s",
+                len(letters),
+                reason,
+                m.topic,
+                m.partition,
+                m.offset,
+                message,
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            for event, reason, message in bad:
+                m = event.message
+                log.debug(
+                    "dead letter %s from %s[%d]@%d: %s",
+                    reason,
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    message,
+                )
+        records = [(None, dead_letter_record(e, r, msg)) for e, r, msg in bad]
+        return await self.hand_over(T.DEAD_LETTERS, records)
+
     async def decoded(self, events: list[Any], codec: Any) -> list[tuple[dict[str, Any], Any]]:
-        """(record, event) of the events ``codec`` can decode; the others to dead.letters."""
-        out = []
+        """(record, event) of the events ``codec`` can decode; the others to dead.letters,
+        acknowledged once the broker has them."""
+        out, bad = [], []
         for event in events:
             try:
                 out.append((codec.decode_wire(event.value), event))
             except schemas.DecodeError as exc:
-                await self.send_dead(event, "undecodable", str(exc))
+                bad.append((event, "undecodable", str(exc)))
+        if bad:
+            await asyncio.gather(*await self.send_dead_letters(bad))
+            for event, _, _ in bad:
+                event.ack()
         return out
 
     async def send_alerts(
