@@ -183,3 +183,30 @@ def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
         opened = conn.execute("SELECT count(*) FROM case_events WHERE action = 'open'").fetchone()
         evidence = [p for (p,) in conn.execute("SELECT passage_id FROM evidence_records")]
     return {"weighings": weighings, "cases": cases, "opened": opened[0], "evidence": evidence}
+
+
+async def dead_letters(bootstrap: str, expected: int, timeout_s: float) -> list[dict[str, Any]]:
+    """The decoded ``dead.letters`` from the start, once ``expected`` are in or at the timeout."""
+    from aiokafka import AIOKafkaConsumer
+
+    import schemas
+    from schemas import topics as T
+
+    consumer = AIOKafkaConsumer(
+        T.DEAD_LETTERS,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=64 << 20,
+    )
+    await consumer.start()
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(letters) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                letters += [schemas.DEAD_LETTER.decode_wire(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return letters

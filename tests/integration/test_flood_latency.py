@@ -22,9 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-import schemas
 from bench.broker import INPUTS, Workload, percentiles, warmed_worker, workload
 from schemas import topics as T
 from schemas.policy import load_policy
@@ -33,7 +31,7 @@ from sim.config import ARCHIVE_START
 from sim.malformed import malformed_events
 from sim.output import write_traffic
 from sim.publish import PaceClock, events_of, producer_for, send_events
-from tests.integration.helpers import verdicts_in_redis
+from tests.integration.helpers import dead_letters, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 
 PARTITIONS = 4
@@ -54,26 +52,6 @@ async def _publish(events: list, bootstrap: str, speedup: float, sent_at: dict) 
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def _dead_letters(bootstrap: str, expected: int, timeout_s: float) -> list[dict]:
-    consumer = AIOKafkaConsumer(
-        T.DEAD_LETTERS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=64 << 20,
-    )
-    await consumer.start()
-    letters: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(letters) < expected and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
-                letters += [schemas.DEAD_LETTER.decode_wire(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return letters
 
 
 def _weighing_stretch(work: Workload, after_s: float = 60.0) -> Workload:
@@ -98,7 +76,7 @@ def _run(here: Path, warm, paced, bad: list, speedup: float) -> dict:
         clock.wait_for(warm.measured_ids, [proc], log, 300)
         asyncio.run(_publish(events, stack.bootstrap, speedup, sent_at))
         got = clock.wait_for(paced.measured_ids, [proc], log, 300)
-        letters = asyncio.run(_dead_letters(stack.bootstrap, len(bad), 120 + len(bad) / 200))
+        letters = asyncio.run(dead_letters(stack.bootstrap, len(bad), 120 + len(bad) / 200))
         all_ids = {p["passage_id"] for p in paced.traffic.passages + warm.traffic.passages}
         clock.wait_for(all_ids, [proc], log, 120)  # the unmeasured tail too, for replay
         streamed = verdicts_in_redis(clock.client)

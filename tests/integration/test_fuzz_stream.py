@@ -16,8 +16,6 @@ from collections import Counter
 import pytest
 import redis
 
-import schemas
-from schemas import topics as T
 from schemas.policy import load_policy
 from sim.config import SimConfig
 from sim.malformed import malformed_events
@@ -26,37 +24,13 @@ from sim.publish import events_of
 from sim.traffic import CitySimulator
 from sinks import constants as K
 from streams.embedded import embedded_stack
-from tests.integration.helpers import publish_events, verdicts_in_redis
+from tests.integration.helpers import dead_letters, publish_events, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 from zhichao.up import start_worker, stop_worker
 
 VEHICLES = 150
 PARTITIONS = 4
 MALFORMED = int(os.environ.get("ZHICHAO_FUZZ_MESSAGES", "3000"))
-
-
-async def _dead_letters(bootstrap: str, expected: int, timeout_s: float) -> list[dict]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        T.DEAD_LETTERS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=64 << 20,
-        max_partition_fetch_bytes=64 << 20,
-    )
-    await consumer.start()
-    letters: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(letters) < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batches.values():
-                letters += [schemas.DEAD_LETTER.decode_wire(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return letters
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +50,7 @@ def run(tmp_path_factory, registry):
         worker = start_worker(stack, PARTITIONS, work / "worker.log")
         try:
             asyncio.run(publish_events(events, stack.bootstrap, PARTITIONS))
-            letters = asyncio.run(_dead_letters(stack.bootstrap, MALFORMED, 240 + MALFORMED / 200))
+            letters = asyncio.run(dead_letters(stack.bootstrap, MALFORMED, 240 + MALFORMED / 200))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and client.xlen(K.VERDICT_STREAM) < VEHICLES:
                 time.sleep(0.5)
