@@ -46,7 +46,7 @@ from schemas import topics as T
 from schemas.registry import CHINA, Registry
 from schemas.units import US
 from sim.config import SimConfig
-from sim.publish import PaceClock, events_of, producer_for, send_events
+from sim.publish import Event, PaceClock, events_of, producer_for, send_events
 from sim.traffic import CitySimulator, CityTraffic
 from sinks import constants as K
 from streams.embedded import EmbeddedStack, embedded_stack
@@ -97,11 +97,14 @@ async def fill(
     partitions: int,
     speedup: float = 0.0,
     sent_at: dict[str, float] | None = None,
+    mixed_in: Iterable[Event] = (),
 ) -> None:
     """Publish the traffic's inputs (passages and reads), as fast as the broker takes them or
-    paced at ``speedup``; ``sent_at`` records when each passage went to the producer."""
+    paced at ``speedup``, with ``mixed_in`` (e.g. malformed messages) at their own times;
+    ``sent_at`` records when each passage went to the producer."""
     await T.ensure_topics(stack.bootstrap, partitions)
-    events = [e for e in events_of(traffic) if e[1] in INPUTS]
+    events = [e for e in events_of(traffic) if e[1] in INPUTS] + list(mixed_in)
+    events.sort(key=lambda e: e[0])  # stable: the traffic's own order within a moment
     origin = min(p["ts_us"] for p in traffic.passages)
     producer = producer_for(stack.bootstrap)
     await producer.start()

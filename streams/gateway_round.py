@@ -68,9 +68,7 @@ class GatewayRound:
                 kept.append((event, message))
         if dead:
             # a batch whose good rows go on is acknowledged with them, the rest once delivered
-            await asyncio.gather(*await self.outbox.send_dead_letters(dead))
-            for event in finished:
-                event.ack()
+            await self.outbox.send_dead_and_ack(dead, finished)
         if not kept:
             return [], []
         outcomes = judged.outcomes

@@ -73,9 +73,12 @@ class Outbox:
     async def send_dead(self, event: Any, reason: str, message: str, ack: bool = True) -> None:
         """A dead letter for ``event``, acknowledged once the broker has it; ``ack=False`` when
         the rest of it is still to be written (a gateway batch's bad rows)."""
-        sent = await self.send_dead_letters([(event, reason, message)])
-        await asyncio.gather(*sent)
-        if ack:
+        await self.send_dead_and_ack([(event, reason, message)], [event] if ack else [])
+
+    async def send_dead_and_ack(self, bad: list[tuple[Any, str, str]], acked: list[Any]) -> None:
+        """Dead letters for ``bad``; once the broker has them all, ``acked`` acknowledged."""
+        await asyncio.gather(*await self.send_dead_letters(bad))
+        for event in acked:
             event.ack()
 
     async def send_dead_letters(self, bad: list[tuple[Any, str, str]]) -> list[Any]:
@@ -126,9 +129,7 @@ class Outbox:
             except schemas.DecodeError as exc:
                 bad.append((event, "undecodable", str(exc)))
         if bad:
-            await asyncio.gather(*await self.send_dead_letters(bad))
-            for event, _, _ in bad:
-                event.ack()
+            await self.send_dead_and_ack(bad, [event for event, _, _ in bad])
         return out
 
     async def send_alerts(

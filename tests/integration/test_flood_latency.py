@@ -16,21 +16,17 @@ import asyncio
 import dataclasses
 import datetime as dt
 import os
-import random
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bench.broker import INPUTS, Workload, percentiles, warmed_worker, workload
-from schemas import topics as T
+from bench.broker import Workload, fill, percentiles, warmed_worker, workload
 from schemas.policy import load_policy
 from schemas.units import US
 from sim.config import ARCHIVE_START
 from sim.malformed import malformed_events
 from sim.output import write_traffic
-from sim.publish import PaceClock, events_of, producer_for, send_events
 from tests.integration.helpers import dead_letters, verdicts_in_redis
 from zhichao.replay import load_inputs, replay
 
@@ -39,19 +35,6 @@ VEHICLES = int(os.environ.get("ZHICHAO_FLOOD_VEHICLES", "100"))
 VALID_PER_S = 8.0  # vehicles a second: a busy city's share of one worker, well below its ceiling
 FLOOD = 10  # bad messages per valid one
 START = ARCHIVE_START + dt.timedelta(days=3)
-
-
-async def _publish(events: list, bootstrap: str, speedup: float, sent_at: dict) -> None:
-    await T.ensure_topics(bootstrap, PARTITIONS)
-    producer = producer_for(bootstrap)
-    await producer.start()
-    try:
-        origin = min(e[0] for e in events if e[1] == T.WIM_PASSAGES)
-        clock = PaceClock(origin, speedup)
-        await send_events(producer, events, clock, lambda pid: sent_at.setdefault(pid, time.time()))
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def _weighing_stretch(work: Workload, after_s: float = 60.0) -> Workload:
@@ -63,18 +46,13 @@ def _weighing_stretch(work: Workload, after_s: float = 60.0) -> Workload:
 
 
 def _run(here: Path, warm, paced, bad: list, speedup: float) -> dict:
-    valid = [e for e in events_of(paced.traffic) if e[1] in INPUTS]
-    rng = random.Random(5)
-    events = sorted(valid + bad, key=lambda e: (e[0], rng.random()))
-
     def publish_warm(stack):
-        warm_events = [e for e in events_of(warm.traffic) if e[1] in INPUTS]
-        asyncio.run(_publish(warm_events, stack.bootstrap, 0.0, {}))
+        asyncio.run(fill(stack, warm.traffic, PARTITIONS))
 
     sent_at: dict[str, float] = {}
     with warmed_worker(here, PARTITIONS, publish_warm) as (stack, proc, log, clock):
         clock.wait_for(warm.measured_ids, [proc], log, 300)
-        asyncio.run(_publish(events, stack.bootstrap, speedup, sent_at))
+        asyncio.run(fill(stack, paced.traffic, PARTITIONS, speedup, sent_at, mixed_in=bad))
         got = clock.wait_for(paced.measured_ids, [proc], log, 300)
         letters = asyncio.run(dead_letters(stack.bootstrap, len(bad), 120 + len(bad) / 200))
         all_ids = {p["passage_id"] for p in paced.traffic.passages + warm.traffic.passages}
