@@ -54,7 +54,7 @@ crash: setup  ## 5 SIGKILLs of the worker over 20,000 passages: nothing lost, no
 	  ZHICHAO_CRASH_KILLS=$$k ZHICHAO_CRASH_VEHICLES=$$v KERNELS_REQUIRE_NATIVE=1 $(PY) -m pytest \
 	  -p no:cacheprovider --timeout=$$((600 + 120 * k + v / 20)) -s tests/integration/test_worker_restart.py
 
-bench: setup  ## pytest-benchmark suite; BENCH=kernels for the kernel part only
+bench: setup  ## pytest-benchmark suite; BENCH=kernels|pipeline|cases|flood for one part
 	$(PY) -m bench.run --which $(BENCH)
 
 lint: $(STAMP)  ## ruff lint and format check

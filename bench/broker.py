@@ -102,15 +102,27 @@ async def fill(
     """Publish the traffic's inputs (passages and reads), as fast as the broker takes them or
     paced at ``speedup``, with ``mixed_in`` (e.g. malformed messages) at their own times;
     ``sent_at`` records when each passage went to the producer."""
-    await T.ensure_topics(stack.bootstrap, partitions)
     events = [e for e in events_of(traffic) if e[1] in INPUTS] + list(mixed_in)
-    events.sort(key=lambda e: e[0])  # stable: the traffic's own order within a moment
     origin = min(p["ts_us"] for p in traffic.passages)
+    await publish(stack, events, partitions, PaceClock(origin, speedup), sent_at)
+
+
+async def publish(
+    stack: EmbeddedStack,
+    events: list[Event],
+    partitions: int,
+    clock: PaceClock | None = None,
+    sent_at: dict[str, float] | None = None,
+) -> None:
+    """Publish ``events`` in time order, paced by ``clock`` (none: as fast as the broker takes
+    them)."""
+    await T.ensure_topics(stack.bootstrap, partitions)
+    events = sorted(events, key=lambda e: e[0])  # stable: the given order within a moment
     producer = producer_for(stack.bootstrap)
     await producer.start()
     try:
         mark = (lambda pid: sent_at.setdefault(pid, time.time())) if sent_at is not None else None
-        await send_events(producer, events, PaceClock(origin, speedup), mark)
+        await send_events(producer, events, clock or PaceClock(0, 0.0), mark)
         await producer.flush()
     finally:
         await producer.stop()

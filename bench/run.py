@@ -1,7 +1,8 @@
 """``make bench``: run the pytest-benchmark suite, then write bench/summary.json and a table.
 
 Every figure is a ratio to a baseline measured in the same run, or a rate on this machine;
-``--which kernels`` runs only the kernel groups, ``--which cases`` only the store of record's.
+``--which kernels`` runs only the kernel groups, ``--which cases`` only the store of record's,
+``--which flood`` only the flood of malformed input.
 A run of one part keeps the other parts' figures in summary.json and their sections of the report.
 """
 
@@ -23,11 +24,13 @@ SUMMARY = HERE / "summary.json"
 KERNELS = ["bench/bench_kernels.py", "bench/bench_replay.py"]
 PIPELINE = ["bench/bench_pipeline.py", "bench/bench_gateway.py", "bench/bench_state.py"]
 CASES = ["bench/bench_cases.py"]
+FLOOD = ["bench/bench_dead_letters.py"]
 FILES = {
     "kernels": KERNELS,
     "pipeline": PIPELINE,
     "cases": CASES,
-    "all": KERNELS + PIPELINE + CASES,
+    "flood": FLOOD,
+    "all": KERNELS + PIPELINE + CASES + FLOOD,
 }
 
 
@@ -90,6 +93,10 @@ def summarise(raw: dict) -> dict:
         out["cases_rows_per_s"] = info["cases_rows_per_s"]
         out["cases_bare_copy_rows_per_s"] = info["cases_bare_copy_rows_per_s"]
         out["cases_vs_copy"] = info["cases_vs_copy"]
+    if "test_dead_letters_vs_bare_faust" in info_of:
+        info = info_of["test_dead_letters_vs_bare_faust"]
+        out["dead_letters_per_s"] = info["dead_letters_per_s"]
+        out["dead_letters_vs_bare_faust"] = info["dead_letters_vs_bare_faust"]
     if "test_axles_kernel" not in by_name:
         return out
     t_axles, info = _median(by_name, "test_axles_kernel")
@@ -135,6 +142,7 @@ TARGETS = {
     "worker_rss_1m_plates_mib": ("<=", 1024),
     "cases_rows_per_s": (">=", 20_000),
     "cases_vs_copy": (">=", 0.5),
+    "dead_letters_vs_bare_faust": (">=", 0.5),
 }
 
 
