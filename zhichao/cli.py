@@ -412,6 +412,11 @@ def _seed_list(text: str) -> list[int]:
     help="policy name or YAML path (default: the registry's)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON line")
+@click.option(
+    "--to-db",
+    is_flag=True,
+    help="also store the verdicts in the store of record (ZHICHAO_PG_DSN), as `zhichao db load`",
+)
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
@@ -421,6 +426,7 @@ def replay(
     truth: Path | None,
     policy_name: str | None,
     as_json: bool,
+    to_db: bool,
     files: tuple[Path, ...],
 ) -> None:
     """Decide archived inputs (Avro or JSON lines) exactly as the agents do; write verdicts."""
@@ -429,16 +435,25 @@ def replay(
     from zhichao.replay import ReplayError, replay_files
 
     join = join_params(_settings())  # ZHICHAO_JOIN_*: the same join as the worker's
+    dsn = records_cli.store_dsn() if to_db else None  # before the work: no store, no replay
     try:
         registry = load_registry(_registry_path(registry_path))
         policy = load_policy(policy_name or registry.policy)
         report = replay_files(registry, list(files), out, truth=truth, policy=policy, join=join)
     except (RegistryError, PolicyError, ReplayError) as exc:
         raise click.ClickException(str(exc)) from exc
+    stored = records_cli.load_files(dsn, [out]) if dsn else None
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
+        click.echo(
+            json.dumps(report.as_dict() | {"stored": stored}, ensure_ascii=False, default=str)
+        )
     else:
         click.echo(report.render())
+        if stored is not None:
+            click.echo(
+                f"store of record: {stored['sightings']:,} new sightings, "
+                f"{stored['weighings']:,} new weighings, {stored['cases']:,} cases opened"
+            )
 
 
 @main.command()

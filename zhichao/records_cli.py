@@ -15,7 +15,7 @@ import psycopg
 from schemas.settings import Settings
 
 
-def _dsn() -> str:
+def store_dsn() -> str:
     try:
         dsn = Settings.load().pg_dsn
     except ValueError as exc:
@@ -36,7 +36,7 @@ def db_upgrade() -> None:
     from sinks.records.migrate import SCHEMA_VERSION, WrongSchema, upgrade
 
     try:
-        applied = upgrade(_dsn())
+        applied = upgrade(store_dsn())
     except (WrongSchema, psycopg.Error) as exc:
         raise click.ClickException(str(exc)) from exc
     for m in applied:
@@ -50,11 +50,35 @@ def db_version() -> None:
     from sinks.records.migrate import SCHEMA_VERSION, current_version
 
     try:
-        with psycopg.connect(_dsn()) as conn:
+        with psycopg.connect(store_dsn()) as conn:
             version = current_version(conn)
     except psycopg.Error as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"database": version, "zhichao": SCHEMA_VERSION}))
+
+
+@db.command("load")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def db_load(files: tuple[Path, ...]) -> None:
+    """Store verdict lines (JSON, as `zhichao replay --out` writes them) as the live worker does:
+    weighings, cases in 待审核, sightings and hourly counts. Loading again changes nothing."""
+    click.echo(json.dumps(load_files(store_dsn(), list(files)), ensure_ascii=False))
+
+
+def load_files(dsn: str, files: list[Path]) -> dict[str, int]:
+    """``zhichao db load``'s work, a clear error for a bad line or a database not upgraded."""
+    from dataclasses import asdict
+
+    from sinks.records.load import LoadError, load_verdicts, read_verdicts
+    from sinks.records.migrate import WrongSchema
+
+    try:
+        loaded = asyncio.run(load_verdicts(dsn, read_verdicts(files)))
+    except (LoadError, WrongSchema, psycopg.Error) as exc:
+        raise click.ClickException(str(exc)) from exc
+    return asdict(loaded)
 
 
 @click.group()
@@ -75,7 +99,7 @@ def cases_list(state: str, site: str | None, limit: int) -> None:
         raise click.BadParameter(f"unknown state {state!r}", param_hint="--state")
 
     async def listed():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await store.queue(state, site, limit)
         finally:
@@ -92,7 +116,7 @@ def cases_show(case_id: int) -> None:
     from sinks.records.case_store import CaseStore, UnknownCase
 
     async def shown():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await store.case(case_id)
         finally:
@@ -152,7 +176,7 @@ def cases_export(
         raise click.UsageError(str(exc)) from exc
 
     async def found():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await search(store.pool, **filters.as_kwargs(), limit=EXPORT_LIMIT + 1)
         finally:
@@ -212,7 +236,7 @@ def handover(ctx: click.Context, region: str | None, out: Path | None, actor: st
         raise click.BadParameter(str(exc), param_hint="--region") from exc
 
     async def made():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await hand_over(store, region, out, actor or _me())
         finally:
@@ -249,7 +273,7 @@ def handover_answer(handover_id: int, text: str, actor: str | None) -> None:
     from sinks.records.handover import record_answer
 
     async def answered():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await record_answer(store, handover_id, text, actor or _me())
         finally:
@@ -278,7 +302,7 @@ def handover_list(limit: int) -> None:
     from sinks.records.handover import handovers
 
     async def listed():
-        store = await CaseStore(_dsn(), max_connections=1).open()
+        store = await CaseStore(store_dsn(), max_connections=1).open()
         try:
             return await handovers(store, limit)
         finally:

@@ -26,6 +26,7 @@ from schemas.cases import CaseRefused, CaseRules, load_case_rules, transition
 from schemas.units import US
 from sinks.evidence import parse
 from sinks.records.migrate import SCHEMA_VERSION, WrongSchema
+from sinks.records.traffic import store_traffic
 from sinks.seam import NOTHING_WRITTEN, RoundResults, Written
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,12 @@ class CaseStore:
             cur = await conn.execute(STORE_BATCH, {"initial": self.rules.initial, "actor": SYSTEM})
             new, opened = await cur.fetchone()
         return Stored(int(new), int(opened))
+
+    async def store_traffic(self, verdicts: list[dict[str, Any]]) -> int:
+        """Every verdict's sighting, and the hourly counts of those new (``sinks.records.
+        traffic``), in a transaction of its own: a batch stored before changes nothing."""
+        async with self.pool.connection() as conn, conn.transaction():
+            return await store_traffic(conn, verdicts)
 
     async def apply(
         self,

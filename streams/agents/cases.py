@@ -1,6 +1,7 @@
 """The store of record's agent: every verdict on ``vehicles.verdicts`` into PostgreSQL
 (``sinks.records.case_store``): over-limit and warning weighings kept without expiry, and a
-case in 待审核 for each enforceable one. Apart from the live path, so that an outage of the
+case in 待审核 for each enforceable one; then every verdict's sighting and the hourly traffic
+counts (``sinks.records.traffic``), in a transaction of their own. Apart from the live path, so that an outage of the
 store of record holds only this agent: while PostgreSQL is down it waits with its batch
 unacknowledged, and Kafka keeps what comes next; nothing is lost when it returns.
 """
@@ -49,6 +50,12 @@ def install(worker: Worker, store: CaseStore | None) -> None:
                 await worker.retry(
                     store.name,
                     partial(store.store_verdicts, verdicts, records),
+                    store.unavailable,
+                    store.store,
+                )
+                await worker.retry(
+                    store.name,
+                    partial(store.store_traffic, verdicts),
                     store.unavailable,
                     store.store,
                 )
