@@ -63,6 +63,12 @@ class SimConfig:
     coverer_share: float = 0.005  # plate covered at weigh sites, readable at checkpoints
     bypasser_share: float = 0.01  # leaves the road before a weigh site, uses the bypass road
     cloned_plates: int = 3  # pairs of trucks sharing one plate (套牌)
+    # Regulars: heavy trucks that come back (the same plates and class on every trip). Off by
+    # default (every vehicle new); a simulated quarter turns them on to have repeat offenders.
+    fleet_size: int = 0  # regular trucks in the city
+    fleet_share: float = 0.0  # of heavy trucks, the share that is one of the regulars
+    habitual_share: float = 0.2  # of regulars, those who overload on most trips
+    habitual_overload: float = 0.7  # the chance a habitual overloader is over the limit
     local_share: float = 0.62  # plates issued by the city's own authority (浙D)
     # Device health.
     heartbeat_interval_s: float = 60.0

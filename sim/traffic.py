@@ -57,6 +57,15 @@ class _Identity:
             self.rear = self.front
 
 
+@dataclass(frozen=True)
+class _Regular:
+    """A truck that comes back: its class, its plates, and whether it overloads by habit."""
+
+    code: str
+    plates: _Identity
+    habitual: bool
+
+
 class CitySimulator:
     def __init__(self, config: SimConfig, registry: Registry):
         config.validate()
@@ -387,21 +396,48 @@ class CitySimulator:
                     }
                 )
 
+    def _regular(self, code: str, fleet: list[_Regular]) -> tuple[Vehicle, _Identity]:
+        """A trip of one of the regulars: a new one while the fleet is not full (of this
+        trip's class), else one drawn from it, loaded as its habit says."""
+        rng, cfg = self.rng, self.config
+        if len(fleet) < cfg.fleet_size:
+            habitual = bool(rng.random() < cfg.habitual_share)
+            vehicle = make_vehicle(rng, code, cfg, self._habit(habitual))
+            fleet.append(_Regular(code, _Identity(rng, vehicle, cfg.local_share), habitual))
+            return vehicle, fleet[-1].plates
+        member = fleet[int(rng.integers(len(fleet)))]
+        return make_vehicle(rng, member.code, cfg, self._habit(member.habitual)), member.plates
+
+    def _habit(self, habitual: bool) -> bool | None:
+        """Whether a regular's trip is over the limit: mostly for a habitual overloader, else
+        as any truck (None: the city's share)."""
+        if not habitual:
+            return None
+        return bool(self.rng.random() < self.config.habitual_overload)
+
     def run(self, progress: Iterator[int] | None = None) -> CityTraffic:
         """Simulate ``config.vehicles`` weighed passages plus bypassers and heartbeats."""
         rng, cfg = self.rng, self.config
         traffic = CityTraffic()
         t = float(self.start_us)
         cloned: list[_Identity] = []
+        fleet: list[_Regular] = []
         for index in progress if progress is not None else range(cfg.vehicles):
             t += rng.exponential(1.0 / cfg.city_rate_per_s) * US
             site = self.weigh_sites[int(rng.choice(len(self.weigh_sites), p=self.site_weights))]
-            vehicle = make_vehicle(rng, draw_class(rng, cfg), cfg)
-            ident = _Identity(rng, vehicle, cfg.local_share)
+            code = draw_class(rng, cfg)
+            regular = code in HEAVY_CODES and cfg.fleet_size > 0 and rng.random() < cfg.fleet_share
+            if regular:
+                vehicle, ident = self._regular(code, fleet)
+            else:
+                vehicle = make_vehicle(rng, code, cfg)
+                ident = _Identity(rng, vehicle, cfg.local_share)
             heavy = vehicle.code in HEAVY_CODES
-            if heavy and len(cloned) + len(traffic.cloned) < cfg.cloned_plates and index % 97 == 13:
+            clonable = heavy and not regular  # a regular keeps its own plates
+            clones_left = len(cloned) + len(traffic.cloned) < cfg.cloned_plates
+            if clonable and clones_left and index % 97 == 13:
                 cloned.append(ident)
-            elif heavy and cloned and index % 89 == 7:
+            elif clonable and cloned and index % 89 == 7:
                 twin = cloned.pop(0)
                 ident.front = twin.front  # a second truck with the same (cloned) tractor plate
                 if not vehicle.articulated:

@@ -457,6 +457,69 @@ def replay(
 
 
 @main.command()
+@click.option("--quarter", default=None, help="a quarter, e.g. 2026Q1")
+@click.option("--month", default=None, help="a month, e.g. 2026-03")
+@click.option("--from", "first", default=None, help="first day, YYYY-MM-DD (with --to)")
+@click.option("--to", "last", default=None, help="last day, YYYY-MM-DD, included")
+@click.option("--site", default=None, help="one site's report (default: the city's)")
+@click.option(
+    "--repeat-min", default=2, show_default=True, help="over-limit times of a repeat offender"
+)
+@click.option(
+    "--registry",
+    "registry_path",
+    default="example-city",
+    show_default=True,
+    help="city name or YAML",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report(
+    quarter: str | None,
+    month: str | None,
+    first: str | None,
+    last: str | None,
+    site: str | None,
+    repeat_min: int,
+    registry_path: str,
+    out: Path,
+) -> None:
+    """The 通报 of a quarter, a month or a range of days from the store of record
+    (ZHICHAO_PG_DSN): report.html, report.pdf, report.xlsx and a chart per table in OUT."""
+    import psycopg
+
+    from sinks.records.analysis import Period, PeriodError, build_report
+    from sinks.records.migrate import WrongSchema, check
+    from zhichao.report import write_report
+
+    given = [x for x in (quarter, month, first or last) if x]
+    if len(given) != 1 or bool(first) != bool(last):
+        raise click.UsageError("give one of --quarter, --month, or --from with --to")
+    try:
+        period = (
+            Period.quarter(quarter)
+            if quarter
+            else Period.month(month)
+            if month
+            else Period.days(first, last)
+        )
+        registry = load_registry(_registry_path(registry_path))
+    except (PeriodError, RegistryError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if site is not None and site not in registry.sites:
+        raise click.ClickException(f"站点 {site!r} 不在登记册中（{', '.join(registry.sites)}）")
+    dsn = records_cli.store_dsn()
+    try:
+        check(dsn)
+        with psycopg.connect(dsn) as conn:
+            built = build_report(conn, registry, period, site, repeat_min)
+    except (WrongSchema, psycopg.Error) as exc:
+        raise click.ClickException(str(exc)) from exc
+    files = write_report(built, out)
+    for path in (files.html, files.pdf, files.xlsx):
+        click.echo(str(path))
+
+
+@main.command()
 @click.option("--site", "sites", multiple=True, help="check this site's chain (default: all)")
 @click.option(
     "--file",

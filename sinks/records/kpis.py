@@ -39,7 +39,14 @@ from schemas.policy import POLICY_DIR
 from schemas.registry import CHINA
 
 TARGETS_PATH = POLICY_DIR / "targets.yaml"
-KPI_NAMES = ("penalty_rate", "local_handling_rate")  # the KPIs a target may be set for
+# the KPIs a target may be set for; the over-limit rates are held to a ceiling (at most)
+KPI_NAMES = (
+    "penalty_rate",
+    "local_handling_rate",
+    "overlimit_rate",
+    "overlimit_rate_expressway",
+)
+CASE_KPI_NAMES = KPI_NAMES[:2]  # the case workflow's, shown with the case tiles
 
 
 class TargetsError(ValueError):
@@ -51,6 +58,7 @@ class Target:
     name: str
     label: str
     by_year: dict[int, float]  # year -> percent
+    at_most: bool = False  # met when the rate is at most the target (a ceiling), not at least
 
     def for_year(self, year: int) -> float | None:
         """The target of ``year``: that year's, else the last earlier year's (a target holds
@@ -67,6 +75,10 @@ class Targets:
     def for_year(self, name: str, year: int) -> float | None:
         target = self.kpis.get(name)
         return None if target is None else target.for_year(year)
+
+    def at_most(self, name: str) -> bool:
+        target = self.kpis.get(name)
+        return target is not None and target.at_most
 
 
 def _number(value: Any) -> bool:
@@ -107,7 +119,10 @@ def load_targets(path: Path = TARGETS_PATH) -> Targets:
                     f"{where}.by_year.{year}: {pct!r} is not a percentage from 0 to 100"
                 )
             years[year] = float(pct)
-        out[name] = Target(name, label.strip(), dict(sorted(years.items())))
+        at_most = entry.get("at_most", False)
+        if not isinstance(at_most, bool):
+            raise TargetsError(f"{where}.at_most: should be true or false, not {at_most!r}")
+        out[name] = Target(name, label.strip(), dict(sorted(years.items())), at_most)
     return Targets(version, out)
 
 
@@ -145,6 +160,7 @@ WITH c AS (
            coalesce(bool_or(e.action = 'hand_over'), false) AS handed_over
       FROM cases c LEFT JOIN case_events e USING (case_id)
      WHERE c.weighed_at >= %(start)s AND c.weighed_at < %(end)s
+       AND (%(site)s::text IS NULL OR c.site_id = %(site)s)
      GROUP BY c.case_id
 )
 SELECT count(*) AS cases,
@@ -169,12 +185,21 @@ SELECT count(*) AS cases,
 """
 
 
-def rate(numerator: int, denominator: int, target: float | None = None) -> dict[str, Any]:
+def rate(
+    numerator: int,
+    denominator: int,
+    target: float | None = None,
+    at_most: bool = False,
+    decimals: int = 1,
+) -> dict[str, Any]:
     """A rate as the dashboard shows it: percent with one decimal (None without a
     denominator), its parts, the year's target and whether it is met (None: no figure or no
-    target)."""
-    value = round(100.0 * numerator / denominator, 1) if denominator else None
-    met = None if value is None or target is None else value >= target
+    target): at least the target, or at most it for a ceiling (``at_most``)."""
+    value = round(100.0 * numerator / denominator, decimals) if denominator else None
+    if value is None or target is None:
+        met = None
+    else:
+        met = value <= target if at_most else value >= target
     return {
         "value": value,
         "numerator": numerator,
@@ -203,7 +228,7 @@ async def case_kpis(
     start, end = year_bounds(year)
     moment = as_of(today)
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(CASE_KPIS, {"start": start, "end": end})
+        await cur.execute(CASE_KPIS, {"start": start, "end": end, "site": None})
         r = await cur.fetchone()
     oldest = r["oldest_pending"]
     return {
@@ -234,12 +259,14 @@ async def case_kpis(
 
 
 def year_targets(year: int, targets: Targets | None = None) -> dict[str, float | None]:
-    """The year's targets by KPI name, for a page that has no figures to hold to them."""
+    """The year's targets of the case KPIs by name, for a page that has no figures to hold to
+    them."""
     targets = targets or default_targets()
-    return {name: targets.for_year(name, year) for name in KPI_NAMES}
+    return {name: targets.for_year(name, year) for name in CASE_KPI_NAMES}
 
 
 __all__ = [
+    "CASE_KPIS",
     "KPI_NAMES",
     "TARGETS_PATH",
     "Target",

@@ -31,7 +31,7 @@ from schemas.units import US
 from sinks import constants as K
 from sinks.devices import MISSED_HEARTBEATS_OFFLINE
 from sinks.kpi import day_of
-from sinks.records.kpis import case_kpis, year_targets
+from sinks.records.kpis import case_kpis, default_targets, year_targets
 
 if TYPE_CHECKING:
     from sinks.records.case_store import CaseStore
@@ -164,6 +164,15 @@ async def cases_state(cases: CaseStore | None, day: str) -> dict[str, Any]:
     return {"connected": True, "available": True, **kpis}
 
 
+def overlimit_tile(over: float | None, year: int) -> dict[str, Any]:
+    """The city's over-limit rate today against the year's ceiling (``targets.yaml``)."""
+    target = default_targets().for_year("overlimit_rate", year)
+    if target is None:
+        return tile("overlimit_rate", "超限率", over, "%")
+    met = None if over is None else over <= target
+    return tile("overlimit_rate", "超限率", over, "%", f"≤ {target:g} %", met)
+
+
 def tiles(
     city: dict[str, float],
     dispatch: dict[str, float],
@@ -182,7 +191,7 @@ def tiles(
     cases = cases or cases_unavailable(False, dt.datetime.now(CHINA).year)
     return [
         tile("vehicles", "称重车辆", int(vehicles), "辆"),
-        tile("overlimit_rate", "超限率", over, "%", "< 2 %", None if over is None else over < 2),
+        overlimit_tile(over, cases["year"]),
         tile("enforceable", "可处罚超限", int(city.get("enforceable", 0)), "起"),
         tile(
             "unidentified_rate", "未识别车牌率", _rate(city.get("unidentified", 0), vehicles), "%"
