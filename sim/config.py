@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.registry import CHINA
 
@@ -25,6 +26,16 @@ DEFAULT_MIX: dict[str, float] = {
 # COST 323 class name -> GVW tolerance δ in % (domain.md §2.1).
 COST323_CLASSES = {"A": 5.0, "B+": 7.0, "B": 10.0, "C": 15.0, "D+": 20.0, "D": 25.0}
 
+
+# Weights of the city's rate by hour of day (China time) and by weekday (Monday first), their
+# means 1: freight runs day and night, with its peaks in the morning and the late afternoon, and
+# weekends carry less of it than weekdays. An assumed shape for the simulation, not a measured
+# one: no source in reference/ gives a city's hourly truck counts.
+HOUR_WEIGHTS = (
+    0.75, 0.7, 0.7, 0.7, 0.75, 0.85, 1.0, 1.2, 1.3, 1.3, 1.2, 1.1,
+    1.05, 1.05, 1.1, 1.15, 1.2, 1.25, 1.15, 1.0, 0.95, 0.9, 0.85, 0.8,
+)  # fmt: skip
+WEEKDAY_WEIGHTS = (1.06, 1.06, 1.06, 1.06, 1.06, 0.9, 0.8)
 
 ARCHIVE_START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=CHINA)
 
@@ -69,6 +80,9 @@ class SimConfig:
     fleet_share: float = 0.0  # of heavy trucks, the share that is one of the regulars
     habitual_share: float = 0.2  # of regulars, those who overload on most trips
     habitual_overload: float = 0.7  # the chance a habitual overloader is over the limit
+    # The rhythm of a day and a week (a simulated quarter): the city's rate is scaled by the
+    # hour's and the weekday's weight below. Off by default: a steady rate.
+    rhythm: bool = False
     local_share: float = 0.62  # plates issued by the city's own authority (浙D)
     # Device health.
     heartbeat_interval_s: float = 60.0
@@ -94,3 +108,18 @@ class SimConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within [0, 1]")
         self.noise_scale()
+
+
+def days_of_traffic(days: int, per_day: int) -> dict[str, Any]:
+    """``SimConfig`` settings for ``days`` of traffic at ``per_day`` weighed vehicles a day
+    (``zhichao simulate --days``): the rhythm of day and week, a fleet of regular trucks (a third
+    of a day's vehicles, 40 % of the heavy trips: the repeat offenders of a 通报), and a heartbeat
+    an hour from each device rather than a minute (a quarter of them would be millions)."""
+    return {
+        "vehicles": days * per_day,
+        "city_rate_per_s": per_day / 86400.0,
+        "rhythm": True,
+        "fleet_size": max(10, per_day // 3),
+        "fleet_share": 0.4,
+        "heartbeat_interval_s": 3600.0,
+    }

@@ -19,7 +19,7 @@ import numpy as np
 from schemas.registry import Registry, Site
 from schemas.units import US
 from sim import plates as simplates
-from sim.config import SimConfig
+from sim.config import HOUR_WEIGHTS, WEEKDAY_WEIGHTS, SimConfig
 from sim.signals import SensorLayout, make_calibration, synthesise
 from sim.vehicles import HEAVY_CODES, Vehicle, draw_class, make_vehicle
 
@@ -39,6 +39,9 @@ class CityTraffic:
 
 def _ts_us(moment: dt.datetime) -> int:
     return int(moment.timestamp() * US)
+
+
+CHINA_OFFSET_S = 8 * 3600  # China time is UTC+8 all year
 
 
 class _Identity:
@@ -396,6 +399,21 @@ class CitySimulator:
                     }
                 )
 
+    def _next_arrival(self, t_us: float) -> float:
+        """The next vehicle's time: a Poisson stream at the city's rate, or with the day's and
+        the week's rhythm (thinning: draw at the peak rate, keep with the moment's weight)."""
+        rng, cfg = self.rng, self.config
+        if not cfg.rhythm:
+            return t_us + rng.exponential(1.0 / cfg.city_rate_per_s) * US
+        peak = max(HOUR_WEIGHTS) * max(WEEKDAY_WEIGHTS)
+        while True:
+            t_us += rng.exponential(1.0 / (cfg.city_rate_per_s * peak)) * US
+            local_s = t_us / US + CHINA_OFFSET_S
+            hour, day = int(local_s // 3600 % 24), int(local_s // 86400)
+            weight = HOUR_WEIGHTS[hour] * WEEKDAY_WEIGHTS[(day + 3) % 7]  # 1970-01-01: Thursday
+            if rng.random() * peak < weight:
+                return t_us
+
     def _regular(self, code: str, fleet: list[_Regular]) -> tuple[Vehicle, _Identity]:
         """A trip of one of the regulars: a new one while the fleet is not full (of this
         trip's class), else one drawn from it, loaded as its habit says."""
@@ -423,7 +441,7 @@ class CitySimulator:
         cloned: list[_Identity] = []
         fleet: list[_Regular] = []
         for index in progress if progress is not None else range(cfg.vehicles):
-            t += rng.exponential(1.0 / cfg.city_rate_per_s) * US
+            t = self._next_arrival(t)
             site = self.weigh_sites[int(rng.choice(len(self.weigh_sites), p=self.site_weights))]
             code = draw_class(rng, cfg)
             regular = code in HEAVY_CODES and cfg.fleet_size > 0 and rng.random() < cfg.fleet_share

@@ -206,3 +206,26 @@ def test_simulate_cli_starts_at_the_archive_day_or_when_told(tmp_path):
     bad = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path / "x"), "--start", "May"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
     assert abs(_start_of(None, live=True).timestamp() - time.time()) < 5
+
+
+def test_a_simulated_quarter_has_the_rhythm_of_day_and_week_and_regular_trucks(registry):
+    """``zhichao simulate --days``: arrivals follow the hour and weekday weights (each share
+    within 4 σ of its binomial expectation), and regular trucks come back under their plates."""
+    from schemas.registry import CHINA
+    from sim.config import HOUR_WEIGHTS, WEEKDAY_WEIGHTS, days_of_traffic
+
+    start = dt.datetime(2026, 7, 6, tzinfo=CHINA)  # a Monday
+    config = SimConfig(seed=8, start=start, **days_of_traffic(28, 150))
+    traffic = CitySimulator(config, registry).run()
+    times = [dt.datetime.fromtimestamp(p["ts_us"] / 1e6, CHINA) for p in traffic.passages]
+    n = len(times)
+    assert 27 <= (times[-1] - times[0]).days <= 29
+    hours = Counter(t.hour for t in times)
+    for hour, weight in enumerate(HOUR_WEIGHTS):
+        assert _within(hours[hour], n, weight / 24), (hour, hours[hour], n * weight / 24)
+    days = Counter(t.weekday() for t in times)  # four whole weeks from a Monday
+    for day, weight in enumerate(WEEKDAY_WEIGHTS):
+        assert _within(days[day], n, weight / 7), (day, days[day], n * weight / 7)
+    plates = Counter(t["plate_front"] for t in traffic.truth if t["class"] in HEAVY_CODES)
+    regulars = [p for p, k in plates.items() if k >= 5]
+    assert len(regulars) >= 30  # 50 regulars, 40 % of about 2,000 heavy trips

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,8 +70,10 @@ def _run_simulation(
     overloaded_share: float,
     quiet: bool,
     start: dt.datetime,
+    **settings: Any,
 ):
-    """Simulate into ``out`` from ``start``; returns (summary, traffic)."""
+    """Simulate into ``out`` from ``start`` (``settings``: more of ``SimConfig``); returns
+    (summary, traffic)."""
     from tqdm import tqdm
 
     from sim.config import SimConfig
@@ -88,6 +91,7 @@ def _run_simulation(
         cost323_class=cost_class,
         overloaded_share=overloaded_share,
         start=start,
+        **settings,
     )
     try:
         simulator = CitySimulator(config, registry)
@@ -124,6 +128,14 @@ def _run_simulation(
     help="registry name in schemas/cities or a YAML path",
 )
 @click.option("--vehicles", default=2000, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--days",
+    default=None,
+    type=click.IntRange(1, 800),
+    help="instead of --vehicles: this many days at --per-day, with the rhythm of day and week "
+    "and regular trucks among them (repeat offenders), e.g. a quarter for zhichao report",
+)
+@click.option("--per-day", default=300, show_default=True, type=click.IntRange(1))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=20261122, show_default=True, type=int)
 @click.option(
@@ -166,6 +178,8 @@ def _run_simulation(
 def simulate(
     city: str,
     vehicles: int,
+    days: int | None,
+    per_day: int,
     out: Path,
     seed: int,
     fmt: str,
@@ -179,9 +193,13 @@ def simulate(
 ) -> None:
     """Simulate a city's traffic into files (inputs, truth.jsonl, manifest.json), and
     optionally publish it to Kafka paced in event time."""
+    from sim.config import days_of_traffic
+
     start = _start_of(start_text, live=bool(to_kafka))
+    spread = days_of_traffic(days, per_day) if days else {}
+    vehicles = spread.pop("vehicles", vehicles)
     summary, traffic = _run_simulation(
-        city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet, start
+        city, vehicles, out, seed, fmt, cost_class, overloaded_share, quiet, start, **spread
     )
     if to_kafka:
         import asyncio
