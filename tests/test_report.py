@@ -357,3 +357,37 @@ def test_report_refuses_two_periods_and_an_unknown_site(monkeypatch, stored, tmp
         str(tmp_path),
     )
     assert site.exit_code == 1 and "不在登记册中" in site.output
+
+
+def test_track_gives_every_sighting_of_a_plate_in_time_order_with_its_case(
+    monkeypatch, stored, registry
+):
+    plates = Counter(plate_of(v) for v in stored.verdicts if plate_of(v))
+    plate, n = plates.most_common(1)[0]
+    assert n >= 3
+    done = zhichao(monkeypatch, stored.dsn, "track", plate, "--json")
+    assert done.exit_code == 0, done.output
+    got = [json.loads(line) for line in done.output.splitlines()]
+    mine = sorted(
+        (v for v in stored.verdicts if plate_of(v) == plate),
+        key=lambda v: (v["ts_us"], v["passage_id"]),
+    )
+    assert [g["sighting_id"] for g in got] == [v["passage_id"] for v in mine]
+    assert [g["site_name"] for g in got] == [registry.sites[v["site_id"]].name for v in mine]
+    assert [g["case_id"] is not None for g in got] == [
+        v["enforceable"] and v["verdict"] == "overlimit" for v in mine
+    ]
+    first = china(mine[0]).date().isoformat()
+    one_day = zhichao(
+        monkeypatch, stored.dsn, "track", plate, "--from", first, "--to", first, "--json"
+    )
+    assert len(one_day.output.splitlines()) == sum(
+        china(v).date().isoformat() == first for v in mine
+    )
+    text = zhichao(monkeypatch, stored.dsn, "track", plate)
+    assert text.exit_code == 0 and registry.sites[mine[0]["site_id"]].name in text.output
+
+
+def test_track_refuses_what_is_not_a_plate(monkeypatch, stored):
+    done = zhichao(monkeypatch, stored.dsn, "track", "???")
+    assert done.exit_code == 1 and "不是车牌号码" in done.output

@@ -19,6 +19,14 @@ from schemas.registry import CITY_DIR, EXAMPLE_CITY, Registry, RegistryError, lo
 from schemas.settings import Settings
 from zhichao import records_cli
 
+city_registry = click.option(
+    "--registry",
+    "registry_path",
+    default="example-city",
+    show_default=True,
+    help="registry name in schemas/cities or a YAML path",
+)
+
 
 def _registry_path(city: str) -> Path:
     path = Path(city)
@@ -472,6 +480,51 @@ def replay(
                 f"store of record: {stored['sightings']:,} new sightings, "
                 f"{stored['weighings']:,} new weighings, {stored['cases']:,} cases opened"
             )
+
+
+@main.command()
+@click.argument("plate")
+@click.option("--from", "first", default=None, help="first day, YYYY-MM-DD (China time)")
+@click.option("--to", "last", default=None, help="last day, YYYY-MM-DD, included")
+@city_registry
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per sighting")
+def track(
+    plate: str, first: str | None, last: str | None, registry_path: str, as_json: bool
+) -> None:
+    """A plate's trajectory (车辆轨迹) from the store of record (ZHICHAO_PG_DSN): every sighting
+    at a weigh site in time order, with its weighing and case."""
+    import psycopg
+
+    from sinks.records.track import BadPlate, day_bounds
+    from sinks.records.track import track as track_of
+
+    try:
+        start, end = day_bounds(first, last)
+        registry = load_registry(_registry_path(registry_path))
+        with psycopg.connect(records_cli.store_dsn()) as conn:
+            found = track_of(conn, registry, plate, start, end)
+    except (BadPlate, RegistryError, psycopg.Error) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        for row in found:
+            click.echo(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    if not found:
+        click.echo(f"{plate}：记录库中没有过车记录")
+        return
+    from schemas.cases import load_case_rules
+
+    states = load_case_rules().states
+    verdicts = {"ok": "正常", "warning": "预警", "overlimit": "超限"}
+    directions = {"up": "上行", "down": "下行"}
+    for r in found:
+        case = f"案件 {r['case_id']}（{states[r['case_state']]}）" if r["case_id"] else ""
+        excess = f" 超限率 {r['overload_pct']:.2f}%" if r["verdict"] == "overlimit" else ""
+        click.echo(
+            f"{r['seen_at'][:16].replace('T', ' ')}  {r['site_name']}（{r['site_id']}）"
+            f" {directions.get(r['direction'], r['direction'])}  {r['vehicle_class']}"
+            f" {r['gvw_kg'] / 1000:.2f} 吨 {verdicts[r['verdict']]}{excess}  {case}".rstrip()
+        )
 
 
 @main.command()
