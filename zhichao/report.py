@@ -16,6 +16,7 @@ import jinja2
 
 from schemas.registry import CHINA
 from sinks.records.analysis import Report, Table
+from sinks.records.report_sheets import title_of, to_xlsx
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FONT = "WenQuanYi Micro Hei"  # Debian's fonts-wqy-microhei (make services): the CJK glyphs
@@ -28,10 +29,6 @@ class ReportFiles:
     pdf: Path
     xlsx: Path
     charts: list[Path] = field(default_factory=list)
-
-
-def title_of(report: Report) -> str:
-    return f"超限治理分析通报（{report.period.label}）"
 
 
 def fmt(value: Any) -> str:
@@ -76,38 +73,6 @@ def chart(table: Table, path: Path) -> bool:
         fig.savefig(path)
         plt.close(fig)
     return True
-
-
-def write_xlsx(report: Report, path: Path, charts: dict[str, Path]) -> None:
-    from openpyxl import Workbook
-    from openpyxl.drawing.image import Image
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    book = Workbook()
-    info = book.active
-    info.title = "说明"
-    info.append([title_of(report)])
-    info["A1"].font = Font(bold=True, size=14)
-    info.append(["统计期", report.period.label])
-    info.append(["开始", report.period.start.isoformat()])
-    info.append(["结束（含）", (report.period.end - dt.timedelta(days=1)).isoformat()])
-    info.append(["范围", report.site or "全市"])
-    for note in report.notes:
-        info.append(["说明", note])
-    for table in report.tables:
-        sheet = book.create_sheet(table.title[:31])
-        sheet.append(list(table.columns))
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for row in table.rows:
-            sheet.append(list(row))
-        for i, name in enumerate(table.columns):
-            sheet.column_dimensions[get_column_letter(i + 1)].width = max(10, len(name) * 2 + 2)
-        if table.key in charts:  # beside the table, one column apart
-            anchor = f"{get_column_letter(len(table.columns) + 2)}2"
-            sheet.add_image(Image(str(charts[table.key])), anchor)
-    book.save(path)
 
 
 def render_html(report: Report, charts: dict[str, Path]) -> str:
@@ -156,6 +121,6 @@ def write_report(report: Report, out_dir: Path) -> ReportFiles:
     files = ReportFiles(out_dir / "report.html", out_dir / "report.pdf", out_dir / "report.xlsx")
     files.html.write_text(html, encoding="utf-8")
     weasyprint.HTML(string=html, base_url=str(out_dir)).write_pdf(files.pdf)
-    write_xlsx(report, files.xlsx, charts)
+    files.xlsx.write_bytes(to_xlsx(report, charts))
     files.charts = list(charts.values())
     return files

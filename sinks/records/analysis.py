@@ -27,6 +27,7 @@ COUNTS = ("vehicles", "heavy", "overlimit", "warnings", "enforceable", "unidenti
 QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 LOCALITY = {"local": "本地", "nonlocal": "外地", "unread": "未识别"}
+MAX_DAYS = 400  # a custom range: a year and a bit, as far back as the KPI counters go
 
 
 class PeriodError(ValueError):
@@ -69,6 +70,27 @@ class Period:
         if end < start:
             raise PeriodError(f"结束日期 {last} 早于开始日期 {first}")
         return Period(f"{start}–{end}", start, end + dt.timedelta(days=1), "days")
+
+    @staticmethod
+    def named(kind: str, today: dt.date, first: str = "", last: str = "") -> Period:
+        """The dashboard's ranges: ``today``, ``week`` (Monday to today), ``month``,
+        ``quarter`` (the whole month or quarter of today), or ``custom`` (``first``–``last``,
+        at most ``MAX_DAYS``)."""
+        if kind == "today":
+            return Period(today.isoformat(), today, today + dt.timedelta(days=1), "days")
+        if kind == "week":
+            monday = today - dt.timedelta(days=today.weekday())
+            return Period.days(monday.isoformat(), today.isoformat())
+        if kind == "month":
+            return Period.month(f"{today:%Y-%m}")
+        if kind == "quarter":
+            return Period.quarter(f"{today.year}Q{(today.month + 2) // 3}")
+        if kind == "custom":
+            period = Period.days(first, last)
+            if (period.end - period.start).days > MAX_DAYS:
+                raise PeriodError(f"自定义范围最长 {MAX_DAYS} 天")
+            return period
+        raise PeriodError(f"范围应为 today、week、month、quarter 或 custom，而不是 {kind!r}")
 
     def previous(self) -> Period:
         """The period before (环比): the quarter or month before, or as many days before."""

@@ -38,6 +38,7 @@ from sinks.records.case_store import CaseStore
 from sinks.web import access
 from sinks.web.dashboard import dashboard_state
 from sinks.web.desk import Review, add_desk
+from sinks.web.history import add_history
 
 log = logging.getLogger(__name__)
 COOKIE = "zc_token"
@@ -309,6 +310,10 @@ def web_app(
         await need(request, "command")
         return await report(COMMAND_CENTRE, request.match_info["order_id"], await body_of(request))
 
+    async def need_command(request: web.Request) -> access.Principal:
+        return await need(request, "command")
+
+    add_history(routes, need_command, cases.pool.conninfo if cases else None, registry)
     if cases is not None and review is not None:
         add_desk(routes, principal, cases, page, client, review)
     app = web.Application()

@@ -182,3 +182,43 @@ def test_a_notice_and_a_penalty_move_the_dashboards_penalty_rate(live, browser, 
     assert "有效案件处罚率" in before
     page.context.close()
     command.context.close()
+
+
+def sightings_this_month(live) -> int:
+    """Vehicles in the store of record weighed this month, China time."""
+    with psycopg.connect(live.stack.pg_dsn) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM sightings WHERE date_trunc('month', seen_at AT TIME ZONE "
+            "'Asia/Shanghai') = date_trunc('month', now() AT TIME ZONE 'Asia/Shanghai')"
+        ).fetchone()[0]
+
+
+def test_the_command_centre_reads_the_months_history_and_downloads_it(live, browser, cases):
+    def stored():
+        """every vehicle of the published traffic has its sighting"""
+        with psycopg.connect(live.stack.pg_dsn) as conn:
+            return conn.execute("SELECT count(*) FROM sightings").fetchone()[0] >= 120
+
+    live.wait(stored, timeout_s=120)
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(live.url("command"))
+    page.wait_for_function("window.zcHistory && window.zcHistory.shown > 0", timeout=60_000)
+    page.click('.hist-bar button[data-range="month"]')
+    page.wait_for_function(
+        "window.zcHistory.query === 'range=month' && window.zcHistory.shown > 1", timeout=60_000
+    )
+    shown = int(page.locator('[data-h="vehicles"]').inner_text().replace(",", ""))
+    assert shown == sightings_this_month(live) >= 120
+    assert page.locator('.hist-table[data-table="site_rates"] tbody tr').count() >= 1
+    with page.expect_download() as download:
+        page.click("#h-xlsx")
+    import io
+    from pathlib import Path
+
+    from openpyxl import load_workbook
+
+    assert download.value.suggested_filename.endswith(".xlsx")
+    book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
+    assert {"按车型", "按时段", "各站点超限率与年度目标"} <= set(book.sheetnames)
+    context.close()
