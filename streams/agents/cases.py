@@ -1,9 +1,10 @@
 """The store of record's agent: every verdict on ``vehicles.verdicts`` into PostgreSQL
 (``sinks.records.case_store``): over-limit and warning weighings kept without expiry, and a
 case in 待审核 for each enforceable one; then every verdict's sighting and the hourly traffic
-counts (``sinks.records.traffic``), in a transaction of their own. Apart from the live path, so that an outage of the
-store of record holds only this agent: while PostgreSQL is down it waits with its batch
-unacknowledged, and Kafka keeps what comes next; nothing is lost when it returns.
+counts (``sinks.records.traffic``), in a transaction of their own. Apart from the live path,
+so that an outage of the store of record holds only this agent: while PostgreSQL is down it
+waits with its batch unacknowledged, and Kafka keeps what comes next; nothing is lost when it
+returns.
 """
 
 from __future__ import annotations
