@@ -102,6 +102,18 @@ class InterceptionPoint:
 
 
 @dataclass(frozen=True)
+class SourceEnterprise:
+    """A freight source (源头企业: quarry, concrete plant, port, logistics park) and the road
+    it loads onto, at ``km``: trucks leaving it meet that road's weigh sites first."""
+
+    id: str
+    name: str
+    kind: str
+    road: str
+    km: float
+
+
+@dataclass(frozen=True)
 class Unit:
     id: str
     name: str
@@ -121,6 +133,7 @@ class Registry:
     interception_points: dict[str, InterceptionPoint]
     units: dict[str, Unit]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    sources: dict[str, SourceEnterprise] = field(default_factory=dict)
 
     @property
     def agency(self) -> str:
@@ -370,6 +383,18 @@ def load_registry(path: str | Path = EXAMPLE_CITY) -> Registry:
                 raise e.fail(f"travel_s[{pid}] must be seconds >= 0, got {seconds!r}")
         units[uid] = Unit(uid, e.text("name", uid), home, {k: float(v) for k, v in travel.items()})
 
+    sources: dict[str, SourceEnterprise] = {}
+    for where, item in _entries(data, "sources", name):
+        e = _Entry(name, where, item)
+        sid = e.text("id")
+        _unique(sources, sid, e)
+        road = e.text("road")
+        if road not in roads:
+            raise e.fail(f"road {road} is not in roads")
+        sources[sid] = SourceEnterprise(
+            sid, e.text("name", sid), e.text("kind", "源头企业"), road, e.number("km")
+        )
+
     return Registry(
         name=top.text("name", path.stem),
         policy=top.text("policy", "cn-62-2016"),
@@ -381,4 +406,5 @@ def load_registry(path: str | Path = EXAMPLE_CITY) -> Registry:
         interception_points=points,
         units=units,
         raw=data,
+        sources=sources,
     )

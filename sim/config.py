@@ -80,6 +80,8 @@ class SimConfig:
     fleet_share: float = 0.0  # of heavy trucks, the share that is one of the regulars
     habitual_share: float = 0.2  # of regulars, those who overload on most trips
     habitual_overload: float = 0.7  # the chance a habitual overloader is over the limit
+    source_share: float = 0.5  # of regulars, those that load at a source (源头企业) of the registry
+    home_site_share: float = 0.8  # of their trips, those weighed first at the site by the source
     # The rhythm of a day and a week (a simulated quarter): the city's rate is scaled by the
     # hour's and the weekday's weight below. Off by default: a steady rate.
     rhythm: bool = False

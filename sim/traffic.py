@@ -67,6 +67,7 @@ class _Regular:
     code: str
     plates: _Identity
     habitual: bool
+    home: Site | None = None  # the weigh site by its source (源头企业), if it loads at one
 
 
 class CitySimulator:
@@ -79,6 +80,13 @@ class CitySimulator:
         self.weigh_sites = registry.weigh_sites
         lanes = np.array([s.lanes for s in self.weigh_sites], dtype=float)
         self.site_weights = lanes / lanes.sum()
+        # per source of the registry, the weigh site on its road nearest it: where a regular
+        # truck that loads there is weighed first (one entry per source, so each gets trucks)
+        self.source_sites = [
+            min(on_road, key=lambda w: abs(w.km - src.km))
+            for src in registry.sources.values()
+            if (on_road := [w for w in self.weigh_sites if w.road == src.road])
+        ]
         self.layouts: dict[str, SensorLayout] = {}
         self.calibrations = {}
         for site in self.weigh_sites:
@@ -414,17 +422,21 @@ class CitySimulator:
             if rng.random() * peak < weight:
                 return t_us
 
-    def _regular(self, code: str, fleet: list[_Regular]) -> tuple[Vehicle, _Identity]:
+    def _regular(self, code: str, fleet: list[_Regular]) -> tuple[Vehicle, _Regular]:
         """A trip of one of the regulars: a new one while the fleet is not full (of this
         trip's class), else one drawn from it, loaded as its habit says."""
         rng, cfg = self.rng, self.config
         if len(fleet) < cfg.fleet_size:
             habitual = bool(rng.random() < cfg.habitual_share)
             vehicle = make_vehicle(rng, code, cfg, self._habit(habitual))
-            fleet.append(_Regular(code, _Identity(rng, vehicle, cfg.local_share), habitual))
-            return vehicle, fleet[-1].plates
+            home = None
+            if self.source_sites and rng.random() < cfg.source_share:
+                home = self.source_sites[int(rng.integers(len(self.source_sites)))]
+            member = _Regular(code, _Identity(rng, vehicle, cfg.local_share), habitual, home)
+            fleet.append(member)
+            return vehicle, member
         member = fleet[int(rng.integers(len(fleet)))]
-        return make_vehicle(rng, member.code, cfg, self._habit(member.habitual)), member.plates
+        return make_vehicle(rng, member.code, cfg, self._habit(member.habitual)), member
 
     def _habit(self, habitual: bool) -> bool | None:
         """Whether a regular's trip is over the limit: mostly for a habitual overloader, else
@@ -446,7 +458,10 @@ class CitySimulator:
             code = draw_class(rng, cfg)
             regular = code in HEAVY_CODES and cfg.fleet_size > 0 and rng.random() < cfg.fleet_share
             if regular:
-                vehicle, ident = self._regular(code, fleet)
+                vehicle, member = self._regular(code, fleet)
+                ident = member.plates
+                if member.home is not None and rng.random() < cfg.home_site_share:
+                    site = member.home  # loaded at its source: weighed at the site nearest it
             else:
                 vehicle = make_vehicle(rng, code, cfg)
                 ident = _Identity(rng, vehicle, cfg.local_share)

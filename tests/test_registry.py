@@ -89,6 +89,12 @@ def _device(raw, device_id):
             lambda r: r["devices"].remove(_device(r, "SX-G104-K1234-U-WIM")),
             r"site SX-G104-K1234-U must have exactly one WIM device",
         ),
+        (
+            lambda r: r["sources"][0].update(road="G999"),
+            r"sources\[0\] \(SRC-QQ-SAND\): road G999 is not in roads",
+        ),
+        (lambda r: r["sources"][1].update(id="SRC-QQ-SAND"), r"sources\[1\].*duplicate id"),
+        (lambda r: r["sources"][0].pop("km"), r"sources\[0\].*km"),
     ],
 )
 def test_malformed_registry_is_rejected_naming_the_entry(tmp_path, mutate, message):

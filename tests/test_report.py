@@ -391,3 +391,72 @@ def test_track_gives_every_sighting_of_a_plate_in_time_order_with_its_case(
 def test_track_refuses_what_is_not_a_plate(monkeypatch, stored):
     done = zhichao(monkeypatch, stored.dsn, "track", "???")
     assert done.exit_code == 1 and "不是车牌号码" in done.output
+
+
+def test_sources_are_ranked_by_the_over_limit_truck_days_that_start_near_them(stored, registry):
+    """The rule of schemas/policy/sources.yaml counted by hand: a truck's (3.5 t and more)
+    first weighing of a China-time day at a site within 6 km of a source on its road makes that
+    truck-day the source's; over-limit if any weighing of that day was; 5 in a week calls for
+    supervision."""
+    days = defaultdict(list)
+    for v in stored.verdicts:
+        if within(v, Q2) and plate_of(v) and v["gvw_kg"] >= 3500:
+            days[(plate_of(v), china(v).date())].append(v)
+    counts = {s: Counter() for s in registry.sources}
+    weekly = defaultdict(Counter)
+    for (_, day), vs in days.items():
+        first = min(vs, key=lambda v: (v["ts_us"], v["passage_id"]))
+        site = registry.sites[first["site_id"]]
+        near = sorted(
+            (abs(s.km - site.km), s.id)
+            for s in registry.sources.values()
+            if s.road == site.road and abs(s.km - site.km) <= 6
+        )
+        if not near:
+            continue
+        source = near[0][1]
+        over = any(v["verdict"] == "overlimit" for v in vs)
+        counts[source]["trucks"] += 1
+        counts[source]["over"] += over
+        year, week, _ = day.isocalendar()
+        weekly[source][f"{year}-W{week:02d}"] += over
+    want = []
+    for sid in sorted(counts, key=lambda s: (-counts[s]["over"], s)):
+        s, c, w = registry.sources[sid], counts[sid], weekly[sid]
+        top = max(w, key=lambda k: (w[k], k)) if w else None
+        want.append(
+            (
+                s.name,
+                s.kind,
+                s.road,
+                c["trucks"],
+                c["over"],
+                round(100 * c["over"] / c["trucks"], 2) if c["trucks"] else None,
+                top,
+                w[top] if top else 0,
+                "、".join(k for k in sorted(w) if w[k] >= 5) or "—",
+            )
+        )
+    assert stored.sheets["源头企业"][1:] == want
+    assert all(row[4] > 0 for row in want)  # every source loads some over-limit trucks
+    assert any(row[8] != "—" for row in want)  # and one of them calls for supervision
+
+
+RULE = "version: s\nattribution: {{max_km: {km}}}\nsupervision: {{weekly_overlimit_trucks: {n}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (RULE.format(km=0, n=5), "max_km"),
+        (RULE.format(km=5, n=2.5), "weekly_overlimit_trucks"),
+        ("version: s\nattribution: {max_km: 5}\n", "cannot read"),
+    ],
+)
+def test_a_source_rule_that_is_wrong_says_what_is_wrong(tmp_path, text, says):
+    from sinks.records.sources import SourceRulesError, load_source_rules
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SourceRulesError, match=says):
+        load_source_rules(path)

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 
 from schemas.registry import CHINA, Registry
 from sinks.records.kpis import CASE_KPIS, Targets, default_targets, rate
+from sinks.records.sources import load_source_rules, ranked_rows, source_counts
 
 COUNTS = ("vehicles", "heavy", "overlimit", "warnings", "enforceable", "unidentified")
 QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
@@ -330,6 +331,8 @@ def build_report(
     )
     report.tables.append(_site_rates(by_site[0], registry, period, targets))
     report.tables.append(_repeat_offenders(conn, period, site, repeat_min))
+    if registry.sources and site is None:
+        report.tables.append(_sources(conn, registry, period))
     report.tables.append(_case_kpis(conn, period, site, targets))
     if not before_ok:
         report.notes.append(f"上期（{before_p.label}）无过车记录，环比从缺。")
@@ -422,6 +425,27 @@ def _repeat_offenders(
         f"多次超限车辆（{repeat_min} 次及以上）",
         ("车牌", "超限次数", "站点数", "首次", "末次", "最大超限率（%）"),
         rows,
+    )
+
+
+SOURCE_COLUMNS = ("源头企业", "类型", "路线", "始发车次", "超限车次", "超限占比（%）")
+SOURCE_COLUMNS += ("超限最多的一周", "该周超限车次", "需监管的周")
+
+
+def _sources(conn: psycopg.Connection, registry: Registry, period: Period) -> Table:
+    rules = load_source_rules()
+    counts = source_counts(conn, registry, *period.bounds(), rules)
+    return Table(
+        "sources",
+        "源头企业",
+        SOURCE_COLUMNS,
+        ranked_rows(registry, counts, rules),
+        chart="超限车次",
+        note=(
+            f"车次：一辆车一天。当日首次称重在源头企业所在道路 {rules.max_km:g} 公里内的站点，"
+            f"计为该企业始发；一周超限车次达 {rules.weekly_overlimit_trucks} 即需源头监管"
+            "（schemas/policy/sources.yaml）。"
+        ),
     )
 
 
