@@ -104,6 +104,9 @@ class Settings:
     web_port: int = 8640
     web_addr: str = "127.0.0.1"
     accept_timeout_s: float = 60.0  # an order nobody accepts in this time goes to the next unit
+    # how often the week's over-limit trucks per source enterprise are counted in the store of
+    # record (源头监管, schemas/policy/sources.yaml); 0 turns the check off
+    source_check_s: float = 600.0
     # HMAC key of the evidence chain (sinks.evidence): a long random secret; none by default,
     # a worker will not start without it (``zhichao up`` makes one for the demo)
     evidence_key: str = dataclasses.field(default="", repr=False)
@@ -143,6 +146,8 @@ class Settings:
             raise ValueError("acks_rounds_in_flight must be >= 1")
         if self.read_retention_s <= 0:
             raise ValueError("read_retention_s must be > 0")
+        if self.source_check_s < 0:
+            raise ValueError("source_check_s must be >= 0 (0: no source supervision)")
         self._validate_join()
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             raise ValueError(f"unknown kafka_security_protocol {self.kafka_security_protocol}")

@@ -220,6 +220,52 @@ def device_alerts(
     return out
 
 
+def source_alerts(
+    registry: Registry,
+    counts: dict[str, Any],
+    week: str,
+    threshold: int,
+    rules: AlertRules,
+    now_us: int,
+) -> list[dict[str, Any]]:
+    """源头监管: an alert for each source whose over-limit truck-days in ``week`` reached
+    ``threshold`` (``counts``: ``sinks.records.sources.SourceCounts`` per source id), one per
+    source and week (the id is the window's)."""
+    rule = rules.reasons["source_supervision"]
+    out = []
+    for sid, c in sorted(counts.items()):
+        n = (c.weekly_over or {}).get(week, 0)
+        if n < threshold:
+            continue
+        source = registry.sources[sid]
+        out.append(
+            {
+                "alert_id": alert_id(sid, "source_supervision", week),
+                "reason": "source_supervision",
+                "severity": rule["severity"],
+                "ts_us": now_us,
+                "site_id": sid,  # a source, not a weigh site: the alert's subject
+                "plate": None,
+                "plate_rear": None,
+                "passage_id": None,
+                "device_id": None,
+                "vehicle_class": None,
+                "gvw_kg": None,
+                "limit_kg": None,
+                "excess_kg": None,
+                "overload_pct": None,
+                "image_refs": [],
+                "likely_plates": [],
+                "message": (
+                    f"{rule['label']}：{source.name}（{source.kind}，{source.road}）本周 {week} "
+                    f"已有 {n} 车次超限车辆自此始发，达到 {threshold} 车次，请约谈、检查源头装载"
+                ),
+                "window": week,
+            }
+        )
+    return out
+
+
 def sighting_alert(
     read: dict[str, Any], plate: str, rules: AlertRules, registry: Registry, why: str = ""
 ) -> dict[str, Any]:

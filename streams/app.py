@@ -9,6 +9,8 @@
 - ``heartbeats`` and the device timers (``streams.agents.devices``).
 - the pages, the metrics and the lag gauge (``streams.agents.operations``).
 - ``cases``: ``vehicles.verdicts`` -> the store of record on PostgreSQL (``streams.agents.cases``).
+- ``source_supervision``: the week's over-limit trucks per source enterprise, from the store of
+  record, alerted to the command centre (``streams.agents.sources``).
 
 Anything that cannot be decoded or measured goes to ``dead.letters`` with a reason.
 """
@@ -19,7 +21,7 @@ import faust
 
 from schemas import topics as T
 from schemas.settings import Settings
-from streams.agents import cases, devices, gateway, match, operations, orders
+from streams.agents import cases, devices, gateway, match, operations, orders, sources
 from streams.inbox import Inbox, InboxTopic
 from streams.kafka_security import faust_credentials
 from streams.transport import App
@@ -66,5 +68,6 @@ def create_app(settings: Settings) -> faust.App:
     devices.install(worker)
     operations.install(worker)
     cases.install(worker, worker.case_store)
+    sources.install(worker)
     app.zhichao = worker
     return app

@@ -47,6 +47,12 @@ def verdict_key(verdict: dict[str, Any]) -> bytes:
     return (verdict["plate_front"] or verdict["plate_rear"] or verdict["passage_id"]).encode()
 
 
+def alert_key(alert: dict[str, Any]) -> bytes:
+    """An alert's Kafka key: its subject (a plate, a passage, a device, or a source's id)."""
+    subject = alert["plate"] or alert["passage_id"] or alert["device_id"] or alert["site_id"]
+    return subject.encode()
+
+
 class Outbox:
     def __init__(self, app: faust.App, metrics: Metrics) -> None:
         self.app = app
@@ -142,10 +148,7 @@ class Outbox:
         encode = schemas.ALERT.encode_wire
         sent = await self.hand_over(
             T.ALERTS,
-            [
-                ((a["plate"] or a["passage_id"] or a["device_id"]).encode(), encode(a))
-                for a in fresh.values()
-            ],
+            [(alert_key(a), encode(a)) for a in fresh.values()],
         )
         await self.delivered(sent, deliveries)
 

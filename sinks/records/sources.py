@@ -21,7 +21,7 @@ import psycopg
 import yaml
 
 from schemas.policy import POLICY_DIR
-from schemas.registry import Registry, SourceEnterprise
+from schemas.registry import CHINA, Registry, SourceEnterprise
 from sinks.kpi import HEAVY_MIN_GVW_KG
 
 RULES_PATH = POLICY_DIR / "sources.yaml"
@@ -113,9 +113,20 @@ def source_counts(
 ) -> dict[str, SourceCounts]:
     """Per source id, its truck-days from ``start`` to ``end`` and their over-limit share,
     week by week; every source of the registry is listed, those without trucks at zero."""
+    rows = conn.execute(TRUCK_DAYS, truck_days_query(start, end)).fetchall()
+    return counts_of(registry, rows, rules)
+
+
+def truck_days_query(start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """The parameters of ``TRUCK_DAYS``: rows of (first site, day, truck-days, over-limit)."""
+    return {"start": start, "end": end, "heavy": HEAVY_MIN_GVW_KG}
+
+
+def counts_of(
+    registry: Registry, rows: list[tuple[str, dt.date, int, int]], rules: SourceRules
+) -> dict[str, SourceCounts]:
+    """``TRUCK_DAYS``'s rows per source (``source_counts``)."""
     out = {sid: SourceCounts(weekly_over={}) for sid in registry.sources}
-    bounds = {"start": start, "end": end, "heavy": HEAVY_MIN_GVW_KG}
-    rows = conn.execute(TRUCK_DAYS, bounds).fetchall()
     for site_id, day, trucks, over in rows:
         source = source_of_site(registry, site_id, rules)
         if source is None:
@@ -152,3 +163,22 @@ def ranked_rows(
              "、".join(up.get(sid, {})) or "—")
         )  # fmt: skip
     return rows
+
+
+def week_start(now: dt.datetime) -> dt.datetime:
+    """Monday 00:00 of ``now``'s week, China time."""
+    today = now.astimezone(CHINA).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    return dt.datetime(monday.year, monday.month, monday.day, tzinfo=CHINA)
+
+
+async def week_counts(
+    pool: Any, registry: Registry, rules: SourceRules, now: dt.datetime
+) -> dict[str, SourceCounts]:
+    """``source_counts`` of ``now``'s week (Monday to Sunday, China time) on an async pool
+    (``CaseStore.pool``): what the worker's supervision checks."""
+    start = week_start(now)
+    async with pool.connection() as conn:
+        query = truck_days_query(start, start + dt.timedelta(days=7))
+        cur = await conn.execute(TRUCK_DAYS, query)
+        return counts_of(registry, await cur.fetchall(), rules)
