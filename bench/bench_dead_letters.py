@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer
 
-from bench.broker import bare_rate, publish, wait_ready, workload
-from schemas import topics as T
+from bench.broker import bare_rate, dead_letter_consumer, publish, wait_ready, workload
 from sim.config import ARCHIVE_START
 from sim.malformed import malformed_events
 from streams.embedded import EmbeddedStack, embedded_stack
@@ -45,14 +43,7 @@ class Pair:
 async def last_dead_letter_s(bootstrap: str, expected: int, timeout_s: float) -> float:
     """The produce time (s) of the last of ``expected`` dead letters, once all are in; more than
     ``expected`` is an error (a message dead-lettered twice)."""
-    consumer = AIOKafkaConsumer(
-        T.DEAD_LETTERS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=64 << 20,
-        max_partition_fetch_bytes=64 << 20,
-    )
+    consumer = dead_letter_consumer(bootstrap)
     await consumer.start()
     seen, last_ms = 0, 0
     deadline = time.monotonic() + timeout_s

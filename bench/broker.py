@@ -128,6 +128,19 @@ async def publish(
         await producer.stop()
 
 
+def dead_letter_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer of ``dead.letters`` from its start, with room for the large letters of a
+    flood (a malformed passage carries its samples): not started."""
+    return AIOKafkaConsumer(
+        T.DEAD_LETTERS,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=64 << 20,
+    )
+
+
 def _env(stack: EmbeddedStack, partitions: int, **extra: str) -> dict[str, str]:
     return {
         **os.environ,

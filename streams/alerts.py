@@ -196,28 +196,51 @@ def device_alerts(
         where = site.name if site else "未知站点"
         rule = rules.reasons[reason]
         out.append(
-            {
-                "alert_id": alert_id(device_id, reason, window),
-                "reason": reason,
-                "severity": rule["severity"],
-                "ts_us": now_us,
-                "site_id": device.site if device else "",
-                "plate": None,
-                "plate_rear": None,
-                "passage_id": None,
-                "device_id": device_id,
-                "vehicle_class": None,
-                "gvw_kg": None,
-                "limit_kg": None,
-                "excess_kg": None,
-                "overload_pct": None,
-                "image_refs": [],
-                "likely_plates": [],
-                "message": f"{rule['label']}：{device_id}（{where}）{detail}",
-                "window": window,
-            }
+            without_vehicle(
+                alert_id(device_id, reason, window),
+                reason,
+                rule["severity"],
+                now_us,
+                device.site if device else "",
+                f"{rule['label']}：{device_id}（{where}）{detail}",
+                window,
+                device_id,
+            )
         )
     return out
+
+
+def without_vehicle(
+    alert_id_: str,
+    reason: str,
+    severity: str,
+    ts_us: int,
+    site_id: str,
+    message: str,
+    window: str,
+    device_id: str | None = None,
+) -> dict[str, Any]:
+    """An alert about a device or a place rather than a vehicle: its vehicle fields empty."""
+    return {
+        "alert_id": alert_id_,
+        "reason": reason,
+        "severity": severity,
+        "ts_us": ts_us,
+        "site_id": site_id,
+        "plate": None,
+        "plate_rear": None,
+        "passage_id": None,
+        "device_id": device_id,
+        "vehicle_class": None,
+        "gvw_kg": None,
+        "limit_kg": None,
+        "excess_kg": None,
+        "overload_pct": None,
+        "image_refs": [],
+        "likely_plates": [],
+        "message": message,
+        "window": window,
+    }
 
 
 def source_alerts(
@@ -238,30 +261,16 @@ def source_alerts(
         if n < threshold:
             continue
         source = registry.sources[sid]
+        message = (
+            f"{rule['label']}：{source.name}（{source.kind}，{source.road}）本周 {week} "
+            f"已有 {n} 车次超限车辆自此始发，达到 {threshold} 车次，请约谈、检查源头装载"
+        )
+        # the subject is a source, not a weigh site: its id stands where a site's would
+        reason = "source_supervision"
         out.append(
-            {
-                "alert_id": alert_id(sid, "source_supervision", week),
-                "reason": "source_supervision",
-                "severity": rule["severity"],
-                "ts_us": now_us,
-                "site_id": sid,  # a source, not a weigh site: the alert's subject
-                "plate": None,
-                "plate_rear": None,
-                "passage_id": None,
-                "device_id": None,
-                "vehicle_class": None,
-                "gvw_kg": None,
-                "limit_kg": None,
-                "excess_kg": None,
-                "overload_pct": None,
-                "image_refs": [],
-                "likely_plates": [],
-                "message": (
-                    f"{rule['label']}：{source.name}（{source.kind}，{source.road}）本周 {week} "
-                    f"已有 {n} 车次超限车辆自此始发，达到 {threshold} 车次，请约谈、检查源头装载"
-                ),
-                "window": week,
-            }
+            without_vehicle(
+                alert_id(sid, reason, week), reason, rule["severity"], now_us, sid, message, week
+            )
         )
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,15 +211,38 @@ def _merge(into: dict[tuple, dict[str, int]], key: tuple, counts: dict[str, int]
         total[c] += counts[c]
 
 
+Counts = dict[tuple, dict[str, int]]
+
+
+def _first(key: tuple, _: Counts) -> tuple:
+    return key[:1]
+
+
+def _compared(
+    key: str,
+    title: str,
+    heads: tuple[str, ...],
+    periods: Any,
+    label: Callable[[tuple], tuple] | None,
+    order: Callable[[tuple, Counts], Any],
+) -> Table:
+    """A table of counts per group key with 环比 and 同比: ``periods`` are this period's counts,
+    the previous period's and the year before's (None where that period has no traffic);
+    ``label`` gives a key's leading cells (None: the key itself), ``order`` sorts the keys."""
+    now, before, year_ago = tuple(periods)
+    rows = _compared_rows(now, before, year_ago, label or (lambda k: k), order)
+    return Table(key, title, (*heads, *COMPARED), rows, chart="超限")
+
+
 def _compared_rows(
-    now: dict[tuple, dict[str, int]],
-    before: dict[tuple, dict[str, int]] | None,
-    year_ago: dict[tuple, dict[str, int]] | None,
-    label,
-    order,
+    now: Counts,
+    before: Counts | None,
+    year_ago: Counts | None,
+    label: Callable[[tuple], tuple],
+    order: Callable[[tuple, Counts], Any],
 ) -> list[tuple[Any, ...]]:
     rows = []
-    for key in sorted(now, key=order):
+    for key in sorted(now, key=lambda k: order(k, now)):
         c = now[key]
         prev = None if before is None else before.get(key, {}).get("overlimit", 0)
         last = None if year_ago is None else year_ago.get(key, {}).get("overlimit", 0)
@@ -267,17 +291,6 @@ def build_report(
             _counts(conn, group, year_p, site) if year_ok else None,
         )
 
-    now, before, year_ago = three("class")
-    report.tables.append(
-        Table(
-            "by_class",
-            "按车型",
-            ("车型", *COMPARED),
-            _compared_rows(now, before, year_ago, lambda k: (k[0],), lambda k: k[0]),
-            chart="超限",
-        )
-    )
-
     by_site = three("site")
 
     def by_road(counts):
@@ -291,44 +304,25 @@ def build_report(
             _merge(out, (road, name), c)
         return out
 
-    roads = [by_road(c) for c in by_site]
-    report.tables.append(
-        Table(
-            "by_road",
-            "按路线",
-            ("路线", "名称", *COMPARED),
-            _compared_rows(*roads, lambda k: k, lambda k: k[0]),
-            chart="超限",
-        )
-    )
-    now, before, year_ago = three("hour")
-    report.tables.append(
-        Table(
-            "by_hour",
-            "按时段",
-            ("时段", *COMPARED),
-            _compared_rows(
-                now, before, year_ago, lambda k: (f"{k[0]:02d}:00–{k[0]:02d}:59",), lambda k: k[0]
-            ),
-            chart="超限",
-        )
-    )
-    now, before, year_ago = three("region")
-    report.tables.append(
-        Table(
+    def hour(k: tuple) -> tuple[str]:
+        return (f"{k[0]:02d}:00–{k[0]:02d}:59",)
+
+    def most_over_first(k: tuple, now: Counts) -> tuple:
+        return (-now[k]["overlimit"], k[1], k[0])
+
+    report.tables += [
+        _compared("by_class", "按车型", ("车型",), three("class"), None, _first),
+        _compared("by_road", "按路线", ("路线", "名称"), map(by_road, by_site), None, _first),
+        _compared("by_hour", "按时段", ("时段",), three("hour"), hour, _first),
+        _compared(
             "by_region",
             "按车籍地",
-            ("车籍地", "本地/外地", *COMPARED),
-            _compared_rows(
-                now,
-                before,
-                year_ago,
-                lambda k: (k[0] or "未识别", LOCALITY[k[1]]),
-                lambda k: (-now[k]["overlimit"], k[1], k[0]),
-            ),
-            chart="超限",
-        )
-    )
+            ("车籍地", "本地/外地"),
+            three("region"),
+            lambda k: (k[0] or "未识别", LOCALITY[k[1]]),
+            most_over_first,
+        ),
+    ]
     report.tables.append(_site_rates(by_site[0], registry, period, targets))
     report.tables.append(_repeat_offenders(conn, period, site, repeat_min))
     if registry.sources and site is None:

@@ -187,19 +187,10 @@ def store_of_record(dsn: str, streamed: dict, timeout_s: float = 60.0) -> dict:
 
 async def dead_letters(bootstrap: str, expected: int, timeout_s: float) -> list[dict[str, Any]]:
     """The decoded ``dead.letters`` from the start, once ``expected`` are in or at the timeout."""
-    from aiokafka import AIOKafkaConsumer
-
     import schemas
-    from schemas import topics as T
+    from bench.broker import dead_letter_consumer
 
-    consumer = AIOKafkaConsumer(
-        T.DEAD_LETTERS,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=64 << 20,
-        max_partition_fetch_bytes=64 << 20,
-    )
+    consumer = dead_letter_consumer(bootstrap)
     await consumer.start()
     letters: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
