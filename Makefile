@@ -36,7 +36,7 @@ setup: $(STAMP) native services  ## venv, package with extras, native kernels, R
 demo: setup  ## the example city live: broker, Redis, PostgreSQL, a worker, the simulator (Ctrl-C stops)
 	$(VENV)/bin/zhichao up
 
-screenshots: setup  ## run the demo 100 s and write docs/img/{dashboard,officer,desk}.png for the README
+screenshots: setup  ## run the demo 100 s and write docs/img/{dashboard,history,officer,desk}.png for the README
 	$(VENV)/bin/zhichao up --for 100 --screenshots docs/img
 
 test: setup  ## the whole test suite (fails if no test ran)

@@ -141,14 +141,27 @@ def test_an_officer_cannot_read_the_history(pg_dsn, redis_dsn, registry):
 
 
 @pytest.mark.parametrize(
-    ("kind", "first", "last"),
+    ("kind", "first", "last", "before_first", "before_last"),
     [
-        ("today", "2026-03-04", "2026-03-04"),
-        ("week", "2026-03-02", "2026-03-04"),  # a Wednesday: from its Monday
-        ("month", "2026-03-01", "2026-03-31"),
-        ("quarter", "2026-01-01", "2026-03-31"),
+        ("today", "2026-03-04", "2026-03-04", "2026-03-03", "2026-03-03"),
+        # a Wednesday: from its Monday, against the same weekdays a week earlier
+        ("week", "2026-03-02", "2026-03-04", "2026-02-23", "2026-02-25"),
+        # to date, against as many days from the start of the month or quarter before
+        ("month", "2026-03-01", "2026-03-04", "2026-02-01", "2026-02-04"),
+        ("quarter", "2026-01-01", "2026-03-04", "2025-10-01", "2025-12-02"),
     ],
 )
-def test_the_named_ranges(kind, first, last):
+def test_the_named_ranges_and_what_they_are_compared_with(
+    kind, first, last, before_first, before_last
+):
+    def days(p):
+        return p.start.isoformat(), (p.end - dt.timedelta(days=1)).isoformat()
+
     p = Period.named(kind, dt.date(2026, 3, 4))
-    assert (p.start.isoformat(), (p.end - dt.timedelta(days=1)).isoformat()) == (first, last)
+    assert days(p) == (first, last)
+    assert days(p.previous()) == (before_first, before_last)
+
+
+def test_a_month_to_date_is_never_compared_with_more_than_the_month_before():
+    p = Period.named("month", dt.date(2026, 3, 31))
+    assert (p.previous().start, p.previous().end) == (dt.date(2026, 2, 1), dt.date(2026, 3, 1))

@@ -24,6 +24,7 @@ from sim.traffic import CitySimulator
 from sinks.records.analysis import Period, PeriodError
 from sinks.records.case_store import SYSTEM, CaseStore
 from sinks.records.migrate import upgrade
+from tests.hand_counts import source_truck_days
 from zhichao.cli import main
 
 # the plan's targets for 2021 onwards, which hold in 2026 (schemas/policy/targets.yaml)
@@ -332,6 +333,32 @@ def test_a_period_that_cannot_be_read_says_how_to_write_it(text):
         Period.quarter(text) if "Q" in text else Period.month(text)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Period.quarter("0000Q1"),
+        lambda: Period.quarter("9999Q4"),
+        lambda: Period.month("0001-01"),
+        lambda: Period.days("9999-12-31", "9999-12-31"),
+        lambda: Period.days("0001-01-01", "2026-01-01"),
+    ],
+)
+def test_a_year_far_out_is_a_clear_error(make):
+    with pytest.raises(PeriodError, match="年份应在 2000 至 2100 之间"):
+        make()
+
+
+def test_a_range_ending_on_29_february_keeps_its_days_a_year_before():
+    one = Period.days("2024-02-29", "2024-02-29").year_before()
+    assert (one.start, one.end, one.label) == (
+        dt.date(2023, 2, 28),
+        dt.date(2023, 3, 1),
+        "2023-02-28",
+    )
+    feb = Period.days("2024-02-01", "2024-02-28").year_before()
+    assert (feb.start, feb.end) == (dt.date(2023, 2, 1), dt.date(2023, 3, 1))
+
+
 def test_report_refuses_two_periods_and_an_unknown_site(monkeypatch, stored, tmp_path):
     both = zhichao(
         monkeypatch,
@@ -398,32 +425,11 @@ def test_sources_are_ranked_by_the_over_limit_truck_days_that_start_near_them(st
     first weighing of a China-time day at a site within 6 km of a source on its road makes that
     truck-day the source's; over-limit if any weighing of that day was; 5 in a week calls for
     supervision."""
-    days = defaultdict(list)
-    for v in stored.verdicts:
-        if within(v, Q2) and plate_of(v) and v["gvw_kg"] >= 3500:
-            days[(plate_of(v), china(v).date())].append(v)
-    counts = {s: Counter() for s in registry.sources}
-    weekly = defaultdict(Counter)
-    for (_, day), vs in days.items():
-        first = min(vs, key=lambda v: (v["ts_us"], v["passage_id"]))
-        site = registry.sites[first["site_id"]]
-        near = sorted(
-            (abs(s.km - site.km), s.id)
-            for s in registry.sources.values()
-            if s.road == site.road and abs(s.km - site.km) <= 6
-        )
-        if not near:
-            continue
-        source = near[0][1]
-        over = any(v["verdict"] == "overlimit" for v in vs)
-        counts[source]["trucks"] += 1
-        counts[source]["over"] += over
-        year, week, _ = day.isocalendar()
-        weekly[source][f"{year}-W{week:02d}"] += over
+    counts, weekly = source_truck_days(stored.verdicts, registry, *Q2)
     want = []
     for sid in sorted(counts, key=lambda s: (-counts[s]["over"], s)):
         s, c, w = registry.sources[sid], counts[sid], weekly[sid]
-        top = max(w, key=lambda k: (w[k], k)) if w else None
+        top = max(w, key=lambda k: (w[k], k)) if w and max(w.values()) else None
         want.append(
             (
                 s.name,

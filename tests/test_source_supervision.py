@@ -1,13 +1,13 @@
-"""源头监管 as the worker checks it: a simulated week of regular trucks loading at the example
-city's sources, stored; the week's counts on the async pool equal the report's, and a source at
-the threshold gets one alert for the week, written to Redis once however often it is checked."""
+"""源头监管 as the worker checks it: nine simulated days of regular trucks loading at the example
+city's sources, stored; the week's counts on the async pool equal a count by hand of that week
+only, and a source at the threshold gets one alert for the week, written to Redis once however
+often it is checked."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 
-import psycopg
 import pytest
 import redis.asyncio as aioredis
 
@@ -20,24 +20,21 @@ from sinks import constants as K
 from sinks.records.case_store import CaseStore
 from sinks.records.load import load_verdicts
 from sinks.records.migrate import upgrade
-from sinks.records.sources import (
-    load_source_rules,
-    source_counts,
-    week_counts,
-    week_of,
-    week_start,
-)
+from sinks.records.sources import load_source_rules, week_counts, week_of, week_start
 from sinks.redis_sink import VerdictSink
 from streams.alerts import load_alert_rules, source_alerts
 from streams.stages import decide, measure_passages
+from tests.hand_counts import china, source_truck_days
 
 MONDAY = dt.datetime(2026, 7, 6, tzinfo=CHINA)
+WEEK = (MONDAY, MONDAY + dt.timedelta(days=7))
 
 
 @pytest.fixture(scope="module")
 def verdicts(registry):
-    settings = days_of_traffic(7, 400) | {"overloaded_share": 0.3, "fleet_size": 40}
-    config = SimConfig(seed=71, start=MONDAY, **settings)
+    """Nine days from the Saturday before: traffic on both sides of the week's bounds."""
+    settings = days_of_traffic(9, 400) | {"overloaded_share": 0.3, "fleet_size": 40}
+    config = SimConfig(seed=71, start=MONDAY - dt.timedelta(days=2), **settings)
     traffic = CitySimulator(config, registry).run()
     measured, _ = measure_passages(traffic.passages, registry)
     return decide(measured, traffic.reads, registry, load_policy(registry.policy))
@@ -63,13 +60,16 @@ def test_a_source_at_the_threshold_is_alerted_once_a_week(pg_dsn, redis_dsn, reg
             await store.close()
 
     counts = asyncio.run(live_counts())
-    with psycopg.connect(pg_dsn) as conn:
-        report = source_counts(conn, registry, MONDAY, MONDAY + dt.timedelta(days=7), rules)
-    assert counts == report
+    hand, weekly = source_truck_days(verdicts, registry, *WEEK)
     week = week_of(wednesday.date())
     assert week == "2026-W28"
-    flagged = {sid for sid, c in counts.items() if c.weekly_over.get(week, 0) >= 5}
-    assert flagged, {sid: c.weekly_over for sid, c in counts.items()}
+    assert {
+        sid: (c.trucks, c.over, {w: n for w, n in c.weekly_over.items() if n})
+        for sid, c in counts.items()
+    } == {sid: (hand[sid]["trucks"], hand[sid]["over"], dict(+weekly[sid])) for sid in hand}
+    assert any(china(v) < WEEK[0] for v in verdicts) and any(china(v) >= WEEK[1] for v in verdicts)
+    flagged = {sid for sid in hand if weekly[sid][week] >= 5}
+    assert flagged, dict(weekly)
 
     alerts = source_alerts(registry, counts, week, 5, load_alert_rules(), 0)
     assert {a["site_id"] for a in alerts} == flagged

@@ -179,3 +179,18 @@ def test_db_load_refuses_a_line_that_is_not_a_verdict_and_stores_nothing(
     assert done.exit_code == 1 and f"{bad}:1: not a verdict" in done.output
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM sightings").fetchone() == (0,)
+
+
+def test_a_passage_twice_in_one_batch_is_one_sighting(pg_dsn, verdicts):
+    upgrade(pg_dsn)
+    v = verdicts[0]
+    assert asyncio.run(store_in(pg_dsn, [v, v, verdicts[1], v])) == [2]
+    assert stored_hours(pg_dsn) == {k: +c for k, c in plain_count(verdicts[:2]).items()}
+
+
+def test_db_load_refuses_a_file_that_is_not_text(monkeypatch, pg_dsn, tmp_path):
+    upgrade(pg_dsn)
+    avro = tmp_path / "wim_passages.avro"
+    avro.write_bytes(b"Obj\x01\x04\x14avro.codec\x08null\xff\xfe\x00")
+    done = zhichao(monkeypatch, pg_dsn, "db", "load", str(avro))
+    assert done.exit_code == 1 and "not UTF-8 JSON lines" in done.output

@@ -204,6 +204,11 @@ def simulate(
     from sim.config import days_of_traffic
 
     start = _start_of(start_text, live=bool(to_kafka))
+    given = click.get_current_context().get_parameter_source
+    if days and given("vehicles") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --vehicles or --days (with --per-day), not both")
+    if not days and given("per_day") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--per-day goes with --days")
     spread = days_of_traffic(days, per_day) if days else {}
     vehicles = spread.pop("vehicles", vehicles)
     summary, traffic = _run_simulation(
@@ -461,7 +466,7 @@ def replay(
     from zhichao.replay import ReplayError, replay_files
 
     join = join_params(_settings())  # ZHICHAO_JOIN_*: the same join as the worker's
-    dsn = records_cli.store_dsn() if to_db else None  # before the work: no store, no replay
+    dsn = records_cli.checked_store() if to_db else None  # before the work: no store, no replay
     try:
         registry = load_registry(_registry_path(registry_path))
         policy = load_policy(policy_name or registry.policy)
@@ -519,7 +524,8 @@ def track(
     directions = {"up": "上行", "down": "下行"}
     for r in found:
         case = f"案件 {r['case_id']}（{states[r['case_state']]}）" if r["case_id"] else ""
-        excess = f" 超限率 {r['overload_pct']:.2f}%" if r["verdict"] == "overlimit" else ""
+        over = r["verdict"] == "overlimit" and r["overload_pct"] is not None
+        excess = f" 超限率 {r['overload_pct']:.2f}%" if over else ""
         click.echo(
             f"{r['seen_at'][:16].replace('T', ' ')}  {r['site_name']}（{r['site_id']}）"
             f" {directions.get(r['direction'], r['direction'])}  {r['vehicle_class']}"
@@ -534,7 +540,11 @@ def track(
 @click.option("--to", "last", default=None, help="last day, YYYY-MM-DD, included")
 @click.option("--site", default=None, help="one site's report (default: the city's)")
 @click.option(
-    "--repeat-min", default=2, show_default=True, help="over-limit times of a repeat offender"
+    "--repeat-min",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="over-limit times of a repeat offender",
 )
 @click.option(
     "--registry",
@@ -559,7 +569,9 @@ def report(
     import psycopg
 
     from sinks.records.analysis import Period, PeriodError, build_report
+    from sinks.records.kpis import TargetsError
     from sinks.records.migrate import WrongSchema, check
+    from sinks.records.sources import SourceRulesError
     from zhichao.report import write_report
 
     given = [x for x in (quarter, month, first or last) if x]
@@ -583,9 +595,9 @@ def report(
         check(dsn)
         with psycopg.connect(dsn) as conn:
             built = build_report(conn, registry, period, site, repeat_min)
-    except (WrongSchema, psycopg.Error) as exc:
+        files = write_report(built, out)
+    except (WrongSchema, psycopg.Error, SourceRulesError, TargetsError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    files = write_report(built, out)
     for path in (files.html, files.pdf, files.xlsx):
         click.echo(str(path))
 

@@ -25,6 +25,19 @@ def store_dsn() -> str:
     return dsn
 
 
+def checked_store() -> str:
+    """The store's DSN once it answers at this zhichao's schema version (a clear error if not):
+    for a command that would otherwise do its work first and fail at the end."""
+    from sinks.records.migrate import WrongSchema, check
+
+    dsn = store_dsn()
+    try:
+        check(dsn)
+    except (WrongSchema, psycopg.Error) as exc:
+        raise click.ClickException(str(exc)) from exc
+    return dsn
+
+
 @click.group()
 def db() -> None:
     """The store of record's schema (PostgreSQL)."""

@@ -21,8 +21,8 @@ CHROMIUM_ARGS = [
 def take_screenshots(
     dashboard_url: str, officer_url: str, out: Path, desk_url: str | None = None
 ) -> list[Path]:
-    """The dashboard (desktop), an officer page (phone) and, given ``desk_url``, the
-    reviewers' desk (desktop) as PNG files in ``out``."""
+    """The dashboard (desktop) and its history section, an officer page (phone) and, given
+    ``desk_url``, the reviewers' desk (desktop) as PNG files in ``out``."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,13 @@ def take_screenshots(
             page.goto(dashboard_url)
             page.wait_for_function("window.zc && window.zc.refreshes > 0")
             page.wait_for_timeout(1000)
-            page.screenshot(path=shots[0], full_page=True)
+            history = page.locator("#history")
+            top = history.bounding_box()["y"]  # the live part above, the history apart
+            live = {"x": 0, "y": 0, "width": 1440, "height": top}
+            page.screenshot(path=shots[0], full_page=True, clip=live)
+            page.wait_for_function("window.zcHistory && window.zcHistory.shown > 0")
+            shots.append(out / "history.png")
+            history.screenshot(path=shots[-1])
             phone = browser.new_context(
                 viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
             )
@@ -50,7 +56,7 @@ def take_screenshots(
                 page.goto(desk_url)
                 page.wait_for_function("window.zcDesk && window.zcDesk.shown > 0")
                 page.wait_for_timeout(500)
-                page.screenshot(path=shots[2], full_page=True)
+                page.screenshot(path=shots[-1], full_page=True)
         finally:
             browser.close()
     return shots

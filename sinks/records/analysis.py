@@ -29,6 +29,7 @@ COUNTS = ("vehicles", "heavy", "overlimit", "warnings", "enforceable", "unidenti
 QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 LOCALITY = {"local": "本地", "nonlocal": "外地", "unread": "未识别"}
+YEARS = (2000, 2100)  # the years a period may name: beyond them is a typing error
 MAX_DAYS = 400  # a custom range: a year and a bit, as far back as the KPI counters go
 
 
@@ -38,7 +39,9 @@ class PeriodError(ValueError):
 
 @dataclass(frozen=True)
 class Period:
-    """Days ``start`` to ``end`` (exclusive), China time; ``kind``: quarter, month or days."""
+    """Days ``start`` to ``end`` (exclusive), China time. ``kind``: ``quarter``, ``month``,
+    ``days`` (any range), or the dashboard's ranges up to today: ``week`` (from Monday),
+    ``month_to_date``, ``quarter_to_date``; each is compared with its like (``previous``)."""
 
     label: str
     start: dt.date
@@ -50,7 +53,7 @@ class Period:
         m = QUARTER.match(text.strip())
         if not m:
             raise PeriodError(f"季度应写作 2026Q1，而不是 {text!r}")
-        year, q = int(m[1]), int(m[2])
+        year, q = _year(int(m[1])), int(m[2])
         start = dt.date(year, 3 * q - 2, 1)
         return Period(f"{year}Q{q}", start, _months_after(start, 3), "quarter")
 
@@ -59,7 +62,7 @@ class Period:
         m = MONTH.match(text.strip())
         if not m or not 1 <= int(m[2]) <= 12:
             raise PeriodError(f"月份应写作 2026-03，而不是 {text!r}")
-        start = dt.date(int(m[1]), int(m[2]), 1)
+        start = dt.date(_year(int(m[1])), int(m[2]), 1)
         return Period(f"{start:%Y-%m}", start, _months_after(start, 1), "month")
 
     @staticmethod
@@ -71,22 +74,28 @@ class Period:
             raise PeriodError(f"日期应写作 2026-03-01：{exc}") from exc
         if end < start:
             raise PeriodError(f"结束日期 {last} 早于开始日期 {first}")
-        return Period(f"{start}–{end}", start, end + dt.timedelta(days=1), "days")
+        _year(start.year)
+        _year(end.year)
+        return _days(start, end + dt.timedelta(days=1))
 
     @staticmethod
     def named(kind: str, today: dt.date, first: str = "", last: str = "") -> Period:
-        """The dashboard's ranges: ``today``, ``week`` (Monday to today), ``month``,
-        ``quarter`` (the whole month or quarter of today), or ``custom`` (``first``–``last``,
-        at most ``MAX_DAYS``)."""
+        """The dashboard's ranges: ``today``; ``week``, ``month``, ``quarter``: from the first
+        day of today's week (Monday), month or quarter to today; ``custom``: ``first``–``last``,
+        at most ``MAX_DAYS``."""
+        end = today + dt.timedelta(days=1)
         if kind == "today":
-            return Period(today.isoformat(), today, today + dt.timedelta(days=1), "days")
+            return _days(today, end)
         if kind == "week":
             monday = today - dt.timedelta(days=today.weekday())
-            return Period.days(monday.isoformat(), today.isoformat())
+            return _days(monday, end, "week")
         if kind == "month":
-            return Period.month(f"{today:%Y-%m}")
+            start = today.replace(day=1)
+            return Period(f"{start:%Y-%m}（至 {today:%m-%d}）", start, end, "month_to_date")
         if kind == "quarter":
-            return Period.quarter(f"{today.year}Q{(today.month + 2) // 3}")
+            start = dt.date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+            label = f"{today.year}Q{(today.month + 2) // 3}（至 {today:%m-%d}）"
+            return Period(label, start, end, "quarter_to_date")
         if kind == "custom":
             period = Period.days(first, last)
             if (period.end - period.start).days > MAX_DAYS:
@@ -95,30 +104,52 @@ class Period:
         raise PeriodError(f"范围应为 today、week、month、quarter 或 custom，而不是 {kind!r}")
 
     def previous(self) -> Period:
-        """The period before (环比): the quarter or month before, or as many days before."""
+        """The period before (环比): the quarter or month before; a week to date, the same
+        weekdays a week earlier; a month or quarter to date, as many days from the start of the
+        month or quarter before; any other range, as many days just before."""
         if self.kind == "quarter":
             start = _months_after(self.start, -3)
             return Period(f"{start.year}Q{(start.month + 2) // 3}", start, self.start, "quarter")
         if self.kind == "month":
             start = _months_after(self.start, -1)
             return Period(f"{start:%Y-%m}", start, self.start, "month")
-        start = self.start - (self.end - self.start)
-        return Period(f"{start}–{self.start - dt.timedelta(days=1)}", start, self.start, "days")
+        if self.kind == "week":
+            week = dt.timedelta(days=7)
+            return _days(self.start - week, self.end - week, "week")
+        if self.kind in ("month_to_date", "quarter_to_date"):
+            start = _months_after(self.start, -1 if self.kind == "month_to_date" else -3)
+            return _days(start, min(start + (self.end - self.start), self.start), self.kind)
+        return _days(self.start - (self.end - self.start), self.start)
 
     def year_before(self) -> Period:
-        """The same period a year earlier (同比)."""
-        start, end = _years_before(self.start), _years_before(self.end)
-        label = {
-            "quarter": f"{start.year}Q{(start.month + 2) // 3}",
-            "month": f"{start:%Y-%m}",
-        }.get(self.kind, f"{start}–{end - dt.timedelta(days=1)}")
-        return Period(label, start, end, self.kind)
+        """The same period a year earlier (同比); a range's last day moves back a year too (29
+        February to the 28th), so the range keeps its days."""
+        start = _years_before(self.start)
+        if self.kind == "quarter":
+            return Period(
+                f"{start.year}Q{(start.month + 2) // 3}", start, _months_after(start, 3), "quarter"
+            )
+        if self.kind == "month":
+            return Period(f"{start:%Y-%m}", start, _months_after(start, 1), "month")
+        last = _years_before(self.end - dt.timedelta(days=1))
+        return _days(start, last + dt.timedelta(days=1), self.kind)
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:
         def at(d: dt.date) -> dt.datetime:
             return dt.datetime(d.year, d.month, d.day, tzinfo=CHINA)
 
         return at(self.start), at(self.end)
+
+
+def _days(start: dt.date, end: dt.date, kind: str = "days") -> Period:
+    last = end - dt.timedelta(days=1)
+    return Period(str(start) if last == start else f"{start}–{last}", start, end, kind)
+
+
+def _year(year: int) -> int:
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise PeriodError(f"年份应在 {YEARS[0]} 至 {YEARS[1]} 之间，而不是 {year}")
+    return year
 
 
 def _months_after(d: dt.date, months: int) -> dt.date:
@@ -347,7 +378,8 @@ def _site_rates(
         s = registry.sites.get(site_id)
         expressway = bool(s and s.expressway)
         name = "overlimit_rate_expressway" if expressway else "overlimit_rate"
-        r = rate(c["overlimit"], c["vehicles"], targets.for_year(name, year), True, decimals=2)
+        target = targets.for_year(name, year)
+        r = rate(c["overlimit"], c["vehicles"], target, targets.at_most(name), decimals=2)
         met = {True: "达标", False: "未达标", None: "—"}[r["met"]]
         rows.append(
             (
@@ -438,7 +470,7 @@ def _sources(conn: psycopg.Connection, registry: Registry, period: Period) -> Ta
         note=(
             f"车次：一辆车一天。当日首次称重在源头企业所在道路 {rules.max_km:g} 公里内的站点，"
             f"计为该企业始发；一周超限车次达 {rules.weekly_overlimit_trucks} 即需源头监管"
-            "（schemas/policy/sources.yaml）。"
+            "（schemas/policy/sources.yaml）。跨统计期边界的周只计本期内的天数。"
         ),
     )
 

@@ -42,8 +42,12 @@ def read_verdicts(paths: Iterable[Path]) -> list[dict[str, Any]]:
     first bad line)."""
     out = []
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise LoadError(f"{path}:{n}: not UTF-8 JSON lines of verdicts") from exc
                 if not line.strip():
                     continue
                 try:

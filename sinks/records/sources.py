@@ -98,9 +98,9 @@ class SourceCounts:
 
     def week_max(self) -> tuple[str, int]:
         weeks = self.weekly_over or {}
-        if not weeks:
-            return ("", 0)
-        week = max(weeks, key=lambda w: (weeks[w], w))
+        week = max(weeks, key=lambda w: (weeks[w], w), default="")
+        if not week or not weeks[week]:
+            return ("", 0)  # no over-limit truck-day in any week: no worst week to name
         return (week, weeks[week])
 
 

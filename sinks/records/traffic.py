@@ -51,7 +51,7 @@ _keys = ", ".join(f"i.{c}" for c in KEY_COLUMNS)
 STORE = f"""
 WITH new AS (
     INSERT INTO sightings ({", ".join(SIGHTING_COLUMNS)})
-    SELECT {", ".join(SIGHTING_COLUMNS)} FROM incoming_sightings
+    SELECT {", ".join(SIGHTING_COLUMNS)} FROM incoming_sightings ORDER BY sighting_id
     ON CONFLICT (sighting_id) DO NOTHING
     RETURNING sighting_id
 ), counted AS (
@@ -72,7 +72,8 @@ WITH new AS (
 )
 SELECT (SELECT count(*) FROM new)
 """  # noqa: S608 - the column names are this module's own
-# ORDER BY: two workers adding to the same hours take the rows' locks in one order (no deadlock)
+# ORDER BY: two workers storing the same sightings and adding to the same hours take the rows'
+# locks in one order (no deadlock)
 
 
 def plate_region(plate: str) -> str:
@@ -130,6 +131,9 @@ def incoming_row(v: dict[str, Any]) -> tuple[Any, ...]:
 async def store_traffic(conn: psycopg.AsyncConnection, verdicts: list[dict[str, Any]]) -> int:
     """Store a batch's sightings and add the new ones to their hours, in the caller's
     transaction; returns how many were new."""
+    # a passage twice in one batch (announced again after a restart, or two overlapping
+    # archives) is one sighting: the join below would count every copy
+    verdicts = list({v["passage_id"]: v for v in reversed(verdicts)}.values())
     if not verdicts:
         return 0
     await conn.execute(INCOMING)

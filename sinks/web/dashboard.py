@@ -166,11 +166,14 @@ async def cases_state(cases: CaseStore | None, day: str) -> dict[str, Any]:
 
 def overlimit_tile(over: float | None, year: int) -> dict[str, Any]:
     """The city's over-limit rate today against the year's ceiling (``targets.yaml``)."""
-    target = default_targets().for_year("overlimit_rate", year)
+    targets = default_targets()
+    target = targets.for_year("overlimit_rate", year)
     if target is None:
         return tile("overlimit_rate", "超限率", over, "%")
-    met = None if over is None else over <= target
-    return tile("overlimit_rate", "超限率", over, "%", f"≤ {target:g} %", met)
+    at_most = targets.at_most("overlimit_rate")
+    met = None if over is None else (over <= target if at_most else over >= target)
+    bound = f"{'≤' if at_most else '≥'} {target:g} %"
+    return tile("overlimit_rate", "超限率", over, "%", bound, met)
 
 
 def tiles(

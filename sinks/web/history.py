@@ -20,7 +20,9 @@ from aiohttp import web
 
 from schemas.registry import CHINA, Registry
 from sinks.records.analysis import Period, PeriodError, Report, build_report
+from sinks.records.kpis import TargetsError
 from sinks.records.report_sheets import to_csv, to_xlsx
+from sinks.records.sources import SourceRulesError
 from sinks.web.answers import json_answer
 from sinks.web.register import EXPORTS, attachment
 
@@ -89,6 +91,9 @@ def add_history(
         except psycopg.Error as exc:
             log.error("history %s: the store of record did not answer: %s", period.label, exc)
             raise _error(web.HTTPServiceUnavailable, "store_down", "记录库暂不可用") from exc
+        except (SourceRulesError, TargetsError) as exc:  # a policy file an operator broke
+            log.error("history %s: %s", period.label, exc)
+            raise _error(web.HTTPInternalServerError, "bad_policy", str(exc)) from exc
 
     @routes.get("/dashboard/history")
     async def history(request: web.Request) -> web.Response:
