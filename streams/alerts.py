@@ -257,7 +257,7 @@ def source_alerts(
     rule = rules.reasons["source_supervision"]
     out = []
     for sid, c in sorted(counts.items()):
-        n = (c.weekly_over or {}).get(week, 0)
+        n = c.weekly_over.get(week, 0)
         if n < threshold:
             continue
         source = registry.sources[sid]

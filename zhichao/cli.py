@@ -500,15 +500,15 @@ def track(
     at a weigh site in time order, with its weighing and case."""
     import psycopg
 
-    from sinks.records.track import BadPlate, day_bounds
+    from sinks.records.track import TrackError, day_bounds
     from sinks.records.track import track as track_of
 
     try:
         start, end = day_bounds(first, last)
         registry = load_registry(_registry_path(registry_path))
-        with psycopg.connect(records_cli.store_dsn()) as conn:
+        with psycopg.connect(records_cli.checked_store()) as conn:
             found = track_of(conn, registry, plate, start, end)
-    except (BadPlate, RegistryError, psycopg.Error) as exc:
+    except (TrackError, RegistryError, psycopg.Error) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         for row in found:
@@ -546,13 +546,7 @@ def track(
     type=click.IntRange(1),
     help="over-limit times of a repeat offender",
 )
-@click.option(
-    "--registry",
-    "registry_path",
-    default="example-city",
-    show_default=True,
-    help="city name or YAML",
-)
+@city_registry
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def report(
     quarter: str | None,
@@ -570,7 +564,6 @@ def report(
 
     from sinks.records.analysis import Period, PeriodError, build_report
     from sinks.records.kpis import TargetsError
-    from sinks.records.migrate import WrongSchema, check
     from sinks.records.sources import SourceRulesError
     from zhichao.report import write_report
 
@@ -590,13 +583,12 @@ def report(
         raise click.ClickException(str(exc)) from exc
     if site is not None and site not in registry.sites:
         raise click.ClickException(f"站点 {site!r} 不在登记册中（{', '.join(registry.sites)}）")
-    dsn = records_cli.store_dsn()
+    dsn = records_cli.checked_store()
     try:
-        check(dsn)
         with psycopg.connect(dsn) as conn:
             built = build_report(conn, registry, period, site, repeat_min)
         files = write_report(built, out)
-    except (WrongSchema, psycopg.Error, SourceRulesError, TargetsError, OSError) as exc:
+    except (psycopg.Error, SourceRulesError, TargetsError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     for path in (files.html, files.pdf, files.xlsx):
         click.echo(str(path))

@@ -13,7 +13,7 @@ truck-days of that week reach ``weekly_overlimit_trucks``.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,10 @@ def week_of(day: dt.date) -> str:
 class SourceCounts:
     trucks: int = 0  # truck-days first weighed near the source
     over: int = 0  # of them, over the limit that day
-    weekly_over: dict[str, int] | None = None
+    weekly_over: dict[str, int] = field(default_factory=dict)  # ISO week -> over-limit
 
     def week_max(self) -> tuple[str, int]:
-        weeks = self.weekly_over or {}
+        weeks = self.weekly_over
         week = max(weeks, key=lambda w: (weeks[w], w), default="")
         if not week or not weeks[week]:
             return ("", 0)  # no over-limit truck-day in any week: no worst week to name
@@ -126,7 +126,7 @@ def counts_of(
     registry: Registry, rows: list[tuple[str, dt.date, int, int]], rules: SourceRules
 ) -> dict[str, SourceCounts]:
     """``TRUCK_DAYS``'s rows per source (``source_counts``)."""
-    out = {sid: SourceCounts(weekly_over={}) for sid in registry.sources}
+    out = {sid: SourceCounts() for sid in registry.sources}
     for site_id, day, trucks, over in rows:
         source = source_of_site(registry, site_id, rules)
         if source is None:

@@ -28,8 +28,8 @@ SELECT s.sighting_id, s.seen_at, s.site_id, s.lane, s.direction, s.vehicle_class
 """
 
 
-class BadPlate(ValueError):
-    pass
+class TrackError(ValueError):
+    """A plate or a day that cannot be searched on: the message says what was expected."""
 
 
 def day_bounds(first: str | None, last: str | None) -> tuple[dt.datetime | None, ...]:
@@ -40,7 +40,7 @@ def day_bounds(first: str | None, last: str | None) -> tuple[dt.datetime | None,
         try:
             d = dt.date.fromisoformat(text)
         except ValueError as exc:
-            raise BadPlate(f"日期应写作 2026-03-01，而不是 {text!r}") from exc
+            raise TrackError(f"日期应写作 2026-03-01，而不是 {text!r}") from exc
         return dt.datetime(d.year, d.month, d.day, tzinfo=CHINA) + dt.timedelta(days=days)
 
     return (at(first, 0) if first else None, at(last, 1) if last else None)
@@ -56,7 +56,7 @@ def track(
     """The plate's sightings from ``start`` to ``end`` (open when None), oldest first."""
     wanted = normalise(plate)
     if not wanted or "?" in wanted:
-        raise BadPlate(f"{plate!r} 不是车牌号码")
+        raise TrackError(f"{plate!r} 不是车牌号码")
     cur = conn.cursor(row_factory=dict_row)
     rows = cur.execute(TRACK, {"plate": wanted, "start": start, "end": end}).fetchall()
     out = []
